@@ -1,0 +1,204 @@
+"""The `facecheck` command (see CONTRACT.md): exit 0 success, 2 bad input/config, 1 other failures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edge import __version__
+from edge.config import Config, ConfigError, LogConfig, load_config
+from edge.enroll import InputError
+
+log = logging.getLogger("facecheck")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class NotInstalled(Exception):
+    """A capability another part of the project provides, not in this build."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facecheck", description="Touchless face + gesture attendance at the door.")
+    parser.add_argument("--version", action="version", version=f"facecheck {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("-c", "--config", help="config file (default ./config.yaml, then /etc/facecheck/config.yaml)")
+        return p
+
+    with_config(sub.add_parser("run", help="run the daemon"))
+    demo = sub.add_parser("demo", help="the whole pipeline on the shipped sample photos; no camera or broker needed")
+    demo.add_argument("--model", type=Path, help="FaceNet .tflite (default: the one config.yaml names, else models/)")
+    demo.add_argument("--keep", type=Path, help="keep the demo's state and frames in this folder")
+
+    enroll = with_config(sub.add_parser("enroll", help="enrol one person from photos, or one per sub-folder"))
+    enroll.add_argument("--name", help="the person's name")
+    enroll.add_argument("--id", dest="person_id", help="the person's id (default: existing id of NAME, else new)")
+    enroll.add_argument("--folders", type=Path, help="a folder with one sub-folder of photos per person")
+    enroll.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photos or folders of photos")
+
+    roster = with_config(sub.add_parser("roster", help="list or remove enrolled people"))
+    roster_sub = roster.add_subparsers(dest="roster_command", required=True)
+    roster_sub.add_parser("list", help="list enrolled people")
+    remove = roster_sub.add_parser("remove", help="erase a person's embeddings")
+    remove.add_argument("person_id", metavar="ID")
+
+    identify = with_config(sub.add_parser("identify", help="who is in these images (JSON per image)"))
+    identify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    gesture = with_config(sub.add_parser("gesture", help="which gesture these images show (JSON per image)"))
+    gesture.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    with_config(sub.add_parser("doctor", help="check camera, models, gallery, broker and disk"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"facecheck: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InputError as exc:
+        print(f"facecheck: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NotInstalled as exc:
+        print(f"facecheck: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # refused inputs surface with their own types below
+        from edge.camera import SourceError
+        from edge.inference.gallery import GalleryError
+        from edge.inference.tflite import ModelError
+        from edge.outbox import OutboxError
+
+        if isinstance(exc, (ModelError, GalleryError, SourceError, OutboxError)):
+            print(f"facecheck: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _config(args) -> Config:
+    from edge.logs import setup_logging
+
+    config = load_config(getattr(args, "config", None))
+    setup_logging(config.log)
+    return config
+
+
+def _dispatch(args) -> int:
+    if args.command == "run":
+        from edge.daemon import Daemon
+
+        daemon = Daemon(_config(args))
+        daemon.install_signal_handlers()
+        return daemon.run()
+    if args.command == "demo":
+        from edge.demo import run_demo
+        from edge.logs import setup_logging
+
+        setup_logging(LogConfig(level="warning"))
+        return run_demo(args.model, args.keep)
+    if args.command == "enroll":
+        return _enroll(args)
+    if args.command == "roster":
+        return _roster(args)
+    if args.command == "identify":
+        return _identify(args)
+    if args.command == "gesture":
+        raise NotInstalled("`facecheck gesture` needs the pose/gesture stage, which this build does not include yet")
+    if args.command == "doctor":
+        raise NotInstalled("`facecheck doctor` is not in this build yet")
+    raise AssertionError(args.command)
+
+
+def _enroll(args) -> int:
+    from edge.app import build_identifier
+    from edge.enroll import enrol
+
+    if bool(args.folders) == bool(args.name):
+        raise InputError("enroll takes --name NAME PATH... for one person, or --folders DIR (one sub-folder each)")
+    if args.name and not args.paths:
+        raise InputError("enroll --name NAME needs at least one photo or folder PATH")
+    config = _config(args)
+    identifier = build_identifier(config, with_matcher=False)
+    if args.folders:
+        if not args.folders.is_dir():
+            raise InputError(f"--folders {args.folders}: not a folder")
+        people = [(d.name, [d]) for d in sorted(args.folders.iterdir()) if d.is_dir()]
+        if not people:
+            raise InputError(f"--folders {args.folders}: no sub-folders (one per person) inside")
+    else:
+        people = [(args.name, args.paths)]
+    failed = 0
+    for name, paths in people:
+        try:
+            report = enrol(identifier, config.matcher.gallery, name, paths,
+                           args.person_id if args.name else None, config.matcher.augmentations,
+                           progress=sys.stderr.isatty())
+        except InputError as exc:
+            if not args.folders:
+                raise
+            print(f"skipped {name}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for path, why in report.skipped.items():
+            print(f"skipped {path}: {why}", file=sys.stderr)
+        print(f"enrolled {report.name} as {report.person_id} from {len(report.used)} photo(s)")
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+def _roster(args) -> int:
+    from edge.inference.gallery import Gallery
+
+    config = _config(args)
+    path = config.matcher.gallery
+    if args.roster_command == "list":
+        if not path.exists():
+            print(f"no one enrolled yet ({path} does not exist)", file=sys.stderr)
+            return EXIT_OK
+        gallery = Gallery.load(path)
+        counts = gallery.counts()
+        for pid, name in zip(gallery.person_ids, gallery.names):
+            photos, total = counts[pid]
+            print(json.dumps({"person_id": pid, "name": name, "photos": photos, "embeddings": total}))
+        return EXIT_OK
+    gallery = Gallery.load(path)
+    if args.person_id not in gallery.person_ids:
+        raise InputError(f"roster remove: no person with id {args.person_id!r} in {path} (see `facecheck roster list`)")
+    name = gallery.name_of(args.person_id)
+    gallery.remove(args.person_id)
+    gallery.save(path)
+    print(f"removed {name} ({args.person_id}) and all their embeddings")
+    return EXIT_OK
+
+
+def _identify(args) -> int:
+    from edge.app import build_identifier
+    from edge.enroll import read_image
+
+    config = _config(args)
+    identifier = build_identifier(config)
+    status = EXIT_OK
+    for path in args.images:
+        try:
+            image = read_image(path)
+        except InputError as exc:
+            print(json.dumps({"image": str(path), "faces": [], "error": str(exc)}))
+            print(f"facecheck: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        faces = []
+        for face in identifier.faces(image):
+            match = identifier.match(identifier.embed(image, face))
+            faces.append({"box": list(face.box), **match.as_dict()})
+        print(json.dumps({"image": str(path), "faces": faces}), flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""Typed, validated configuration: the YAML file is read once here and nowhere else.
+
+Every other module receives these frozen objects. Validation errors are turned into a
+`ConfigError` that names the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/facecheck/config.yaml"))
+ENV_PREFIX = "FACECHECK_"
+
+
+class ConfigError(Exception):
+    """A config problem the operator must fix; the CLI prints it and exits 2."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- camera
+
+
+class _CameraBase(_Model):
+    width: int = Field(640, ge=64, le=7680, description="Requested frame width in pixels.")
+    height: int = Field(480, ge=48, le=4320, description="Requested frame height in pixels.")
+    fps: float = Field(15.0, gt=0, le=240, description="Requested (or replayed) frames per second.")
+    reconnect_initial_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    rotate: Literal[0, 90, 180, 270] = 0
+
+
+class V4L2Camera(_CameraBase):
+    kind: Literal["v4l2"]
+    device: Union[int, str] = Field(0, description="Index (0) or device node (/dev/video0).")
+
+
+class UrlCamera(_CameraBase):
+    kind: Literal["url"]
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not re.match(r"^(rtsp|rtsps|http|https|rtmp|udp|tcp)://", value):
+            raise ValueError("must start with rtsp://, rtsps://, http://, https://, rtmp://, udp:// or tcp://")
+        return value
+
+
+class GStreamerCamera(_CameraBase):
+    kind: Literal["gstreamer"]
+    pipeline: str = Field(description="A GStreamer pipeline ending in 'appsink' (Jetson CSI: nvarguscamerasrc ...).")
+
+    @field_validator("pipeline")
+    @classmethod
+    def _appsink(cls, value: str) -> str:
+        if "appsink" not in value:
+            raise ValueError("must end in an appsink element, e.g. '... ! videoconvert ! appsink'")
+        return value
+
+
+class FileCamera(_CameraBase):
+    kind: Literal["file"]
+    path: Path
+    loop: bool = False
+    realtime: bool = Field(True, description="Pace playback at the file's fps (false: as fast as decoded).")
+
+
+class ReplayCamera(_CameraBase):
+    kind: Literal["replay"]
+    path: str = Field(description="A folder of images, or a glob such as 'frames/*.jpg'.")
+    loop: bool = False
+    realtime: bool = Field(True, description="Pace replay at fps (false: as fast as the pipeline takes them).")
+
+
+class PiCamera(_CameraBase):
+    kind: Literal["picamera2"]
+    camera_index: int = Field(0, ge=0)
+
+
+CameraConfig = Annotated[
+    Union[V4L2Camera, UrlCamera, GStreamerCamera, FileCamera, ReplayCamera, PiCamera],
+    Field(discriminator="kind"),
+]
+
+
+# --------------------------------------------------------------------------- inference
+
+
+class DetectorConfig(_Model):
+    model: Literal["short_range", "full_range"] = Field(
+        "short_range", description="short_range: faces within ~2 m (doors); full_range: up to ~5 m (rooms)."
+    )
+    min_confidence: float = Field(0.6, gt=0, lt=1)
+    min_face_px: int = Field(40, ge=8, le=2000, description="Smaller faces are ignored (too few pixels to identify).")
+    threads: int = Field(0, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
+
+
+class EmbedderConfig(_Model):
+    model: Path = Field(Path("models/facenet-float16.tflite"), description="FaceNet .tflite built by facecheck-convert.")
+    threads: int = Field(0, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
+    margin: float = Field(0.2, ge=0, le=1, description="Extra context around the aligned face, as a fraction.")
+
+
+class MatcherConfig(_Model):
+    kind: Literal["auto", "svc", "nearest"] = Field(
+        "auto", description="svc: the seed's SVC (small rosters); nearest: nearest neighbour (10k+); auto picks."
+    )
+    gallery: Path = Field(Path("state/gallery.npz"))
+    distance_threshold: float | None = Field(
+        None, gt=0, le=2, description="Max L2 distance to the person's enrolled embeddings; null = calibrated."
+    )
+    svc_max_identities: int = Field(2000, ge=2, description="auto uses the SVC up to this many people.")
+    augmentations: int = Field(20, ge=0, le=100, description="Augmented variants embedded per enrolment photo.")
+
+
+class GestureConfig(_Model):
+    classifier: Literal["rules", "trained"] = "rules"
+    trained_model: Path = Field(Path("state/gestures.npz"))
+    min_visibility: float = Field(0.5, ge=0, le=1, description="Landmarks seen less surely than this are ignored.")
+    idle_pose_every_n_frames: int = Field(0, ge=0, description="Pose rate when nobody awaits confirmation; 0 = never.")
+
+
+class ConfirmationConfig(_Model):
+    require_gesture: bool = Field(True, description="false: a recognised face checks in without a gesture.")
+    timeout_s: float = Field(8.0, gt=0, le=120)
+    hold_frames: int = Field(3, ge=1, le=100, description="Frames the O or X gesture must be held.")
+    recognise_frames: int = Field(2, ge=1, le=100, description="Frames a face must be recognised before asking.")
+    unknown_frames: int = Field(10, ge=1, le=1000, description="Frames a face must stay unknown to report it.")
+    unknown_interval_s: float = Field(30.0, ge=0, description="At most one unknown_face event per interval.")
+    cooldown_s: float = Field(60.0, ge=0, description="No second check-in for the same person within this.")
+    include_embedding_on_capture: bool = True
+    include_image_on_capture: bool = Field(False, description="Opt in to a JPEG of the face on capture events.")
+
+
+# --------------------------------------------------------------------------- MQTT and outbox
+
+
+class TlsConfig(_Model):
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = Field(False, description="Never in production: disables hostname verification.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        return self
+
+
+class MqttConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    base_topic: str | None = Field(None, description="Default facecheck/<device_id>.")
+    client_id: str | None = Field(None, description="Default facecheck-<device_id>.")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    session_expiry_s: int = Field(86400, ge=0, description="MQTT 5 persistent session lifetime.")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    health_interval_s: float = Field(30.0, gt=0)
+    username: str | None = None
+    password_file: Path | None = Field(None, description="File holding the password (or FACECHECK_MQTT_PASSWORD).")
+    tls: TlsConfig | None = None
+    max_command_bytes: int = Field(4_000_000, ge=1024, description="Larger command payloads are refused.")
+
+    @field_validator("base_topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c in value for c in "#+") or value.endswith("/")):
+            raise ValueError("must be a non-empty topic without wildcards (# +) or a trailing '/'")
+        return value
+
+
+class OutboxConfig(_Model):
+    path: Path = Path("state/outbox.sqlite")
+    max_events: int = Field(100_000, ge=100, description="Beyond this the outbox warns loudly; it never drops.")
+    max_age_days: float = Field(30.0, gt=0, description="Older undelivered events are warned about, not dropped.")
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    stage_timing_every_s: float = Field(10.0, ge=0, description="Log per-stage timing this often; 0 = never.")
+
+
+class SinksConfig(_Model):
+    stdout: bool = Field(False, description="Also print each event as a JSON line on stdout.")
+
+
+class Config(_Model):
+    device_id: str = Field("door-1", description="Unique per device; also FACECHECK_DEVICE_ID.")
+    camera: CameraConfig = Field(default_factory=lambda: V4L2Camera(kind="v4l2"))
+    detector: DetectorConfig = DetectorConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    matcher: MatcherConfig = MatcherConfig()
+    gestures: GestureConfig = GestureConfig()
+    confirmation: ConfirmationConfig = ConfirmationConfig()
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    sinks: SinksConfig = SinksConfig()
+    log: LogConfig = LogConfig()
+    source_path: Path | None = Field(None, exclude=True, description="Set by the loader, not the file.")
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-' (it becomes part of MQTT topics)")
+        return value
+
+    @property
+    def base_topic(self) -> str:
+        return self.mqtt.base_topic or f"facecheck/{self.device_id}"
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"facecheck-{self.device_id}"
+
+
+# --------------------------------------------------------------------------- loading
+
+_PATH_KEYS = (
+    ("embedder", "model"),
+    ("matcher", "gallery"),
+    ("gestures", "trained_model"),
+    ("outbox", "path"),
+    ("mqtt", "password_file"),
+    ("mqtt", "tls", "ca_file"),
+    ("mqtt", "tls", "cert_file"),
+    ("mqtt", "tls", "key_file"),
+    ("camera", "path"),
+)
+
+
+def find_config(explicit: str | os.PathLike | None) -> Path | None:
+    """The explicit path, else ./config.yaml, else /etc/facecheck/config.yaml, else None (defaults)."""
+    if explicit is not None:
+        return Path(explicit)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read, validate and resolve a config file (relative paths are relative to the file)."""
+    env = dict(os.environ if env is None else env)
+    resolved = find_config(path)
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if resolved is not None:
+        try:
+            text = resolved.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{resolved}: config file not found; pass -c PATH or copy config.yaml there") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{resolved}: cannot read config file: {exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{resolved}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{resolved}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+        raw = loaded
+        base = resolved.resolve().parent
+    return config_from_dict(raw, base_dir=base, env=env, source=resolved)
+
+
+def config_from_dict(
+    raw: dict[str, Any], base_dir: Path, env: dict[str, str] | None = None, source: Path | None = None
+) -> Config:
+    raw = _apply_env(dict(raw), env or {})
+    where = str(source) if source else "config"
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+    data = config.model_dump()
+    for keys in _PATH_KEYS:
+        _resolve_path(data, keys, base_dir)
+    data["source_path"] = source.resolve() if source else None
+    return Config.model_validate(data)
+
+
+def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Environment overrides for what differs per device or is secret."""
+    if env.get(ENV_PREFIX + "DEVICE_ID"):
+        raw["device_id"] = env[ENV_PREFIX + "DEVICE_ID"]
+    if env.get(ENV_PREFIX + "MQTT_HOST"):
+        mqtt = dict(raw.get("mqtt") or {})
+        mqtt["host"] = env[ENV_PREFIX + "MQTT_HOST"]
+        raw["mqtt"] = mqtt
+    if env.get(ENV_PREFIX + "MQTT_USERNAME"):
+        mqtt = dict(raw.get("mqtt") or {})
+        mqtt["username"] = env[ENV_PREFIX + "MQTT_USERNAME"]
+        raw["mqtt"] = mqtt
+    return raw
+
+
+def _resolve_path(data: dict[str, Any], keys: tuple[str, ...], base_dir: Path) -> None:
+    node: Any = data
+    for key in keys[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return
+    last = keys[-1]
+    if not isinstance(node, dict) or node.get(last) is None:
+        return
+    value = node[last]
+    if isinstance(value, Path):
+        node[last] = value if value.is_absolute() else base_dir / value
+    elif isinstance(value, str) and keys == ("camera", "path") and not os.path.isabs(value):
+        node[last] = str(base_dir / value)
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    lines = [f"{where}: {exc.error_count()} problem(s):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        kind = err["type"]
+        value = err.get("input")
+        if kind == "extra_forbidden":
+            lines.append(f"  {key}: unknown key; remove it or check the spelling against config.yaml")
+            continue
+        if kind == "missing":
+            lines.append(f"  {key}: required key is missing; add it")
+            continue
+        if kind == "union_tag_invalid":
+            allowed = err.get("ctx", {}).get("expected_tags", "")
+            lines.append(f"  {key}.kind: {value.get('kind') if isinstance(value, dict) else value!r} is not a "
+                         f"camera kind; use one of {allowed}")
+            continue
+        if kind == "union_tag_not_found":
+            lines.append(f"  {key}: set 'kind' (v4l2, url, gstreamer, file, replay or picamera2)")
+            continue
+        shown = repr(value) if not isinstance(value, dict) else "a mapping"
+        lines.append(f"  {key}: {shown} is not allowed: {err['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Enrolment: photos -> one face each -> aligned, augmented, embedded -> added to the gallery atomically."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.camera.replay import IMAGE_SUFFIXES
+from edge.inference.align import align_face
+from edge.inference.augment import augment
+from edge.inference.gallery import Gallery, GalleryError, new_person_id
+from edge.pipeline import Identifier
+
+log = logging.getLogger(__name__)
+
+
+class InputError(Exception):
+    """Bad user input (a path, an image); the CLI prints it and exits 2."""
+
+
+@dataclass
+class EnrolReport:
+    person_id: str
+    name: str
+    used: list[Path] = field(default_factory=list)
+    skipped: dict[Path, str] = field(default_factory=dict)
+
+
+def image_paths(paths: list[Path]) -> list[Path]:
+    """Files as given plus the images inside folders given."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return found
+
+
+def read_image(path: Path) -> np.ndarray:
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise InputError(f"{path}: not an image OpenCV can read (JPEG, PNG, BMP, WebP)")
+    return image
+
+
+def embed_person(identifier: Identifier, paths: list[Path], augmentations: int,
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
+    """Embeddings for the photos that show exactly one usable face; the others with the reason."""
+    vectors, original, used, skipped = [], [], [], {}
+    for n, path in enumerate(paths, 1):
+        if progress:
+            _progress(n, len(paths), path.name)
+        try:
+            image = read_image(path)
+        except InputError as exc:
+            skipped[path] = str(exc)
+            continue
+        faces = identifier.faces(image)
+        if not faces:
+            skipped[path] = "no face found (or smaller than detector.min_face_px)"
+            continue
+        if len(faces) > 1:
+            skipped[path] = f"{len(faces)} faces; enrolment photos must show one person"
+            continue
+        face = faces[0]
+        vectors.append(identifier.embed(image, face))
+        original.append(True)
+        aligned = align_face(image, face, identifier.embedder.input_size, identifier.margin)
+        for variant in augment(aligned, augmentations, seed=n):
+            vectors.append(identifier.embedder.embed(variant))
+            original.append(False)
+        used.append(path)
+    if progress:
+        sys.stderr.write("\n")
+    if not vectors:
+        return np.zeros((0, identifier.embedder.dim), np.float32), np.zeros(0, bool), used, skipped
+    return np.stack(vectors), np.array(original), used, skipped
+
+
+def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Path], person_id: str | None,
+          augmentations: int, progress: bool = False) -> EnrolReport:
+    embedder = identifier.embedder
+    gallery = Gallery.load_or_new(gallery_path, embedder.model_id, embedder.dim)
+    if person_id is None:
+        existing = [pid for pid, n in zip(gallery.person_ids, gallery.names) if n == name]
+        person_id = existing[0] if existing else new_person_id()
+    report = EnrolReport(person_id, name)
+    vectors, original, report.used, report.skipped = embed_person(identifier, image_paths(paths), augmentations,
+                                                                  progress)
+    if not report.used:
+        reasons = "; ".join(f"{p}: {why}" for p, why in report.skipped.items()) or "no images given"
+        raise InputError(f"no usable photo of {name}: {reasons}")
+    try:
+        gallery.add(person_id, name, vectors, original, embedder.model_id)
+    except GalleryError as exc:
+        raise InputError(str(exc)) from None
+    gallery.save(gallery_path)
+    return report
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:40]:<40}")
+    sys.stderr.flush()

@@ -1,0 +1,1 @@
+"""On-device inference stages: detector, aligner, embedder, matcher, pose and gestures."""

@@ -1,0 +1,137 @@
+"""Face detection with MediaPipe's BlazeFace models, run directly by the TFLite interpreter.
+
+Running the shipped .tflite ourselves (instead of mediapipe's graph runtime) gives one interpreter
+API for every model, a thread count from the config, and the six keypoints alignment needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge.inference.tflite import TfliteModel, mediapipe_model
+
+# Keypoint order of BlazeFace: the subject's right eye, left eye, nose tip, mouth, right ear, left ear.
+RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    box: tuple[int, int, int, int]  # x, y, w, h in image pixels
+    score: float
+    keypoints: np.ndarray  # 6x2 float pixels
+
+    def contains(self, point: tuple[float, float]) -> bool:
+        x, y, w, h = self.box
+        return x <= point[0] <= x + w and y <= point[1] <= y + h
+
+
+class FaceDetector(Protocol):
+    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]: ...
+
+
+@dataclass(frozen=True)
+class _Spec:
+    file: str
+    size: int
+    strides: tuple[int, ...]
+    anchors_per_stride: tuple[int, ...]
+
+
+_SPECS = {
+    "short_range": _Spec("face_detection/face_detection_short_range.tflite", 128, (8, 16), (2, 6)),
+    "full_range": _Spec("face_detection/face_detection_full_range_sparse.tflite", 192, (4,), (1,)),
+}
+
+
+def ssd_anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
+    """Anchor centres (N x 2, normalised) in the order MediaPipe's SsdAnchorsCalculator makes them."""
+    centres = []
+    for stride, count in zip(strides, per_cell):
+        cells = int(np.ceil(size / stride))
+        ys, xs = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+        grid = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 2)
+        centres.append(np.repeat(grid, count, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
+    """Resize keeping aspect ratio into a size x size square; returns image, scale, pad x, pad y."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    pad_x, pad_y = (size - nw) // 2, (size - nh) // 2
+    canvas = np.zeros((size, size, 3), dtype=np.uint8)
+    canvas[pad_y:pad_y + nh, pad_x:pad_x + nw] = resized
+    return canvas, scale, pad_x, pad_y
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou: float):
+    """MediaPipe's weighted non-max suppression: overlapping detections are averaged by score."""
+    order = np.argsort(-scores)
+    kept = []
+    while order.size:
+        top = order[0]
+        x1 = np.maximum(boxes[top, 0], boxes[order, 0])
+        y1 = np.maximum(boxes[top, 1], boxes[order, 1])
+        x2 = np.minimum(boxes[top, 2], boxes[order, 2])
+        y2 = np.minimum(boxes[top, 3], boxes[order, 3])
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        area = (boxes[order, 2] - boxes[order, 0]) * (boxes[order, 3] - boxes[order, 1])
+        area_top = area[0]
+        overlap = inter / np.maximum(area_top + area - inter, 1e-9)
+        group = order[overlap >= iou]
+        weights = scores[group][:, None]
+        box = (boxes[group] * weights).sum(0) / weights.sum()
+        kps = (keypoints[group] * weights[:, :, None]).sum(0) / weights.sum()
+        kept.append((box, float(scores[top]), kps))
+        order = order[overlap < iou]
+    return kept
+
+
+class BlazeFaceDetector:
+    def __init__(self, model: str = "short_range", min_confidence: float = 0.6, min_face_px: int = 40,
+                 threads: int = 0, iou: float = 0.3):
+        spec = _SPECS[model]
+        self.spec = spec
+        self.model = TfliteModel(mediapipe_model(spec.file), threads)
+        self.model.expect_input((1, spec.size, spec.size, 3))
+        self.anchors = ssd_anchors(spec.size, spec.strides, spec.anchors_per_stride)
+        self.min_confidence = min_confidence
+        self.min_face_px = min_face_px
+        self.iou = iou
+        self.model_id = f"blazeface-{model}"
+
+    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
+        size = self.spec.size
+        boxed, scale, pad_x, pad_y = letterbox(image_bgr, size)
+        tensor = cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB).astype(np.float32)
+        tensor = (tensor / 127.5 - 1.0)[None]
+        outputs = self.model.run(tensor)
+        regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
+        logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+        hits = np.nonzero(scores >= self.min_confidence)[0]
+        if hits.size == 0:
+            return []
+        reg = regressors[hits] / size
+        anchors = self.anchors[hits]
+        cx, cy = reg[:, 0] + anchors[:, 0], reg[:, 1] + anchors[:, 1]
+        w, h = reg[:, 2], reg[:, 3]
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        kps = reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+        faces = []
+        img_h, img_w = image_bgr.shape[:2]
+        for box, score, points in weighted_nms(boxes, scores[hits], kps, self.iou):
+            px = (box * size - [pad_x, pad_y, pad_x, pad_y]) / scale
+            points = (points * size - [pad_x, pad_y]) / scale
+            x1, y1 = max(0.0, px[0]), max(0.0, px[1])
+            x2, y2 = min(float(img_w), px[2]), min(float(img_h), px[3])
+            if min(x2 - x1, y2 - y1) < self.min_face_px:
+                continue
+            faces.append(FaceBox((int(x1), int(y1), int(x2 - x1), int(y2 - y1)), score, points.astype(np.float32)))
+        return faces

@@ -1,0 +1,73 @@
+"""FaceNet embeddings from the converted .tflite, checked against its sidecar before use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge.inference.align import prewhiten
+from edge.inference.tflite import ModelError, TfliteModel
+
+
+class Embedder(Protocol):
+    model_id: str
+    input_size: int
+    dim: int
+
+    def embed(self, aligned_rgb: np.ndarray) -> np.ndarray: ...
+
+
+def sidecar_path(model: Path) -> Path:
+    return model.with_suffix(model.suffix + ".json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_sidecar(model: Path, verify_hash: bool = True) -> dict:
+    """The converter's sidecar, after checking it describes this exact file."""
+    side = sidecar_path(model)
+    if not model.is_file():
+        raise ModelError(f"{model}: model file not found; build it with `facecheck-convert facenet --out {model}`")
+    try:
+        meta = json.loads(side.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{side}: sidecar missing; rebuild the model with facecheck-convert") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{side}: unreadable sidecar ({exc}); rebuild the model with facecheck-convert") from None
+    needed = {"sha256", "model_id", "input_size", "embedding_size", "normalisation", "precision"}
+    if not isinstance(meta, dict) or not needed <= set(meta):
+        raise ModelError(f"{side}: sidecar lacks {sorted(needed - set(meta or {}))}; rebuild with facecheck-convert")
+    if verify_hash:
+        actual = file_sha256(model)
+        if actual != meta["sha256"]:
+            raise ModelError(f"{model}: sha256 {actual[:12]}… does not match its sidecar ({meta['sha256'][:12]}…); "
+                             "the file is corrupt or was replaced: rebuild it with facecheck-convert")
+    if meta["normalisation"] != "prewhiten":
+        raise ModelError(f"{side}: normalisation {meta['normalisation']!r} is not supported (expected 'prewhiten')")
+    return meta
+
+
+class FaceNetEmbedder:
+    def __init__(self, model: Path, threads: int = 0, verify_hash: bool = True):
+        meta = read_sidecar(model, verify_hash)
+        self.meta = meta
+        self.model_id: str = meta["model_id"]
+        self.input_size: int = int(meta["input_size"])
+        self.dim: int = int(meta["embedding_size"])
+        self.model = TfliteModel(model, threads)
+        self.model.expect_input((1, self.input_size, self.input_size, 3))
+
+    def embed(self, aligned_rgb: np.ndarray) -> np.ndarray:
+        """L2-normalised embedding of one aligned RGB crop."""
+        out = self.model.run(prewhiten(aligned_rgb)[None])[0][0].astype(np.float32)
+        return out / max(float(np.linalg.norm(out)), 1e-12)

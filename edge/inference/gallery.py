@@ -1,0 +1,167 @@
+"""The enrolled roster: embeddings, person ids and names, persisted without pickle and written atomically.
+
+The file is a NumPy .npz read with allow_pickle=False, so loading a gallery can never run code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class GalleryError(Exception):
+    """A gallery file is corrupt, from another model, or an operation on it is invalid."""
+
+
+@dataclass
+class Gallery:
+    model_id: str
+    dim: int
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # N x dim, L2-normalised
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # N, index into person_ids
+    original: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # N, False for augmented variants
+    person_ids: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        if self.embeddings.size == 0:
+            self.embeddings = np.zeros((0, self.dim), np.float32)
+
+    @property
+    def people(self) -> int:
+        return len(self.person_ids)
+
+    def name_of(self, person_id: str) -> str:
+        return self.names[self.person_ids.index(person_id)]
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """person_id -> (photos, embeddings including augmented)."""
+        result = {}
+        for i, pid in enumerate(self.person_ids):
+            mask = self.labels == i
+            result[pid] = (int((mask & self.original).sum()), int(mask.sum()))
+        return result
+
+    def add(self, person_id: str, name: str, embeddings: np.ndarray, original: np.ndarray, model_id: str) -> None:
+        if model_id != self.model_id:
+            raise GalleryError(f"embeddings from model {model_id!r} cannot join a gallery of model {self.model_id!r}")
+        embeddings = np.asarray(embeddings, np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.dim or len(embeddings) == 0:
+            raise GalleryError(f"expected N x {self.dim} embeddings, got {embeddings.shape}")
+        if person_id in self.person_ids:
+            index = self.person_ids.index(person_id)
+            self.names[index] = name
+        else:
+            index = len(self.person_ids)
+            self.person_ids.append(person_id)
+            self.names.append(name)
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        self.embeddings = np.concatenate([self.embeddings, embeddings / np.maximum(norms, 1e-12)])
+        self.labels = np.concatenate([self.labels, np.full(len(embeddings), index, np.int32)])
+        self.original = np.concatenate([self.original, np.asarray(original, bool)])
+        self.version += 1
+
+    def remove(self, person_id: str) -> None:
+        """Erase a person: every embedding of theirs leaves the gallery."""
+        if person_id not in self.person_ids:
+            raise GalleryError(f"no person with id {person_id!r} in the roster")
+        index = self.person_ids.index(person_id)
+        keep = self.labels != index
+        self.embeddings, self.original = self.embeddings[keep], self.original[keep]
+        labels = self.labels[keep]
+        self.labels = np.where(labels > index, labels - 1, labels).astype(np.int32)
+        del self.person_ids[index], self.names[index]
+        self.version += 1
+
+    def save(self, path: Path) -> None:
+        """Atomic: a reader sees the old file or the new one, never half of one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".gallery-", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(
+                    handle,
+                    format_version=np.int32(FORMAT_VERSION),
+                    model_id=np.str_(self.model_id),
+                    dim=np.int32(self.dim),
+                    version=np.int64(self.version),
+                    embeddings=self.embeddings.astype(np.float32),
+                    labels=self.labels.astype(np.int32),
+                    original=self.original.astype(bool),
+                    person_ids=np.array(self.person_ids, dtype=np.str_),
+                    names=np.array(self.names, dtype=np.str_),
+                )
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> "Gallery":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                fields = {key: data[key] for key in data.files}
+        except FileNotFoundError:
+            raise GalleryError(f"{path}: gallery file not found; enrol people with `facecheck enroll`") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise GalleryError(f"{path}: not a readable gallery ({exc}); restore a backup or re-enrol") from None
+        needed = {"format_version", "model_id", "dim", "version", "embeddings", "labels", "original", "person_ids", "names"}
+        if not needed <= set(fields):
+            raise GalleryError(f"{path}: gallery lacks {sorted(needed - set(fields))}; restore a backup or re-enrol")
+        if int(fields["format_version"]) != FORMAT_VERSION:
+            raise GalleryError(f"{path}: gallery format {int(fields['format_version'])}, this build reads {FORMAT_VERSION}")
+        dim = int(fields["dim"])
+        embeddings, labels = fields["embeddings"], fields["labels"]
+        person_ids, names = [str(s) for s in fields["person_ids"]], [str(s) for s in fields["names"]]
+        consistent = (
+            embeddings.ndim == 2 and embeddings.shape[1] == dim and embeddings.dtype == np.float32
+            and labels.shape == (len(embeddings),) and fields["original"].shape == (len(embeddings),)
+            and len(person_ids) == len(names) and len(set(person_ids)) == len(person_ids)
+            and (labels.size == 0 or (labels.min() >= 0 and labels.max() < len(person_ids)))
+            and np.isfinite(embeddings).all()
+        )
+        if not consistent:
+            raise GalleryError(f"{path}: gallery arrays are inconsistent (corrupt file); restore a backup or re-enrol")
+        return cls(model_id=str(fields["model_id"]), dim=dim, embeddings=embeddings, labels=labels.astype(np.int32),
+                   original=fields["original"].astype(bool), person_ids=person_ids, names=names,
+                   version=int(fields["version"]))
+
+    @classmethod
+    def load_or_new(cls, path: Path, model_id: str, dim: int) -> "Gallery":
+        """The gallery at path (which must match model_id), or an empty one if there is none yet."""
+        if not path.exists():
+            return cls(model_id=model_id, dim=dim)
+        gallery = cls.load(path)
+        gallery.require_model(model_id, path)
+        return gallery
+
+    def require_model(self, model_id: str, path: Path | str) -> None:
+        if self.model_id != model_id:
+            raise GalleryError(
+                f"{path}: gallery was enrolled with model {self.model_id!r} but the embedder is {model_id!r}; "
+                "re-enrol with this model or point embedder.model at the original one"
+            )
+
+
+def new_person_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

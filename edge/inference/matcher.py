@@ -1,0 +1,148 @@
+"""Identity from an embedding, with open-set rejection: a stranger is `unknown`, never somebody else.
+
+Two matchers share one rule for `known`: the chosen person's nearest enrolled embedding must lie
+within the distance threshold. The SVC (the seed's recipe) chooses among a small roster; the
+nearest-neighbour matcher chooses by distance and stays fast at 100k identities.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from edge.inference.gallery import Gallery
+
+log = logging.getLogger(__name__)
+
+# FaceNet (20180408, L2-normalised) same-person distances sit mostly below ~0.9 and different-person
+# ones above ~1.1; used when the roster is too small to calibrate.
+DEFAULT_THRESHOLD = 0.95
+THRESHOLD_RANGE = (0.7, 1.1)
+
+
+@dataclass(frozen=True)
+class Match:
+    known: bool
+    person_id: str | None
+    name: str | None
+    score: float  # matcher confidence in [0, 1]: SVC probability, or cosine similarity for nearest
+    distance: float  # L2 distance to the chosen person's nearest enrolled embedding
+
+    def as_dict(self) -> dict:
+        return {"known": self.known, "person_id": self.person_id, "name": self.name,
+                "score": round(self.score, 4), "distance": round(self.distance, 4)}
+
+
+UNKNOWN_EMPTY = Match(False, None, None, 0.0, 2.0)
+
+
+class Matcher(Protocol):
+    kind: str
+    threshold: float
+    gallery: Gallery
+
+    def match(self, embedding: np.ndarray) -> Match: ...
+
+
+def calibrate_threshold(gallery: Gallery) -> float:
+    """Halfway between how far a person's photos lie from each other and how close other people come.
+
+    Uses only original (non-augmented) embeddings; falls back to DEFAULT_THRESHOLD without at least
+    two people, and is clipped to THRESHOLD_RANGE so a tiny roster cannot set something absurd.
+    """
+    emb, labels = gallery.embeddings[gallery.original], gallery.labels[gallery.original]
+    if gallery.people < 2 or len(emb) < 3:
+        return DEFAULT_THRESHOLD
+    dist = np.sqrt(np.clip(2.0 - 2.0 * emb @ emb.T, 0.0, 4.0))
+    np.fill_diagonal(dist, np.inf)
+    same = labels[:, None] == labels[None, :]
+    inter = np.where(same, np.inf, dist).min(axis=1)
+    intra_rows = np.where(same, dist, np.inf).min(axis=1)
+    intra = intra_rows[np.isfinite(intra_rows)]
+    low = float(np.percentile(intra, 90)) if intra.size else DEFAULT_THRESHOLD - 0.2
+    high = float(np.percentile(inter, 5))
+    return float(np.clip((low + high) / 2.0, *THRESHOLD_RANGE))
+
+
+class _Base:
+    kind = "base"
+
+    def __init__(self, gallery: Gallery, threshold: float | None):
+        self.gallery = gallery
+        self.threshold = threshold if threshold is not None else calibrate_threshold(gallery)
+        # Per-person blocks for the open-set distance check.
+        order = np.argsort(gallery.labels, kind="stable")
+        self._sorted = gallery.embeddings[order]
+        bounds = np.searchsorted(gallery.labels[order], np.arange(gallery.people + 1))
+        self._bounds = bounds
+
+    def _distance_to(self, person: int, embedding: np.ndarray) -> float:
+        block = self._sorted[self._bounds[person]:self._bounds[person + 1]]
+        best = float(np.max(block @ embedding)) if len(block) else -1.0
+        return float(np.sqrt(max(0.0, 2.0 - 2.0 * best)))
+
+    def _result(self, person: int, score: float, distance: float) -> Match:
+        known = distance <= self.threshold
+        return Match(known, self.gallery.person_ids[person] if known else None,
+                     self.gallery.names[person] if known else None, float(score), float(distance))
+
+
+class NearestMatcher(_Base):
+    """Nearest neighbour over each person's original embeddings (one matrix product)."""
+
+    kind = "nearest"
+
+    def __init__(self, gallery: Gallery, threshold: float | None = None):
+        super().__init__(gallery, threshold)
+        mask = gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
+        self._matrix = np.ascontiguousarray(gallery.embeddings[mask], dtype=np.float32)
+        self._labels = gallery.labels[mask]
+
+    def match(self, embedding: np.ndarray) -> Match:
+        if len(self._matrix) == 0:
+            return UNKNOWN_EMPTY
+        sims = self._matrix @ embedding.astype(np.float32, copy=False)
+        best = int(np.argmax(sims))
+        person = int(self._labels[best])
+        distance = min(float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims[best])))), self._distance_to(person, embedding))
+        return self._result(person, max(0.0, float(sims[best])), distance)
+
+
+class SvcMatcher(_Base):
+    """The seed's classifier: a linear SVC over every (augmented) embedding, retrained at load."""
+
+    kind = "svc"
+
+    def __init__(self, gallery: Gallery, threshold: float | None = None):
+        super().__init__(gallery, threshold)
+        from sklearn.svm import SVC
+
+        if gallery.people < 2:
+            raise ValueError("the SVC needs at least two enrolled people")
+        self._svc = SVC(kernel="linear", probability=True, class_weight="balanced", random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._svc.fit(gallery.embeddings, gallery.labels)
+
+    def match(self, embedding: np.ndarray) -> Match:
+        probs = self._svc.predict_proba(embedding[None].astype(np.float64))[0]
+        best = int(np.argmax(probs))
+        person = int(self._svc.classes_[best])
+        return self._result(person, float(probs[best]), self._distance_to(person, embedding))
+
+
+def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None = None,
+                  svc_max_identities: int = 2000) -> Matcher:
+    """The configured matcher; `auto` uses the SVC for 2..svc_max_identities people, else nearest."""
+    if kind == "svc" and gallery.people < 2:
+        log.warning("matcher.kind svc needs two or more people (roster has %d); using nearest", gallery.people)
+        kind = "nearest"
+    if kind == "auto":
+        kind = "svc" if 2 <= gallery.people <= svc_max_identities else "nearest"
+    matcher: Matcher = SvcMatcher(gallery, threshold) if kind == "svc" else NearestMatcher(gallery, threshold)
+    log.info("matcher %s over %d people, distance threshold %.3f", matcher.kind, gallery.people, matcher.threshold)
+    return matcher

@@ -1,0 +1,55 @@
+"""Shared fixtures: the real converted models and the shipped sample photos."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+FACECHECK = [sys.executable, "-m", "edge"]
+
+
+def model_path(precision: str = "float16") -> Path:
+    path = MODELS / f"facenet-{precision}.tflite"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run scripts/bootstrap (it builds the models the tests use)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def facenet_model() -> Path:
+    return model_path("float16")
+
+
+@pytest.fixture
+def base_config(tmp_path: Path, facenet_model: Path) -> dict:
+    """A config dict for one test: real model, state under tmp_path, no broker."""
+    return {
+        "device_id": "test-door",
+        "camera": {"kind": "replay", "path": str(tmp_path / "frames"), "fps": 10, "realtime": False},
+        "embedder": {"model": str(facenet_model)},
+        "matcher": {"gallery": str(tmp_path / "state" / "gallery.npz"), "augmentations": 4},
+        "outbox": {"path": str(tmp_path / "state" / "outbox.sqlite")},
+        "confirmation": {"require_gesture": False},
+        "mqtt": {"enabled": False},
+        "log": {"stage_timing_every_s": 0},
+    }
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run([*FACECHECK, *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=kwargs.pop("cwd", ROOT), **kwargs)
