@@ -70,7 +70,7 @@ class Daemon:
         self.stop_requested.set()
 
     def run(self) -> int:
-        """Process frames until stopped or the source ends; 0 on a clean stop, 1 if the camera failed."""
+        """Process frames until stopped or the source ends; 0 on a clean stop, 2 if the camera is misconfigured."""
         self.capture.start()
         started = time.monotonic()
         last_timing = started
@@ -105,4 +105,5 @@ class Daemon:
             log.info("stopped after %d frames; timing: %s; outbox depth %d", self.frames, self.timer.line(),
                      self.outbox.depth())
             self.outbox.close()
-        return 1 if self.capture.error is not None else 0
+        # A source error is a configuration problem (bad path, missing backend): exit 2 like other bad input.
+        return 2 if self.capture.error is not None else 0

@@ -1,0 +1,88 @@
+"""`facecheck run` end to end on replayed frames: events out, timing logged, clean stop on SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from edge.demo import render_clip
+from tests.conftest import ROOT, run_cli, write_yaml
+
+
+def enrol_obama_and_biden(config_path):
+    from edge.samples import sample
+
+    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+        result = run_cli("enroll", "-c", str(config_path), "--name", name, *[str(sample(p)) for p in photos])
+        assert result.returncode == 0, result.stderr
+
+
+def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_path):
+    expected = render_clip(tmp_path / "frames")
+    base_config["sinks"] = {"stdout": True}
+    base_config["confirmation"] = {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0}
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    enrol_obama_and_biden(config)
+    result = run_cli("run", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["type"], e["name"]) for e in events] == [
+        ("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"), ("unknown_face", None)]
+    assert expected == ["Barack Obama", None, "Joe Biden", None]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert all(e["device_id"] == "test-door" and e["ts"].endswith("Z") for e in events)
+    assert "stopped after 92 frames" in result.stderr
+
+
+def test_run_logs_stage_timing_and_stops_cleanly_on_sigterm(base_config, tmp_path):
+    render_clip(tmp_path / "frames")
+    base_config["camera"] = {"kind": "replay", "path": str(tmp_path / "frames"), "fps": 20, "loop": True,
+                             "realtime": True}
+    base_config["log"] = {"stage_timing_every_s": 1}
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(config)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "timing: fps" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=20)
+    log = "".join(lines) + rest
+    assert proc.returncode == 0, log
+    timing = next(l for l in lines if "timing: fps" in l)
+    for stage in ("detect", "align", "embed", "match", "decide", "frame"):
+        assert stage in timing, timing
+    assert "SIGTERM received" in log
+    assert "stopped after" in log
+
+
+def test_run_with_a_missing_replay_folder_fails_with_the_path(base_config, tmp_path):
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    result = run_cli("run", "-c", str(config))
+    assert result.returncode == 2
+    assert str(tmp_path / "frames") in result.stderr
+
+
+def test_unbuilt_capabilities_say_so_and_exit_1(base_config, tmp_path):
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    result = run_cli("gesture", "-c", str(config), "x.jpg")
+    assert result.returncode == 1 and "not include" in result.stderr
+    gesture_needed = dict(base_config, confirmation={"require_gesture": True})
+    result = run_cli("run", "-c", str(write_yaml(tmp_path / "g.yaml", gesture_needed)))
+    assert result.returncode == 2 and "confirmation.require_gesture" in result.stderr
+
+
+def test_demo_recognises_the_sample_people():
+    result = run_cli("demo", timeout=300)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["type"], e["name"]) for e in events] == [
+        ("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"), ("unknown_face", None)]
+    assert "recognised and checked in: Barack Obama, Joe Biden" in result.stderr

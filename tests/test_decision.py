@@ -1,0 +1,126 @@
+"""The confirmation state machine driven through every path on synthetic timelines."""
+
+import numpy as np
+
+from edge.config import ConfirmationConfig
+from edge.decision import Confirmation, Observation
+
+FPS = 10
+
+
+def cfg(**kw):
+    base = dict(require_gesture=True, timeout_s=3, hold_frames=3, recognise_frames=2, unknown_frames=4,
+                unknown_interval_s=10, cooldown_s=60)
+    base.update(kw)
+    return ConfirmationConfig(**base)
+
+
+def alice(track=1, gesture=None, **kw):
+    return Observation(track, True, "p-alice", "Alice", 0.9, gesture, **kw)
+
+
+def bob(track=2, gesture=None):
+    return Observation(track, True, "p-bob", "Bob", 0.8, gesture)
+
+
+def stranger(track=3, gesture=None):
+    return Observation(track, False, None, None, 0.4, gesture)
+
+
+def play(machine, timeline, start=0):
+    """timeline: list of per-frame observation lists; returns (frame index, decision) pairs."""
+    out = []
+    for i, observations in enumerate(timeline, start):
+        for decision in machine.update(i / FPS, observations):
+            out.append((i, decision))
+    return out
+
+
+def test_confirm_gesture_held_checks_in():
+    machine = Confirmation(cfg())
+    timeline = [[alice()]] * 2 + [[alice(gesture="standby")]] * 3 + [[alice(gesture="confirm")]] * 3
+    decisions = play(machine, timeline)
+    assert [(i, d.type, d.name, d.gesture) for i, d in decisions] == [(7, "check_in", "Alice", "confirm")]
+    assert decisions[0][1].person_id == "p-alice"
+
+
+def test_gesture_must_be_held_for_consecutive_frames():
+    machine = Confirmation(cfg())
+    flicker = [[alice(gesture="confirm")], [alice(gesture="confirm")], [alice(gesture="none")]] * 3
+    assert play(machine, [[alice()]] * 2 + flicker) == []
+
+
+def test_reject_gesture_emits_rejected():
+    machine = Confirmation(cfg())
+    decisions = play(machine, [[alice()]] * 2 + [[alice(gesture="reject")]] * 3)
+    assert [(d.type, d.gesture) for _, d in decisions] == [("rejected", "reject")]
+
+
+def test_timeout_gives_no_check_in():
+    machine = Confirmation(cfg(timeout_s=1))
+    timeline = [[alice()]] * 2 + [[alice(gesture="standby")]] * 12 + [[alice(gesture="confirm")]] * 5
+    assert play(machine, timeline) == []
+
+
+def test_unknown_face_reported_once_then_rate_limited():
+    machine = Confirmation(cfg(unknown_interval_s=10))
+    decisions = play(machine, [[stranger(track=3)]] * 6)
+    assert [(i, d.type) for i, d in decisions] == [(3, "unknown_face")]
+    # a new stranger track 2 s later: within the interval, so not reported
+    later = play(machine, [[stranger(track=4)]] * 6, start=20)
+    assert later == []
+    # and one after the interval is
+    much_later = play(machine, [[stranger(track=5)]] * 6, start=200)
+    assert [d.type for _, d in much_later] == ["unknown_face"]
+
+
+def test_capture_event_carries_the_embedding_never_an_image():
+    machine = Confirmation(cfg())
+    emb = np.linspace(-1, 1, 8, dtype=np.float32)
+    decisions = play(machine, [[alice(embedding=emb)]] * 2 + [[alice(gesture="capture", embedding=emb)]] * 3)
+    (_, decision), = decisions
+    assert decision.type == "capture"
+    assert np.allclose(decision.extra["embedding"], emb, atol=1e-5)
+    assert "image" not in decision.extra
+
+
+def test_cooldown_stops_a_second_check_in():
+    machine = Confirmation(cfg(cooldown_s=60))
+    visit = [[alice()]] * 2 + [[alice(gesture="confirm")]] * 3
+    first = play(machine, visit)
+    assert len(first) == 1
+    # Alice leaves (no faces), comes back 10 s later on a new track: no new check-in
+    play(machine, [[]] * 3, start=10)
+    again = play(machine, [[alice(track=9)]] * 2 + [[alice(track=9, gesture="confirm")]] * 3, start=100)
+    assert again == []
+    # after the cooldown she can check in again
+    later = play(machine, [[alice(track=10)]] * 2 + [[alice(track=10, gesture="confirm")]] * 3, start=800)
+    assert [d.type for _, d in later] == ["check_in"]
+
+
+def test_two_people_are_tracked_separately():
+    machine = Confirmation(cfg())
+    timeline = ([[alice(), bob()]] * 2 + [[alice(gesture="confirm"), bob(gesture="reject")]] * 3)
+    decisions = play(machine, timeline)
+    assert sorted((d.name, d.type) for _, d in decisions) == [("Alice", "check_in"), ("Bob", "rejected")]
+
+
+def test_a_bystanders_gesture_cannot_confirm_someone_else():
+    # The pipeline attaches each gesture to the face its body belongs to: a bystander (stranger) making
+    # the O gesture puts "confirm" on the stranger's observation, never on Alice's.
+    machine = Confirmation(cfg())
+    timeline = [[alice(), stranger()]] * 2 + [[alice(gesture="none"), stranger(gesture="confirm")]] * 6
+    decisions = play(machine, timeline)
+    assert all(d.type != "check_in" for _, d in decisions)
+
+
+def test_without_required_gesture_recognition_alone_checks_in():
+    machine = Confirmation(cfg(require_gesture=False, recognise_frames=3))
+    decisions = play(machine, [[alice()]] * 5)
+    assert [(i, d.type, d.gesture) for i, d in decisions] == [(2, "check_in", None)]
+
+
+def test_identity_switch_restarts_recognition():
+    machine = Confirmation(cfg(require_gesture=False, recognise_frames=3))
+    flip = [[alice(track=1)], [Observation(1, True, "p-bob", "Bob", 0.8)], [alice(track=1)], [alice(track=1)]]
+    assert play(machine, flip) == []

@@ -1,0 +1,210 @@
+"""Face identity on real photographs with the real converted FaceNet and BlazeFace models."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.app import build_identifier
+from edge.config import config_from_dict
+from edge.enroll import InputError, enrol
+from edge.inference.embedder import FaceNetEmbedder, sidecar_path
+from edge.inference.gallery import Gallery, GalleryError
+from edge.inference.matcher import NearestMatcher, SvcMatcher, build_matcher, calibrate_threshold
+from edge.inference.tflite import ModelError
+from edge.samples import sample
+from tests.conftest import ROOT, run_cli, write_yaml
+
+
+@pytest.fixture
+def identifier(base_config, tmp_path):
+    config = config_from_dict(base_config, base_dir=tmp_path)
+    return config, build_identifier(config, with_matcher=False)
+
+
+def embed_photo(identifier, name):
+    from edge.enroll import read_image
+
+    image = read_image(sample(name))
+    faces = identifier.faces(image)
+    assert len(faces) == 1
+    return identifier.embed(image, faces[0])
+
+
+def enrolled(identifier_pair, people):
+    config, identifier = identifier_pair
+    for name, photos in people.items():
+        enrol(identifier, config.matcher.gallery, name, [sample(p) for p in photos], None,
+              config.matcher.augmentations)
+    return Gallery.load(config.matcher.gallery)
+
+
+def test_detector_finds_one_face_with_eyes_inside_the_box(identifier):
+    _, ident = identifier
+    from edge.enroll import read_image
+
+    faces = ident.faces(read_image(sample("obama-1.jpg")))
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.score > 0.8
+    assert face.contains(tuple(face.keypoints[0])) and face.contains(tuple(face.keypoints[1]))
+    x, y, w, h = face.box
+    assert 100 < w < 250 and 100 < h < 250
+
+
+def test_same_person_is_closer_than_different_people(identifier):
+    _, ident = identifier
+    obama = [embed_photo(ident, p) for p in ("obama-1.jpg", "obama-2.jpg", "obama-3.jpg")]
+    others = [embed_photo(ident, p) for p in ("biden-1.jpg", "collins-1.jpg", "cameraman.jpg")]
+    same = [np.linalg.norm(a - b) for i, a in enumerate(obama) for b in obama[i + 1:]]
+    different = [np.linalg.norm(a - b) for a in obama for b in others]
+    assert max(same) < min(different), (same, different)
+    assert all(abs(np.linalg.norm(v) - 1) < 1e-4 for v in obama)
+
+
+@pytest.mark.parametrize("matcher_cls", [SvcMatcher, NearestMatcher])
+def test_recognises_across_photos_and_rejects_strangers(identifier, matcher_cls):
+    gallery = enrolled(identifier, {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]})
+    matcher = matcher_cls(gallery)
+    _, ident = identifier
+    obama = matcher.match(embed_photo(ident, "obama-3.jpg"))  # a photo not used for enrolment
+    assert obama.known and obama.name == "Barack Obama"
+    partial = matcher.match(embed_photo(ident, "obama-partial.jpg"))
+    assert partial.known and partial.name == "Barack Obama"
+    for stranger in ("collins-1.jpg", "cameraman.jpg"):
+        result = matcher.match(embed_photo(ident, stranger))
+        assert not result.known and result.person_id is None and result.name is None, (stranger, result)
+        assert result.distance > matcher.threshold
+
+
+def test_removed_person_is_no_longer_matched(identifier):
+    config, ident = identifier
+    gallery = enrolled(identifier, {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]})
+    obama_id = gallery.person_ids[gallery.names.index("Barack Obama")]
+    gallery.remove(obama_id)
+    gallery.save(config.matcher.gallery)
+    reloaded = Gallery.load(config.matcher.gallery)
+    assert reloaded.names == ["Joe Biden"]
+    assert (reloaded.labels == 0).all()
+    result = build_matcher(reloaded).match(embed_photo(ident, "obama-3.jpg"))
+    assert not result.known
+
+
+def test_calibrated_threshold_lies_between_same_and_different(identifier):
+    gallery = enrolled(identifier, {"Barack Obama": ["obama-1.jpg", "obama-2.jpg", "obama-partial.jpg"],
+                                    "Joe Biden": ["biden-1.jpg"], "Eileen Collins": ["collins-1.jpg"]})
+    threshold = calibrate_threshold(gallery)
+    assert 0.7 <= threshold <= 1.0
+    assert build_matcher(gallery).kind == "svc"
+    assert build_matcher(gallery, "auto", svc_max_identities=2).kind == "nearest"
+
+
+def test_enrolment_skips_photos_without_exactly_one_face(identifier, tmp_path):
+    config, ident = identifier
+    blank = tmp_path / "blank.jpg"
+    import cv2
+
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    notimage = tmp_path / "notes.jpg"
+    notimage.write_text("hello")
+    report = enrol(ident, config.matcher.gallery, "Barack Obama", [sample("obama-1.jpg"), blank, notimage], None, 2)
+    assert report.used == [sample("obama-1.jpg")]
+    assert "no face" in report.skipped[blank]
+    assert "not an image" in report.skipped[notimage]
+    gallery = Gallery.load(config.matcher.gallery)
+    assert gallery.counts()[report.person_id] == (1, 3)
+    with pytest.raises(InputError, match="no usable photo"):
+        enrol(ident, config.matcher.gallery, "Nobody", [blank], None, 2)
+    assert Gallery.load(config.matcher.gallery).people == 1, "a failed enrolment writes nothing"
+
+
+def test_gallery_from_another_model_is_refused(identifier):
+    config, ident = identifier
+    enrolled(identifier, {"Joe Biden": ["biden-1.jpg"]})
+    with pytest.raises(GalleryError, match="enrolled with model"):
+        Gallery.load_or_new(config.matcher.gallery, "facenet-20180408-102900-int8", 512)
+
+
+def test_corrupt_gallery_is_refused_with_its_path(tmp_path):
+    path = tmp_path / "gallery.npz"
+    path.write_bytes(b"PK\x03\x04 definitely not a zip")
+    with pytest.raises(GalleryError, match=str(path)):
+        Gallery.load(path)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, format_version=np.array(1), model_id=np.array({"evil": 1}, dtype=object))
+    with pytest.raises(GalleryError, match=str(pickled)):
+        Gallery.load(pickled)
+
+
+def test_corrupt_or_replaced_model_is_refused(tmp_path, facenet_model):
+    copy = tmp_path / facenet_model.name
+    shutil.copy(facenet_model, copy)
+    shutil.copy(sidecar_path(facenet_model), sidecar_path(copy))
+    FaceNetEmbedder(copy)  # intact copy loads
+    with open(copy, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\xff" * 64)
+    with pytest.raises(ModelError, match="does not match its sidecar"):
+        FaceNetEmbedder(copy)
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"\x00" * 1000)
+    with pytest.raises(ModelError, match="sidecar missing"):
+        FaceNetEmbedder(garbage)
+    meta = json.loads(sidecar_path(facenet_model).read_text())
+    from edge.inference.embedder import file_sha256
+
+    meta["sha256"] = file_sha256(garbage)
+    sidecar_path(garbage).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="not a valid TFLite model"):
+        FaceNetEmbedder(garbage)
+
+
+def test_cli_enroll_identify_roster_round_trip(base_config, tmp_path):
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    result = run_cli("enroll", "-c", str(config), "--name", "Barack Obama", str(sample("obama-1.jpg")),
+                     str(sample("obama-2.jpg")))
+    assert result.returncode == 0, result.stderr
+    people = tmp_path / "people"
+    (people / "Joe Biden").mkdir(parents=True)
+    shutil.copy(sample("biden-1.jpg"), people / "Joe Biden")
+    result = run_cli("enroll", "-c", str(config), "--folders", str(people))
+    assert result.returncode == 0, result.stderr
+    listing = [json.loads(line) for line in run_cli("roster", "-c", str(config), "list").stdout.splitlines()]
+    assert sorted(p["name"] for p in listing) == ["Barack Obama", "Joe Biden"]
+    assert {p["name"]: p["photos"] for p in listing} == {"Barack Obama": 2, "Joe Biden": 1}
+
+    result = run_cli("identify", "-c", str(config), str(sample("obama-3.jpg")), str(sample("collins-1.jpg")))
+    assert result.returncode == 0, result.stderr
+    obama, collins = [json.loads(line) for line in result.stdout.splitlines()]
+    assert obama["image"] == str(sample("obama-3.jpg"))
+    face = obama["faces"][0]
+    assert face["known"] and face["name"] == "Barack Obama" and len(face["box"]) == 4
+    assert set(face) == {"box", "known", "person_id", "name", "score", "distance"}
+    assert collins["faces"][0]["known"] is False and collins["faces"][0]["person_id"] is None
+
+    obama_id = next(p["person_id"] for p in listing if p["name"] == "Barack Obama")
+    assert run_cli("roster", "-c", str(config), "remove", obama_id).returncode == 0
+    again = json.loads(run_cli("identify", "-c", str(config), str(sample("obama-3.jpg"))).stdout)
+    assert again["faces"][0]["known"] is False
+    missing = run_cli("roster", "-c", str(config), "remove", obama_id)
+    assert missing.returncode == 2 and obama_id in missing.stderr
+
+
+def test_cli_bad_inputs_exit_2_and_name_the_file(base_config, tmp_path):
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("no image here")
+    result = run_cli("identify", "-c", str(config), str(junk))
+    assert result.returncode == 2 and str(junk) in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("enroll", "-c", str(config), "--name", "X", str(tmp_path / "missing.jpg"))
+    assert result.returncode == 2 and "missing.jpg" in result.stderr
+    broken_model = dict(base_config, embedder={"model": str(tmp_path / "nope.tflite")})
+    result = run_cli("identify", "-c", str(write_yaml(tmp_path / "c2.yaml", broken_model)), str(junk))
+    assert result.returncode == 2 and "nope.tflite" in result.stderr
+    corrupt = tmp_path / "state" / "gallery.npz"
+    corrupt.parent.mkdir(parents=True, exist_ok=True)
+    corrupt.write_bytes(b"garbage")
+    result = run_cli("roster", "-c", str(config), "list")
+    assert result.returncode == 2 and str(corrupt) in result.stderr

@@ -1,0 +1,63 @@
+"""The durable outbox: seq survives restarts and deletions; nothing is dropped past its bounds."""
+
+import json
+import logging
+import subprocess
+import sys
+
+from edge.events import Decision, Event
+from edge.outbox import Outbox
+
+
+def test_seq_strictly_increases_across_restarts_and_acks(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    box = Outbox(path, "door-1")
+    first = [box.append(Decision("check_in", "p1", "Ann", 0.9)) for _ in range(3)]
+    assert [e.seq for e in first] == [1, 2, 3]
+    for e in first:
+        box.ack(e.seq)
+    assert box.depth() == 0
+    box.close()
+    box = Outbox(path, "door-1")
+    nxt = box.append(Decision("unknown_face"))
+    assert nxt.seq == 4, "a seq is never reused, even after every event was delivered"
+    assert len({e.event_id for e in first + [nxt]}) == 4
+
+
+def test_pending_is_in_order_and_round_trips_the_payload(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", "door-1")
+    made = [box.append(Decision("capture", "p1", "Ann", 0.5, "capture", {"track_id": i})) for i in range(5)]
+    box.ack(2)
+    pending = box.pending()
+    assert [e.seq for e in pending] == [1, 3, 4, 5]
+    assert pending[0] == made[0]
+    body = json.loads(pending[1].to_json())
+    assert body["track_id"] == 2 and body["type"] == "capture" and body["device_id"] == "door-1"
+    assert Event.from_json(pending[1].to_json()) == made[2]
+
+
+def test_over_the_bound_it_warns_and_keeps_everything(tmp_path, caplog):
+    box = Outbox(tmp_path / "o.sqlite", "door-1", max_events=100)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(105):
+            box.append(Decision("unknown_face"))
+    assert box.depth() == 105
+    assert "OUTBOX OVER ITS BOUND" in caplog.text
+
+
+def test_an_event_survives_kill_9_right_after_append(tmp_path):
+    path = tmp_path / "o.sqlite"
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from edge.outbox import Outbox\nfrom edge.events import Decision\n"
+        f"box = Outbox(Path({str(path)!r}), 'door-1')\n"
+        "e = box.append(Decision('check_in', 'p1', 'Ann', 0.9))\n"
+        "print(e.event_id, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == -9
+    event_id = result.stdout.strip()
+    survivors = Outbox(path, "door-1").pending()
+    assert [e.event_id for e in survivors] == [event_id]
