@@ -1,97 +1,159 @@
-"""The daemon loop: frames in, decisions into the outbox, events out to the sinks; stops cleanly on signals."""
+"""The daemon loop: frames in, decisions into the outbox, events out; commands and health between frames.
+
+Threads only for I/O: the capture thread and paho's network loop. Inference, decisions, commands and
+gallery reloads all run here, in one loop. SIGTERM/SIGINT stop it after the current frame and flush
+what is pending; SIGHUP reloads the gallery without touching the camera.
+"""
 
 from __future__ import annotations
 
+import base64
 import logging
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
 
-from edge.app import build_pipeline
-from edge.camera import CaptureThread, open_source
+from edge.app import build_matcher_for, build_pipeline, load_gallery
+from edge.camera import CaptureThread, Frame, open_source
+from edge.commands import CommandContext, run_command
 from edge.config import Config
 from edge.events import Event, EventSink, StdoutSink
+from edge.health import health_payload
 from edge.outbox import Outbox
 from edge.pipeline import FrameResult, Pipeline
-from edge.timing import StageTimer
+from edge.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
-
-
-class LocalDelivery:
-    """Hands every pending outbox event to the sinks, in seq order, and forgets it once all took it.
-
-    Used when MQTT is off; with MQTT the publisher owns delivery and acknowledges on PUBACK.
-    """
-
-    def __init__(self, outbox: Outbox, sinks: list[EventSink]):
-        self.outbox = outbox
-        self.sinks = sinks
-
-    def flush(self) -> int:
-        delivered = 0
-        while True:
-            batch = self.outbox.pending(limit=100)
-            if not batch:
-                return delivered
-            for event in batch:
-                for sink in self.sinks:
-                    sink.deliver(event)
-                self.outbox.ack(event.seq)
-                delivered += 1
 
 
 class Daemon:
     def __init__(self, config: Config, pipeline: Pipeline | None = None, sinks: list[EventSink] | None = None,
                  on_result: Callable[[FrameResult], None] | None = None):
         self.config = config
-        self.timer = StageTimer()
-        self.pipeline = pipeline or build_pipeline(config, self.timer)
+        self.pipeline = pipeline or build_pipeline(config)
         self.timer = self.pipeline.timer
         self.outbox = Outbox(config.outbox.path, config.device_id, config.outbox.max_events,
                              config.outbox.max_age_days)
         if sinks is None:
             sinks = [StdoutSink()] if config.sinks.stdout or not config.mqtt.enabled else []
-        self.delivery = LocalDelivery(self.outbox, sinks)
+        self.sinks = sinks
         self.on_result = on_result
         self.stop_requested = threading.Event()
+        self.reload_requested = threading.Event()
         self.frames = 0
         self.events: list[Event] = []
+        self.started = time.monotonic()
+        self.last_frame: Frame | None = None
+        self.last_result: FrameResult | None = None
         cam = config.camera
         self.capture = CaptureThread(open_source(cam), cam.reconnect_initial_s, cam.reconnect_max_s, cam.rotate)
+        self.link = self.publisher = None
+        if config.mqtt.enabled:
+            from edge.mqtt.link import MqttLink
+            from edge.mqtt.publisher import OutboxPublisher
+
+            self.link = MqttLink(config)
+            self.publisher = OutboxPublisher(self.outbox, self.link)
+        self.commands = CommandContext(
+            identifier=self.pipeline.identifier, gallery_path=config.matcher.gallery,
+            augmentations=config.matcher.augmentations, reload=self.reload_gallery, snapshot=self.snapshot,
+            health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes)
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
+            signal.signal(sig, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
 
-    def _on_signal(self, signum, _frame) -> None:
+    def _on_stop_signal(self, signum, _frame) -> None:
         log.info("%s received; stopping after the current frame", signal.Signals(signum).name)
         self.stop_requested.set()
 
+    # ------------------------------------------------------------------ actions used by commands
+
+    def reload_gallery(self) -> dict:
+        """Re-read the gallery and rebuild the matcher; the camera keeps running."""
+        identifier = self.pipeline.identifier
+        gallery = load_gallery(self.config, identifier.embedder)
+        identifier.matcher = build_matcher_for(self.config, gallery)
+        log.info("gallery reloaded: %d people, version %d", gallery.people, gallery.version)
+        return {"people": gallery.people, "roster_version": gallery.version}
+
+    def snapshot(self) -> dict:
+        if self.last_frame is None:
+            return {"jpeg_base64": None, "faces": [], "note": "no frame captured yet"}
+        jpeg = snapshot_jpeg(self.last_frame.image, self.last_result)
+        h, w = self.last_frame.image.shape[:2]
+        faces = [{"box": list(f.face.box), **f.match.as_dict()} for f in (self.last_result.faces
+                                                                           if self.last_result else [])]
+        return {"jpeg_base64": base64.b64encode(jpeg).decode(), "width": w, "height": h, "faces": faces}
+
+    # ------------------------------------------------------------------ the loop
+
+    def _deliver(self) -> None:
+        if self.publisher is not None:
+            self.publisher.pump()
+            return
+        for event in self.outbox.pending(limit=1000):  # no broker: the sinks are the destination
+            for sink in self.sinks:
+                sink.deliver(event)
+            self.outbox.ack(event.seq)
+
+    def _between_frames(self, last_health: float) -> float:
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            try:
+                self.reload_gallery()
+            except Exception as exc:  # keep serving with the old gallery
+                log.error("reload failed, keeping the current gallery: %s", exc)
+        if self.link is not None:
+            while True:
+                try:
+                    command = self.link.commands.get_nowait()
+                except queue.Empty:
+                    break
+                result = run_command(command.name, command.payload, self.commands)
+                log.info("command %s: %s", command.name, "ok" if result["ok"] else result["error"])
+                self.link.respond(command, result)
+            now = time.monotonic()
+            if self.link.connected.is_set() and now - last_health >= self.config.mqtt.health_interval_s:
+                self.link.publish_json("health", health_payload(self), qos=0, retain=True)
+                return now
+        return last_health
+
     def run(self) -> int:
         """Process frames until stopped or the source ends; 0 on a clean stop, 2 if the camera is misconfigured."""
+        if self.link is not None:
+            self.link.start()
         self.capture.start()
-        started = time.monotonic()
-        last_timing = started
+        self.started = last_timing = time.monotonic()
+        last_health = 0.0
         matcher = self.pipeline.identifier.matcher
-        log.info("running: device %s, camera %s, %d enrolled", self.config.device_id, self.capture.source.name,
-                 matcher.gallery.people if matcher else 0)
+        log.info("running: device %s, camera %s, %d enrolled, MQTT %s", self.config.device_id,
+                 self.capture.source.name, matcher.gallery.people if matcher else 0,
+                 f"{self.config.mqtt.host}:{self.config.mqtt.port}" if self.link else "off")
         try:
-            self.delivery.flush()  # anything left from before a crash goes first
+            self._deliver()  # anything left from before a crash goes first
             while not self.stop_requested.is_set():
-                frame = self.capture.get(timeout=0.5)
+                last_health = self._between_frames(last_health)
+                frame = self.capture.get(timeout=0.2)
                 if frame is None:
                     if self.capture.finished:
                         break
+                    self._deliver()
                     continue
                 with self.timer.stage("frame"):
                     result = self.pipeline.process(frame)
+                self.last_frame, self.last_result = frame, result
                 for decision in result.decisions:
                     event = self.outbox.append(decision)
                     self.events.append(event)
                     log.info("event %s #%d %s %s", event.type, event.seq, event.name or "-", event.event_id)
-                self.delivery.flush()
+                    if self.publisher is not None:
+                        for sink in self.sinks:
+                            sink.deliver(event)
+                self._deliver()
                 self.frames += 1
                 if self.on_result:
                     self.on_result(result)
@@ -100,10 +162,19 @@ class Daemon:
                     last_timing = time.monotonic()
                     log.info("timing: %s; dropped %d", self.timer.line(), self.capture.frames_dropped)
         finally:
-            self.capture.stop()
-            self.delivery.flush()
-            log.info("stopped after %d frames; timing: %s; outbox depth %d", self.frames, self.timer.line(),
-                     self.outbox.depth())
-            self.outbox.close()
+            self._shutdown()
         # A source error is a configuration problem (bad path, missing backend): exit 2 like other bad input.
         return 2 if self.capture.error is not None else 0
+
+    def _shutdown(self) -> None:
+        self.capture.stop()
+        if self.publisher is not None and self.link is not None:
+            if self.link.connected.is_set() and not self.publisher.drain(timeout=5.0):
+                log.warning("stopping with %d events not yet acknowledged; they stay in the outbox",
+                            self.outbox.depth())
+            self.link.stop()
+        else:
+            self._deliver()
+        log.info("stopped after %d frames; timing: %s; outbox depth %d", self.frames, self.timer.line(),
+                 self.outbox.depth())
+        self.outbox.close()

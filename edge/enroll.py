@@ -52,24 +52,22 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def embed_person(identifier: Identifier, paths: list[Path], augmentations: int,
-                 progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
-    """Embeddings for the photos that show exactly one usable face; the others with the reason."""
+def embed_person_images(identifier: Identifier, images: list[tuple[str, np.ndarray]], augmentations: int,
+                        progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, str]]:
+    """Embeddings (originals + augmented) of the images that show exactly one usable face.
+
+    images are (label, BGR image) pairs; returns vectors, original flags, labels used, skipped reasons.
+    """
     vectors, original, used, skipped = [], [], [], {}
-    for n, path in enumerate(paths, 1):
+    for n, (label, image) in enumerate(images, 1):
         if progress:
-            _progress(n, len(paths), path.name)
-        try:
-            image = read_image(path)
-        except InputError as exc:
-            skipped[path] = str(exc)
-            continue
+            _progress(n, len(images), label)
         faces = identifier.faces(image)
         if not faces:
-            skipped[path] = "no face found (or smaller than detector.min_face_px)"
+            skipped[label] = "no face found (or smaller than detector.min_face_px)"
             continue
         if len(faces) > 1:
-            skipped[path] = f"{len(faces)} faces; enrolment photos must show one person"
+            skipped[label] = f"{len(faces)} faces; enrolment photos must show one person"
             continue
         face = faces[0]
         vectors.append(identifier.embed(image, face))
@@ -78,12 +76,28 @@ def embed_person(identifier: Identifier, paths: list[Path], augmentations: int,
         for variant in augment(aligned, augmentations, seed=n):
             vectors.append(identifier.embedder.embed(variant))
             original.append(False)
-        used.append(path)
+        used.append(label)
     if progress:
         sys.stderr.write("\n")
     if not vectors:
         return np.zeros((0, identifier.embedder.dim), np.float32), np.zeros(0, bool), used, skipped
     return np.stack(vectors), np.array(original), used, skipped
+
+
+def embed_person(identifier: Identifier, paths: list[Path], augmentations: int,
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
+    """As embed_person_images, for files: unreadable ones are skipped with the reason."""
+    readable, skipped = [], {}
+    for path in paths:
+        try:
+            readable.append((path, read_image(path)))
+        except InputError as exc:
+            skipped[path] = str(exc)
+    by_label = {str(p): p for p, _ in readable}
+    vectors, original, used, reasons = embed_person_images(
+        identifier, [(str(p), img) for p, img in readable], augmentations, progress)
+    skipped.update({by_label[label]: why for label, why in reasons.items()})
+    return vectors, original, [by_label[label] for label in used], skipped
 
 
 def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Path], person_id: str | None,

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real converted models and the shipped sample photos."""
+"""Shared fixtures: the real converted models, the shipped sample photos and a real mosquitto."""
 
 from __future__ import annotations
 
@@ -53,3 +53,6 @@ def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
     env.update(kwargs.pop("env", {}))
     return subprocess.run([*FACECHECK, *args], capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=kwargs.pop("cwd", ROOT), **kwargs)
+
+
+from tests.broker import broker  # noqa: E402,F401  (fixture)

@@ -1,0 +1,34 @@
+"""The periodic health payload (<base>/health): enough for an operator to see a door is well."""
+
+from __future__ import annotations
+
+import time
+
+from edge import __version__
+from edge.events import rfc3339_now
+
+
+def health_payload(daemon) -> dict:
+    pipeline = daemon.pipeline
+    identifier = pipeline.identifier
+    matcher = identifier.matcher
+    capture = daemon.capture
+    return {
+        "device_id": daemon.config.device_id,
+        "ts": rfc3339_now(),
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - daemon.started, 1),
+        "fps": round(daemon.timer.fps(), 2),
+        "latency_ms": daemon.timer.summary(),
+        "frames": daemon.frames,
+        "frames_dropped": capture.frames_dropped,
+        "camera_reconnects": capture.reconnects,
+        "outbox_depth": daemon.outbox.depth(),
+        "outbox_oldest_s": round(daemon.outbox.oldest_age_s(), 1),
+        "last_seq": daemon.outbox.last_seq(),
+        "models": {"detector": getattr(identifier.detector, "model_id", "unknown"),
+                   "embedder": identifier.embedder.model_id},
+        "roster": {"people": matcher.gallery.people if matcher else 0,
+                   "version": matcher.gallery.version if matcher else 0},
+        "matcher": {"kind": matcher.kind, "threshold": round(matcher.threshold, 4)} if matcher else None,
+    }

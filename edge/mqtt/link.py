@@ -1,0 +1,138 @@
+"""The broker connection: one paho client, its lifecycle, status with Last Will, and command intake.
+
+paho's network loop runs on its own thread (I/O); everything it receives is handed to the main loop
+through a queue, so the inference loop stays the only thread that touches pipeline state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.config import Config
+from edge.mqtt.credentials import broker_password, check_tls_files
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    payload: bytes
+    response_topic: str | None
+    correlation: bytes | None
+
+
+class MqttLink:
+    def __init__(self, config: Config):
+        self.config = config
+        self.mqtt = config.mqtt
+        self.base = config.base_topic
+        self.commands: queue.Queue[Command] = queue.Queue(maxsize=100)
+        self.connected = threading.Event()
+        self.connections = 0
+        # mids the broker acknowledged (PUBACK); filled by paho's thread, drained by the main loop.
+        # deque.append/popleft are atomic, so no lock is held inside paho's own locked callback.
+        self.acked_mids: deque[int] = deque()
+        check_tls_files(self.mqtt)
+        password = broker_password(self.mqtt)
+        v5 = self.mqtt.protocol == "5"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=config.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+        )
+        self.client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        self.client.will_set(self.topic("status"), "offline", qos=1, retain=True)
+        if self.mqtt.username or password:
+            self.client.username_pw_set(self.mqtt.username or "", password)
+        if self.mqtt.tls is not None:
+            tls = self.mqtt.tls
+            self.client.tls_set(ca_certs=str(tls.ca_file), certfile=str(tls.cert_file) if tls.cert_file else None,
+                                keyfile=str(tls.key_file) if tls.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_insecure_set(tls.insecure_skip_verify)
+        self.client.reconnect_delay_set(int(max(1, self.mqtt.reconnect_min_s)), int(max(1, self.mqtt.reconnect_max_s)))
+        self.client.max_inflight_messages_set(20)
+        self.client.max_queued_messages_set(0)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = lambda client, userdata, mid, reason_code, properties: self.acked_mids.append(mid)
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.base}/{suffix}"
+
+    def start(self) -> None:
+        kwargs = {}
+        if self.mqtt.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.mqtt.session_expiry_s
+            kwargs = {"clean_start": False, "properties": props}
+        self.client.connect_async(self.mqtt.host, self.mqtt.port, self.mqtt.keepalive_s, **kwargs)
+        self.client.loop_start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Clean stop: `offline` (retained) goes out before the disconnect, so no Last Will fires."""
+        if self.connected.is_set():
+            info = self.client.publish(self.topic("status"), "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                log.warning("could not publish the offline status before stopping")
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish_json(self, suffix: str, body: dict, qos: int = 0, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(self.topic(suffix), json.dumps(body, separators=(",", ":")), qos=qos,
+                                   retain=retain)
+
+    def respond(self, command: Command, body: dict) -> None:
+        """Answer on <base>/cmd/<name>/result, and on the MQTT 5 response topic when one was given."""
+        payload = json.dumps(body, separators=(",", ":"))
+        self.client.publish(self.topic(f"cmd/{command.name}/result"), payload, qos=1)
+        if command.response_topic:
+            props = None
+            if command.correlation is not None and self.mqtt.protocol == "5":
+                props = Properties(PacketTypes.PUBLISH)
+                props.CorrelationData = command.correlation
+            self.client.publish(command.response_topic, payload, qos=1, properties=props)
+
+    # paho callbacks (network thread) ---------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the connection: %s", self.mqtt.host, self.mqtt.port, reason_code)
+            return
+        self.connections += 1
+        log.info("connected to %s:%d (session present: %s)", self.mqtt.host, self.mqtt.port,
+                 getattr(flags, "session_present", None))
+        client.publish(self.topic("status"), "online", qos=1, retain=True)
+        client.subscribe(self.topic("cmd/+"), qos=1)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if reason_code != 0:
+            log.warning("disconnected from the broker (%s); reconnecting with back-off", reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        name = message.topic.rsplit("/", 1)[-1]
+        props = getattr(message, "properties", None)
+        command = Command(name, bytes(message.payload), getattr(props, "ResponseTopic", None),
+                          getattr(props, "CorrelationData", None))
+        try:
+            self.commands.put_nowait(command)
+        except queue.Full:
+            log.warning("command queue full; refusing %s", name)
+            self.respond(command, {"ok": False, "error": "busy: too many commands queued"})

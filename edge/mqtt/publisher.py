@@ -1,0 +1,66 @@
+"""Publishes outbox events in seq order at QoS 1 and forgets each one only once the broker acknowledged it.
+
+Each pending event is handed to paho once per process; paho resends un-acknowledged messages after a
+reconnect, and the outbox replays everything still pending after a restart or kill -9. Acknowledgements
+arrive as mids from paho's thread and are matched to events here, in the main loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+from edge.mqtt.link import MqttLink
+from edge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class OutboxPublisher:
+    def __init__(self, outbox: Outbox, link: MqttLink, window: int = 500):
+        self.outbox = outbox
+        self.link = link
+        self.window = window
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (seq, submitted at)
+        self._submitted_seq = 0
+        self.acked = 0
+        self.ack_latency_ms: deque[float] = deque(maxlen=1000)
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        acked = self.link.acked_mids
+        while acked:
+            entry = self._inflight.pop(acked.popleft(), None)
+            if entry is None:
+                continue  # a status or command result, not an event
+            seq, submitted = entry
+            self.outbox.ack(seq)
+            self.acked += 1
+            self.ack_latency_ms.append((now - submitted) * 1000)
+
+    def pump(self) -> int:
+        """Forget acknowledged events, then hand newly pending ones to paho within the window."""
+        self._reap()
+        room = self.window - len(self._inflight)
+        if room <= 0:
+            return 0
+        events = self.outbox.pending(after_seq=self._submitted_seq, limit=room)
+        for event in events:
+            info = self.link.client.publish(self.link.topic("events"), event.to_json(), qos=1)
+            self._inflight[info.mid] = (event.seq, time.monotonic())
+            self._submitted_seq = event.seq
+        return len(events)
+
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every pending event is acknowledged (or timeout); True when none is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pump()
+            if not self._inflight and not self.outbox.pending(after_seq=self._submitted_seq, limit=1):
+                return True
+            time.sleep(0.01)
+        return False

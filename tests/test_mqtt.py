@@ -1,0 +1,277 @@
+"""MQTT end to end against a real mosquitto: status and Last Will, events, commands, TLS + password,
+and fault tests that count every event through broker restarts and daemon kill -9."""
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.demo import render_clip
+from edge.outbox import Outbox
+from edge.samples import sample
+from tests.broker import Broker, Subscriber
+from tests.conftest import ROOT, write_yaml
+
+BASE = "facecheck/test-door"
+
+
+@pytest.fixture(scope="session")
+def clip_and_gallery(tmp_path_factory, facenet_model):
+    """The demo's clip and a gallery with Obama and Biden, built once with the real models."""
+    from edge.app import build_identifier
+    from edge.config import config_from_dict
+    from edge.enroll import enrol
+
+    root = tmp_path_factory.mktemp("clip")
+    render_clip(root / "frames")
+    config = config_from_dict({"embedder": {"model": str(facenet_model)}, "confirmation": {"require_gesture": False},
+                               "matcher": {"gallery": str(root / "gallery.npz")}}, base_dir=root)
+    identifier = build_identifier(config, with_matcher=False)
+    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+        enrol(identifier, config.matcher.gallery, name, [sample(p) for p in photos], None, 4)
+    return root
+
+
+@pytest.fixture
+def mqtt_config(base_config, tmp_path, broker, clip_and_gallery):
+    shutil.copy(clip_and_gallery / "gallery.npz", tmp_path / "gallery.npz")
+    base_config.update({
+        "camera": {"kind": "replay", "path": str(clip_and_gallery / "frames"), "fps": 10, "realtime": False},
+        "matcher": {"gallery": str(tmp_path / "gallery.npz")},
+        "mqtt": {"enabled": True, "port": broker.port, "keepalive_s": 5, "reconnect_min_s": 1,
+                 "reconnect_max_s": 1, "health_interval_s": 1},
+        "confirmation": {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0, "cooldown_s": 0},
+    })
+    return base_config
+
+
+class DaemonProcess:
+    def __init__(self, config: dict, tmp_path: Path, name: str = "config.yaml"):
+        self.path = write_yaml(tmp_path / name, config)
+        self.log = open(tmp_path / "daemon.log", "a")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(self.path)], cwd=ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def terminate(self, timeout=30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def wait(self, timeout=60) -> int:
+        return self.proc.wait(timeout)
+
+
+def looping(config: dict) -> dict:
+    config = dict(config)
+    config["camera"] = dict(config["camera"], loop=True)
+    return config
+
+
+def assert_every_event_once_in_order(events: list[dict], last_seq: int) -> None:
+    by_seq: dict[int, str] = {}
+    for event in events:
+        previous = by_seq.setdefault(event["seq"], event["event_id"])
+        assert previous == event["event_id"], f"seq {event['seq']} carried two different events"
+    assert last_seq > 0
+    assert sorted(by_seq) == list(range(1, last_seq + 1)), "an event is missing from the sequence"
+    first_seen = []
+    for event in events:
+        if event["seq"] not in first_seen:
+            first_seen.append(event["seq"])
+    assert first_seen == sorted(first_seen), "events first arrived out of order"
+
+
+def test_events_status_and_health_reach_a_subscriber(mqtt_config, tmp_path, broker):
+    sub = Subscriber(broker.port, [f"{BASE}/#"])
+    daemon = DaemonProcess(mqtt_config, tmp_path)
+    assert daemon.wait(120) == 0, (tmp_path / "daemon.log").read_text()
+    assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 4)
+    events = sub.events(f"{BASE}/events")
+    assert [(e["type"], e["name"]) for e in events] == [
+        ("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"), ("unknown_face", None)]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert sub.on(f"{BASE}/status")[0] == b"online" and sub.on(f"{BASE}/status")[-1] == b"offline"
+    health = sub.events(f"{BASE}/health")
+    assert health, "a health message was published"
+    assert {"fps", "latency_ms", "outbox_depth", "uptime_s", "models"} <= set(health[-1])
+    assert health[-1]["models"]["embedder"].startswith("facenet-20180408-102900")
+    assert Outbox(tmp_path / "state" / "outbox.sqlite", "x").depth() == 0, "every event was acknowledged"
+    sub.close()
+
+
+def test_last_will_says_offline_after_kill_9_and_online_after_restart(mqtt_config, tmp_path, broker):
+    sub = Subscriber(broker.port, [f"{BASE}/status"])
+    daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+    assert sub.wait_for(lambda: sub.on(f"{BASE}/status")[-1:] == [b"online"], 60)
+    daemon.kill()
+    assert sub.wait_for(lambda: sub.on(f"{BASE}/status")[-1:] == [b"offline"], 20), "Last Will not delivered"
+    daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+    assert sub.wait_for(lambda: sub.on(f"{BASE}/status")[-1:] == [b"online"], 60)
+    assert daemon.terminate() == 0
+    assert sub.wait_for(lambda: sub.on(f"{BASE}/status")[-1:] == [b"offline"], 10)
+    sub.close()
+
+
+def test_no_event_lost_while_the_broker_restarts_three_times(mqtt_config, tmp_path, broker):
+    sub = Subscriber(broker.port, [f"{BASE}/events"])
+    daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+    assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 3, 60)
+    for _ in range(3):
+        broker.stop()
+        time.sleep(2.0)  # the daemon keeps deciding events into its outbox meanwhile
+        broker.start()
+        before = len(sub.on(f"{BASE}/events"))
+        assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) > before + 2, 60)
+    assert daemon.terminate() == 0, (tmp_path / "daemon.log").read_text()
+    outbox = Outbox(tmp_path / "state" / "outbox.sqlite", "x")
+    last_seq = outbox.last_seq()
+    assert outbox.depth() == 0
+    assert sub.wait_for(lambda: {e["seq"] for e in sub.events(f"{BASE}/events")} >= set(range(1, last_seq + 1)))
+    assert_every_event_once_in_order(sub.events(f"{BASE}/events"), last_seq)
+    assert last_seq >= 10
+    sub.close()
+
+
+def test_no_event_lost_when_the_daemon_is_killed_mid_publish(mqtt_config, tmp_path, broker):
+    sub = Subscriber(broker.port, [f"{BASE}/events"])
+    for round_ in range(3):
+        daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+        before = len(sub.on(f"{BASE}/events"))
+        assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= before + 3, 60)
+        time.sleep(0.1 * round_)
+        daemon.kill()
+    broker.stop()  # events decided while the broker is down and the daemon restarts
+    daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+    time.sleep(3)
+    broker.start()
+    assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 12, 60)
+    assert daemon.terminate() == 0
+    outbox = Outbox(tmp_path / "state" / "outbox.sqlite", "x")
+    last_seq = outbox.last_seq()
+    assert outbox.depth() == 0
+    assert sub.wait_for(lambda: {e["seq"] for e in sub.events(f"{BASE}/events")} >= set(range(1, last_seq + 1)))
+    assert_every_event_once_in_order(sub.events(f"{BASE}/events"), last_seq)
+    sub.close()
+
+
+def command(sub: Subscriber, name: str, payload: bytes, response_topic: str | None = None,
+            correlation: bytes | None = None) -> dict:
+    topic = f"{BASE}/cmd/{name}/result"
+    before = len(sub.on(topic))
+    props = None
+    if response_topic:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = response_topic
+        if correlation:
+            props.CorrelationData = correlation
+    sub.client.publish(f"{BASE}/cmd/{name}", payload, qos=1, properties=props)
+    assert sub.wait_for(lambda: len(sub.on(topic)) > before, 60), f"no result for {name}"
+    return json.loads(sub.on(topic)[-1])
+
+
+def test_commands_are_validated_and_answered(mqtt_config, tmp_path, broker):
+    sub = Subscriber(broker.port, [f"{BASE}/cmd/+/result", f"{BASE}/status", "backend/replies"])
+    daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+    try:
+        assert sub.wait_for(lambda: sub.on(f"{BASE}/status")[-1:] == [b"online"], 60)
+        roster = command(sub, "roster", b"")
+        assert roster["ok"] and sorted(p["name"] for p in roster["people"]) == ["Barack Obama", "Joe Biden"]
+        assert command(sub, "reload", b"{}") == {"ok": True, "error": None, "people": 2,
+                                                   "roster_version": roster["version"]}
+        # malformed, oversized, unknown and wrong-shaped payloads are refused, never fatal
+        bad = command(sub, "enroll", b"{not json")
+        assert bad["ok"] is False and "not JSON" in bad["error"]
+        big = command(sub, "enroll", b"x" * (mqtt_config["mqtt"].get("max_command_bytes", 4_000_000) + 1))
+        assert big["ok"] is False and "exceeds" in big["error"]
+        assert "unknown command" in command(sub, "selfdestruct", b"{}")["error"]
+        assert "unknown field" in command(sub, "remove", b'{"person_id": "x", "force": true}')["error"]
+        assert "no person" in command(sub, "remove", b'{"person_id": "nobody"}')["error"]
+        assert "not a base64" in command(sub, "enroll", b'{"name": "X", "images": ["!!!"]}')["error"]
+        # enrol Eileen Collins from a JPEG over MQTT; the reply also goes to the MQTT 5 response topic
+        jpeg = base64.b64encode(sample("collins-1.jpg").read_bytes()).decode()
+        enrolled = command(sub, "enroll", json.dumps({"name": "Eileen Collins", "images": [jpeg]}).encode(),
+                           response_topic="backend/replies", correlation=b"req-42")
+        assert enrolled["ok"], enrolled
+        assert enrolled["people"] == 3
+        assert sub.wait_for(lambda: sub.on("backend/replies"))
+        assert json.loads(sub.on("backend/replies")[-1])["person_id"] == enrolled["person_id"]
+        removed = command(sub, "remove", json.dumps({"person_id": enrolled["person_id"]}).encode())
+        assert removed["ok"] and removed["people"] == 2
+        snap = command(sub, "snapshot", b"")
+        assert snap["ok"] and snap["width"] == 640 and snap["height"] == 480
+        assert base64.b64decode(snap["jpeg_base64"])[:2] == b"\xff\xd8"
+        health = command(sub, "health", b"")
+        assert health["ok"] and health["health"]["roster"]["people"] == 2
+        assert daemon.proc.poll() is None, "the daemon survived every bad command"
+    finally:
+        assert daemon.terminate() == 0
+        sub.close()
+    assert "command enroll refused" in (tmp_path / "daemon.log").read_text()
+
+
+def make_certs(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for localhost / 127.0.0.1, made with openssl for this test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    run = lambda *args: subprocess.run(args, cwd=folder, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=facecheck-test-ca",
+        "-keyout", "ca.key", "-out", "ca.pem")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+        "-out", "server.csr")
+    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    return {name: folder / f"{name}" for name in ("ca.pem", "server.pem", "server.key")}
+
+
+def test_tls_with_password_auth(mqtt_config, tmp_path):
+    certs = make_certs(tmp_path / "certs")
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "door", "s3cret"], check=True,
+                   capture_output=True)
+    tls_broker = Broker(tmp_path / "tls-broker", extra_conf=(
+        f"allow_anonymous false\npassword_file {passwords}\ncafile {certs['ca.pem']}\n"
+        f"certfile {certs['server.pem']}\nkeyfile {certs['server.key']}\n")).start()
+    try:
+        secret = tmp_path / "mqtt-password"
+        secret.write_text("s3cret\n")
+        mqtt_config["mqtt"] = dict(mqtt_config["mqtt"], port=tls_broker.port, host="localhost", username="door",
+                                   password_file=str(secret), tls={"ca_file": str(certs["ca.pem"])})
+        sub = Subscriber(tls_broker.port, [f"{BASE}/#"], tls={"ca_certs": str(certs["ca.pem"])},
+                         auth=("door", "s3cret"))
+        daemon = DaemonProcess(mqtt_config, tmp_path)
+        assert daemon.wait(120) == 0
+        assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 4)
+        sub.close()
+        # a wrong password is refused by the broker: the daemon keeps its events in the outbox
+        secret.write_text("wrong\n")
+        daemon = DaemonProcess(mqtt_config, tmp_path, name="wrong.yaml")
+        assert daemon.wait(120) == 0
+        assert Outbox(tmp_path / "state" / "outbox.sqlite", "x").depth() == 4
+        assert "refused the connection" in (tmp_path / "daemon.log").read_text()
+    finally:
+        tls_broker.kill()
+
+
+def test_missing_tls_or_password_file_refuses_to_start(mqtt_config, tmp_path):
+    from tests.conftest import run_cli
+
+    mqtt_config["mqtt"] = dict(mqtt_config["mqtt"], tls={"ca_file": str(tmp_path / "missing-ca.pem")})
+    result = run_cli("run", "-c", str(write_yaml(tmp_path / "c.yaml", mqtt_config)))
+    assert result.returncode == 2
+    assert "mqtt.tls.ca_file" in result.stderr and "missing-ca.pem" in result.stderr
+    mqtt_config["mqtt"] = dict(mqtt_config["mqtt"], tls=None, password_file=str(tmp_path / "nopass"))
+    result = run_cli("run", "-c", str(write_yaml(tmp_path / "c2.yaml", mqtt_config)))
+    assert result.returncode == 2 and "mqtt.password_file" in result.stderr
