@@ -56,3 +56,19 @@ def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
 
 
 from tests.broker import broker  # noqa: E402,F401  (fixture)
+
+
+def validate(payload, schema_name: str, subschema: str | None = None) -> None:
+    """Check a payload against the shipped JSON Schema (with $refs between them resolved)."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    from edge.schemas import NAMES, load_schema
+
+    registry = Registry().with_resources(
+        (f"facecheck/{n}.schema.json", Resource.from_contents(load_schema(n))) for n in NAMES)
+    schema = load_schema(schema_name)
+    if subschema:
+        schema = {"$ref": f"facecheck/{schema_name}.schema.json#/$defs/{subschema}"}
+    jsonschema.Draft202012Validator(schema, registry=registry,
+                                    format_checker=jsonschema.FormatChecker()).validate(payload)

@@ -19,7 +19,7 @@ from edge.demo import render_clip
 from edge.outbox import Outbox
 from edge.samples import sample
 from tests.broker import Broker, Subscriber
-from tests.conftest import ROOT, write_yaml
+from tests.conftest import ROOT, validate, write_yaml
 
 BASE = "facecheck/test-door"
 
@@ -103,9 +103,14 @@ def test_events_status_and_health_reach_a_subscriber(mqtt_config, tmp_path, brok
     assert [(e["type"], e["name"]) for e in events] == [
         ("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"), ("unknown_face", None)]
     assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    for event in events:
+        validate(event, "event")
     assert sub.on(f"{BASE}/status")[0] == b"online" and sub.on(f"{BASE}/status")[-1] == b"offline"
+    for status in sub.on(f"{BASE}/status"):
+        validate(status.decode(), "status")
     health = sub.events(f"{BASE}/health")
     assert health, "a health message was published"
+    validate(health[-1], "health")
     assert {"fps", "latency_ms", "outbox_depth", "uptime_s", "models"} <= set(health[-1])
     assert health[-1]["models"]["embedder"].startswith("facenet-20180408-102900")
     assert Outbox(tmp_path / "state" / "outbox.sqlite", "x").depth() == 0, "every event was acknowledged"
@@ -179,7 +184,9 @@ def command(sub: Subscriber, name: str, payload: bytes, response_topic: str | No
             props.CorrelationData = correlation
     sub.client.publish(f"{BASE}/cmd/{name}", payload, qos=1, properties=props)
     assert sub.wait_for(lambda: len(sub.on(topic)) > before, 60), f"no result for {name}"
-    return json.loads(sub.on(topic)[-1])
+    result = json.loads(sub.on(topic)[-1])
+    validate(result, "command-result")
+    return result
 
 
 def test_commands_are_validated_and_answered(mqtt_config, tmp_path, broker):
@@ -202,7 +209,9 @@ def test_commands_are_validated_and_answered(mqtt_config, tmp_path, broker):
         assert "not a base64" in command(sub, "enroll", b'{"name": "X", "images": ["!!!"]}')["error"]
         # enrol Eileen Collins from a JPEG over MQTT; the reply also goes to the MQTT 5 response topic
         jpeg = base64.b64encode(sample("collins-1.jpg").read_bytes()).decode()
-        enrolled = command(sub, "enroll", json.dumps({"name": "Eileen Collins", "images": [jpeg]}).encode(),
+        request = {"name": "Eileen Collins", "images": [jpeg]}
+        validate(request, "command", "enroll")
+        enrolled = command(sub, "enroll", json.dumps(request).encode(),
                            response_topic="backend/replies", correlation=b"req-42")
         assert enrolled["ok"], enrolled
         assert enrolled["people"] == 3
