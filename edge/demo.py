@@ -1,9 +1,13 @@
-"""`facecheck demo`: the real pipeline on the shipped sample photos, no camera and no broker.
+"""`facecheck demo`: the real pipeline on the shipped sample photos, no camera and no external broker.
 
 Enrols two people from their photos, renders a door-camera clip (640x480 frames, each visitor
 walking in for ~1.5 s with natural jitter, empty frames between), replays it through the daemon and
 prints each event as a JSON line, then a summary. Visitors: Obama in a photo not used for enrolment
 (must check in), Collins and the cameraman (never enrolled: must be unknown), Biden (enrolled).
+
+When Debian's mosquitto is installed the demo starts a private one on a loopback port, the daemon
+publishes through its outbox at QoS 1, and the lines printed are what a subscriber received.
+Without it, the daemon's stdout sink prints the events straight from the outbox.
 """
 
 from __future__ import annotations
@@ -81,6 +85,56 @@ def render_clip(folder: Path, seed: int = 0) -> list[str | None]:
     return expected
 
 
+class _Listener:
+    """Prints every event a real MQTT subscriber receives."""
+
+    def __init__(self, port: int):
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.count = 0
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="facecheck-demo-subscriber",
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *a: c.subscribe("facecheck/+/events", qos=1)
+        self.client.on_subscribe = lambda *a: self._ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the demo subscriber could not subscribe")
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            print(message.payload.decode(), flush=True)
+            self.count += 1
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _start_broker(work: Path):
+    from edge.mqtt.embedded import Broker, BrokerUnavailable, mosquitto_binary
+
+    if mosquitto_binary() is None:
+        return None, None
+    try:
+        broker = Broker(work / "broker").start()
+    except BrokerUnavailable as exc:
+        print(f"# mosquitto did not start ({exc}); printing from the outbox instead", file=sys.stderr)
+        return None, None
+    return broker, _Listener(broker.port)
+
+
 def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
     from edge.app import build_identifier
     from edge.daemon import Daemon
@@ -102,6 +156,12 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
             "log": {"stage_timing_every_s": 0},
         }, base_dir=work)
         started = time.monotonic()
+        broker, listener = _start_broker(work)
+        if broker is not None:
+            config = config_from_dict(
+                {**config.model_dump(mode="json", exclude={"source_path"}),
+                 "mqtt": {"enabled": True, "port": broker.port, "health_interval_s": 1},
+                 "sinks": {"stdout": False}}, base_dir=work)
         identifier = build_identifier(config, with_matcher=False)
         print(f"# FaceCheck Edge demo — model {identifier.embedder.model_id}", file=sys.stderr)
         for name, photos in ENROL.items():
@@ -109,10 +169,19 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
                            config.matcher.augmentations)
             print(f"# enrolled {name} from {len(report.used)} photo(s)", file=sys.stderr)
         expected = render_clip(work / "frames")
-        print(f"# replaying {len(expected)} visitors through the daemon; events as a subscriber sees them:",
+        via = f"a subscriber on a private mosquitto (port {broker.port})" if broker else "the stdout sink (no mosquitto)"
+        print(f"# replaying {len(expected)} visitors through the daemon; events as received by {via}:",
               file=sys.stderr)
         daemon = Daemon(config)
-        status = daemon.run()
+        try:
+            status = daemon.run()
+            if listener is not None:
+                listener.wait_for(len(daemon.events))
+        finally:
+            if listener is not None:
+                listener.close()
+            if broker is not None:
+                broker.kill()
         elapsed = time.monotonic() - started
         known = [e.name for e in daemon.events if e.type == "check_in"]
         unknown = sum(e.type == "unknown_face" for e in daemon.events)

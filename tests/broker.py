@@ -1,15 +1,10 @@
-"""A real mosquitto on a loopback port per test, and a real paho subscriber that records everything."""
+"""A real paho subscriber that records everything, and the per-test mosquitto fixture."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -17,59 +12,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.mqtt.embedded import Broker, BrokerUnavailable, mosquitto_binary
 
-def mosquitto_binary() -> str:
-    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if path is None:
-        pytest.fail("mosquitto is not installed: scripts/test installs it (apt-get install mosquitto)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    def __init__(self, workdir: Path, extra_conf: str = "", port: int | None = None):
-        self.workdir = workdir
-        self.port = port or free_port()
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            # As root mosquitto would drop to user "mosquitto", which cannot write the persistence file here.
-            + ("user root\n" if os.geteuid() == 0 else "")
-            + f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
-            "log_dest stderr\nlog_type error\nlog_type warning\n"
-            + (extra_conf or "allow_anonymous true\n")
-        )
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Broker":
-        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)], stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+__all__ = ["Broker", "Subscriber", "broker"]
 
 
 class Subscriber:
@@ -129,6 +74,11 @@ class Subscriber:
 
 @pytest.fixture
 def broker(tmp_path):
-    b = Broker(tmp_path / "broker").start()
+    if mosquitto_binary() is None:
+        pytest.fail("mosquitto is not installed: scripts/test installs it (apt-get install mosquitto)")
+    try:
+        b = Broker(tmp_path / "broker").start()
+    except BrokerUnavailable as exc:
+        pytest.fail(str(exc))
     yield b
     b.kill()

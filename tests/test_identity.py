@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from edge.inference.gallery import Gallery, GalleryError
 from edge.inference.matcher import NearestMatcher, SvcMatcher, build_matcher, calibrate_threshold
 from edge.inference.tflite import ModelError
 from edge.samples import sample
-from tests.conftest import ROOT, run_cli, write_yaml
+from tests.conftest import run_cli, write_yaml
 
 
 @pytest.fixture
@@ -208,3 +207,35 @@ def test_cli_bad_inputs_exit_2_and_name_the_file(base_config, tmp_path):
     corrupt.write_bytes(b"garbage")
     result = run_cli("roster", "-c", str(config), "list")
     assert result.returncode == 2 and str(corrupt) in result.stderr
+
+
+def test_pipeline_gives_every_face_in_replayed_frames_an_identity(base_config, tmp_path):
+    from edge.daemon import Daemon
+    from edge.demo import render_clip
+
+    expected = render_clip(tmp_path / "frames")
+    config = config_from_dict(base_config, base_dir=tmp_path)
+    ident = build_identifier(config, with_matcher=False)
+    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+        enrol(ident, config.matcher.gallery, name, [sample(p) for p in photos], None, 2)
+    results = []
+    Daemon(config, sinks=[], on_result=results.append).run()
+    assert len(results) == 92
+    # 4 visitors x 15 frames, 8 empty frames after each
+    for visit, who in enumerate(expected):
+        frames = results[visit * 23: visit * 23 + 15]
+        names = [f.match.name for r in frames for f in r.faces]
+        assert len(names) >= 13, "the face is found in (nearly) every frame of the visit"
+        assert all(n == who for n in names), (who, names)
+        assert all(not r.faces for r in results[visit * 23 + 15: visit * 23 + 23])
+
+
+def test_tiny_faces_are_skipped_at_enrolment(identifier, tmp_path):
+    import cv2
+
+    config, ident = identifier
+    tiny = tmp_path / "tiny.jpg"
+    image = cv2.imread(str(sample("obama-1.jpg")))
+    cv2.imwrite(str(tiny), cv2.resize(image, None, fx=0.15, fy=0.15))
+    with pytest.raises(InputError, match="smaller than detector.min_face_px"):
+        enrol(ident, config.matcher.gallery, "Tiny", [tiny], None, 2)

@@ -1,0 +1,40 @@
+"""Shared helpers for the benchmarks: timing statistics and the sample images."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def measure(fn, repeat: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    arr = np.array(samples)
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p95_ms": round(float(np.percentile(arr, 95)), 3),
+            "mean_ms": round(float(arr.mean()), 3), "n": repeat}
+
+
+def machine() -> dict:
+    import os
+
+    return {"machine": platform.machine(), "python": platform.python_version(), "cores": os.cpu_count(),
+            "processor": platform.processor() or platform.machine()}
+
+
+def write(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

@@ -1,0 +1,78 @@
+"""Per-face latency of detect, align, embed (each precision) and match time vs gallery size.
+
+    .venv/bin/python -m bench.identity [--repeat 50]
+
+Prints a table and writes bench/results/identity.json. Gallery sizes use random unit vectors: the
+match cost depends on the size, not on whose faces they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import cv2
+import numpy as np
+
+from bench.common import ROOT, machine, measure, write
+from edge.inference.align import align_face
+from edge.inference.detector import BlazeFaceDetector
+from edge.inference.embedder import FaceNetEmbedder
+from edge.inference.gallery import Gallery
+from edge.inference.matcher import NearestMatcher, SvcMatcher
+from edge.inference.tflite import INTERPRETER, resolve_threads
+from edge.samples import sample
+
+GALLERY_SIZES = (100, 1_000, 10_000, 100_000)
+
+
+def random_gallery(people: int, per_person: int, dim: int = 512, seed: int = 0) -> Gallery:
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((people * per_person, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(people, dtype=np.int32), per_person)
+    original = np.zeros(len(emb), bool)
+    original[::per_person] = True
+    return Gallery("bench", dim, emb, labels, original, [f"p{i}" for i in range(people)],
+                   [f"person {i}" for i in range(people)])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    threads = resolve_threads(args.threads)
+    image = cv2.imread(str(sample("obama-1.jpg")))
+    frame = image
+    result = {"machine": machine(), "interpreter": INTERPRETER, "threads": threads, "image": "obama-1.jpg",
+              "image_size": list(image.shape[:2]), "stages": {}, "match": {}}
+    detector = BlazeFaceDetector(threads=threads)
+    face = detector.detect(frame)[0]
+    result["stages"]["detect (BlazeFace short-range)"] = measure(lambda: detector.detect(frame), args.repeat)
+    result["stages"]["align"] = measure(lambda: align_face(frame, face), args.repeat)
+    aligned = align_face(frame, face)
+    for precision in ("float32", "float16", "int8"):
+        path = ROOT / "models" / f"facenet-{precision}.tflite"
+        if not path.is_file():
+            print(f"skipping {precision}: {path} not built (scripts/bootstrap)", file=sys.stderr)
+            continue
+        embedder = FaceNetEmbedder(path, threads)
+        result["stages"][f"embed {precision}"] = measure(lambda: embedder.embed(aligned), args.repeat)
+    query = np.random.default_rng(1).standard_normal(512).astype(np.float32)
+    query /= np.linalg.norm(query)
+    for people in GALLERY_SIZES:
+        matcher = NearestMatcher(random_gallery(people, 2))
+        result["match"][f"nearest {people}"] = measure(lambda: matcher.match(query), args.repeat)
+    svc = SvcMatcher(random_gallery(100, 21))
+    result["match"]["svc 100 (21 embeddings each)"] = measure(lambda: svc.match(query), args.repeat)
+    print(f"{'stage':40} {'p50 ms':>9} {'p95 ms':>9}")
+    for group in ("stages", "match"):
+        for name, stats in result[group].items():
+            print(f"{name:40} {stats['p50_ms']:9.2f} {stats['p95_ms']:9.2f}")
+    print(f"wrote {write('identity', result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
