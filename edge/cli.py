@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     gesture = with_config(sub.add_parser("gesture", help="which gesture these images show (JSON per image)"))
     gesture.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     with_config(sub.add_parser("doctor", help="check camera, models, gallery, broker and disk"))
+    snapshot = with_config(sub.add_parser("snapshot", help="save the current camera frame with faces drawn"))
+    snapshot.add_argument("-o", "--output", required=True, type=Path, help="JPEG file to write")
+    install = sub.add_parser("install-service", help="print the steps that install the systemd service")
+    install.add_argument("--dry-run", action="store_true", required=True, help="print the steps (required)")
+    install.add_argument("--prefix", default="/opt/facecheck", help="install location (default /opt/facecheck)")
     return parser
 
 
@@ -70,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into head and the like
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as exc:  # refused inputs surface with their own types below
         from edge.camera import SourceError
         from edge.inference.gallery import GalleryError
@@ -112,7 +120,20 @@ def _dispatch(args) -> int:
     if args.command == "gesture":
         raise NotInstalled("`facecheck gesture` needs the pose/gesture stage, which this build does not include yet")
     if args.command == "doctor":
-        raise NotInstalled("`facecheck doctor` is not in this build yet")
+        from edge.doctor import run_doctor
+
+        config = load_config(args.config)
+        from edge.logs import setup_logging
+
+        setup_logging(LogConfig(level="error"))
+        return run_doctor(config)
+    if args.command == "snapshot":
+        return _snapshot(args)
+    if args.command == "install-service":
+        from edge.install import install_steps
+
+        print(install_steps(args.prefix))
+        return EXIT_OK
     raise AssertionError(args.command)
 
 
@@ -198,6 +219,38 @@ def _identify(args) -> int:
             faces.append({"box": list(face.box), **match.as_dict()})
         print(json.dumps({"image": str(path), "faces": faces}), flush=True)
     return status
+
+
+def _snapshot(args) -> int:
+    from edge.app import build_identifier
+    from edge.camera import CaptureThread, open_source
+    from edge.pipeline import FaceResult, FrameResult
+    from edge.snapshot import snapshot_jpeg
+
+    if args.output.suffix.lower() not in (".jpg", ".jpeg"):
+        raise InputError(f"-o {args.output}: the snapshot is a JPEG; name it .jpg")
+    if not args.output.parent.is_dir():
+        raise InputError(f"-o {args.output}: folder {args.output.parent} does not exist")
+    config = _config(args)
+    identifier = build_identifier(config)
+    cam = config.camera
+    capture = CaptureThread(open_source(cam), cam.reconnect_initial_s, cam.reconnect_max_s, cam.rotate).start()
+    try:
+        frame = capture.get(timeout=10)
+    finally:
+        capture.stop()
+    if frame is None:
+        print(f"facecheck: no frame from {capture.source.name}: {capture.error or 'timed out after 10 s'}",
+              file=sys.stderr)
+        return EXIT_USAGE if capture.error else EXIT_FAILURE
+    faces = []
+    for face in identifier.faces(frame.image):
+        embedding = identifier.embed(frame.image, face)
+        faces.append(FaceResult(0, face, identifier.match(embedding), embedding))
+    args.output.write_bytes(snapshot_jpeg(frame.image, FrameResult(frame.index, frame.ts, faces, [])))
+    print(json.dumps({"snapshot": str(args.output), "faces": [{"box": list(f.face.box), **f.match.as_dict()}
+                                                              for f in faces]}))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from edge.app import build_matcher_for, build_pipeline, load_gallery
 from edge.camera import CaptureThread, Frame, open_source
 from edge.commands import CommandContext, run_command
-from edge.config import Config
+from edge.config import Config, ConfigError, load_config
+from edge.logs import apply_level
+from edge.sdnotify import Notifier
 from edge.events import Event, EventSink, StdoutSink
 from edge.health import health_payload
 from edge.outbox import Outbox
@@ -32,6 +34,8 @@ class Daemon:
     def __init__(self, config: Config, pipeline: Pipeline | None = None, sinks: list[EventSink] | None = None,
                  on_result: Callable[[FrameResult], None] | None = None):
         self.config = config
+        self.notifier = Notifier()
+        self.notifier.status("loading models")
         self.pipeline = pipeline or build_pipeline(config)
         self.timer = self.pipeline.timer
         self.outbox = Outbox(config.outbox.path, config.device_id, config.outbox.max_events,
@@ -56,9 +60,10 @@ class Daemon:
 
             self.link = MqttLink(config)
             self.publisher = OutboxPublisher(self.outbox, self.link)
+        self.ready_sent = False
         self.commands = CommandContext(
             identifier=self.pipeline.identifier, gallery_path=config.matcher.gallery,
-            augmentations=config.matcher.augmentations, reload=self.reload_gallery, snapshot=self.snapshot,
+            augmentations=config.matcher.augmentations, reload=self.reload, snapshot=self.snapshot,
             health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes)
 
     def install_signal_handlers(self) -> None:
@@ -66,11 +71,36 @@ class Daemon:
             signal.signal(sig, self._on_stop_signal)
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
 
+    # Sections that need a restart to change: they own the camera, the broker session or the models.
+    RESTART_SECTIONS = ("device_id", "camera", "detector", "embedder", "mqtt", "outbox", "sinks")
+
     def _on_stop_signal(self, signum, _frame) -> None:
         log.info("%s received; stopping after the current frame", signal.Signals(signum).name)
         self.stop_requested.set()
 
     # ------------------------------------------------------------------ actions used by commands
+
+    def reload(self) -> dict:
+        """SIGHUP and the reload command: re-read the config's reloadable parts and the gallery.
+
+        The camera, broker session and models keep running; a change to those sections is logged as
+        needing a restart. A broken config file is refused and the running config kept.
+        """
+        if self.config.source_path is not None:
+            try:
+                fresh = load_config(self.config.source_path)
+            except ConfigError as exc:
+                log.error("reload: config refused, keeping the running one: %s", exc)
+                fresh = self.config
+            changed = [k for k in self.RESTART_SECTIONS if getattr(fresh, k) != getattr(self.config, k)]
+            if changed:
+                log.warning("reload: %s changed; that takes a restart (systemctl restart facecheck)", ", ".join(changed))
+            self.config = self.config.model_copy(update={
+                "matcher": fresh.matcher, "confirmation": fresh.confirmation, "gestures": fresh.gestures,
+                "log": fresh.log})
+            self.pipeline.confirmation.config = self.config.confirmation
+            apply_level(self.config.log)
+        return self.reload_gallery()
 
     def reload_gallery(self) -> dict:
         """Re-read the gallery and rebuild the matcher; the camera keeps running."""
@@ -104,7 +134,7 @@ class Daemon:
         if self.reload_requested.is_set():
             self.reload_requested.clear()
             try:
-                self.reload_gallery()
+                self.reload()
             except Exception as exc:  # keep serving with the old gallery
                 log.error("reload failed, keeping the current gallery: %s", exc)
         if self.link is not None:
@@ -125,7 +155,9 @@ class Daemon:
     def run(self) -> int:
         """Process frames until stopped or the source ends; 0 on a clean stop, 2 if the camera is misconfigured."""
         if self.link is not None:
+            self.notifier.status(f"connecting to {self.config.mqtt.host}:{self.config.mqtt.port}")
             self.link.start()
+        self.notifier.status(f"opening camera {self.capture.source.name}")
         self.capture.start()
         self.started = last_timing = time.monotonic()
         last_health = 0.0
@@ -155,6 +187,9 @@ class Daemon:
                             sink.deliver(event)
                 self._deliver()
                 self.frames += 1
+                self.notifier.frame_processed()
+                if not self.ready_sent:
+                    self._maybe_ready()
                 if self.on_result:
                     self.on_result(result)
                 every = self.config.log.stage_timing_every_s
@@ -166,7 +201,24 @@ class Daemon:
         # A source error is a configuration problem (bad path, missing backend): exit 2 like other bad input.
         return 2 if self.capture.error is not None else 0
 
+    READY_BROKER_WAIT_S = 30.0
+
+    def _maybe_ready(self) -> None:
+        """READY=1 once models and camera work and the broker is connected, or after waiting
+        READY_BROKER_WAIT_S for it: attendance must not stop because the broker is away."""
+        broker_up = self.link is None or self.link.connected.is_set()
+        if not broker_up and time.monotonic() - self.started < self.READY_BROKER_WAIT_S:
+            return
+        matcher = self.pipeline.identifier.matcher
+        people = matcher.gallery.people if matcher else 0
+        broker = "no broker configured" if self.link is None else (
+            "broker connected" if broker_up else "broker unreachable: events wait in the outbox")
+        self.notifier.ready(f"running: {people} enrolled, camera up, {broker}")
+        self.ready_sent = True
+        log.info("ready: %d enrolled, %s", people, broker)
+
     def _shutdown(self) -> None:
+        self.notifier.stopping()
         self.capture.stop()
         if self.publisher is not None and self.link is not None:
             if self.link.connected.is_set() and not self.publisher.drain(timeout=5.0):

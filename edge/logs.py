@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 
@@ -21,6 +22,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return json.dumps(body)
+
+
+class JournalFormatter(logging.Formatter):
+    """sd-daemon priority prefixes (<3> error ... <7> debug) so journald keeps the level."""
+
+    _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{self._PRIORITY.get(record.levelno, 6)}>"
+        return prefix + f"{record.name}: {record.getMessage()}" + (
+            "\n" + self.formatException(record.exc_info) if record.exc_info else "")
 
 
 class RepeatFilter(logging.Filter):
@@ -42,13 +54,21 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def setup_logging(config: LogConfig) -> None:
+def setup_logging(config: LogConfig, env: dict[str, str] | None = None) -> None:
+    env = dict(os.environ if env is None else env)
     handler = logging.StreamHandler(sys.stderr)
     if config.format == "json":
         handler.setFormatter(JsonFormatter())
+    elif env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"):
+        # Under systemd: journald stamps the time and unit itself; a <N> prefix sets the priority.
+        handler.setFormatter(JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(config.level.upper())
+    apply_level(config)
+
+
+def apply_level(config: LogConfig) -> None:
+    logging.getLogger().setLevel(config.level.upper())

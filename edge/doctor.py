@@ -1,0 +1,200 @@
+"""`facecheck doctor`: one line per check of what a door needs; exit 0 only if every check passes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from edge.config import Config
+
+MIN_FREE_BYTES = 200 * 1024 * 1024
+CAMERA_WAIT_S = 10.0
+BROKER_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.ok else 'FAIL'} {self.name:8} {self.detail}"
+
+
+def check_models(config: Config) -> Check:
+    from edge.inference.embedder import read_sidecar
+    from edge.inference.tflite import ModelError, TfliteModel, mediapipe_model
+
+    try:
+        detector = mediapipe_model("face_detection/face_detection_short_range.tflite"
+                                   if config.detector.model == "short_range"
+                                   else "face_detection/face_detection_full_range_sparse.tflite")
+        TfliteModel(detector, 1)
+        meta = read_sidecar(config.embedder.model)
+        TfliteModel(config.embedder.model, 1)
+    except ModelError as exc:
+        return Check("models", False, str(exc))
+    return Check("models", True, f"{meta['model_id']} (sha256 matches its sidecar), {detector.name}")
+
+
+def check_gallery(config: Config) -> Check:
+    from edge.inference.embedder import read_sidecar
+    from edge.inference.gallery import Gallery, GalleryError
+    from edge.inference.tflite import ModelError
+
+    path = config.matcher.gallery
+    if not path.exists():
+        return Check("gallery", False, f"{path} does not exist: nobody is enrolled (facecheck enroll)")
+    try:
+        gallery = Gallery.load(path)
+        model_id = read_sidecar(config.embedder.model, verify_hash=False)["model_id"]
+        gallery.require_model(model_id, path)
+    except (GalleryError, ModelError) as exc:
+        return Check("gallery", False, str(exc))
+    if gallery.people == 0:
+        return Check("gallery", False, f"{path} holds nobody; enrol people with facecheck enroll")
+    return Check("gallery", True, f"{gallery.people} people, version {gallery.version}, model {gallery.model_id}")
+
+
+def check_camera(config: Config) -> Check:
+    from edge.camera import CaptureThread, open_source
+
+    cam = config.camera
+    capture = CaptureThread(open_source(cam), cam.reconnect_initial_s, cam.reconnect_max_s, cam.rotate).start()
+    try:
+        first = capture.get(timeout=CAMERA_WAIT_S)
+        if first is None:
+            why = capture.error or f"no frame within {CAMERA_WAIT_S:.0f}s"
+            return Check("camera", False, f"{capture.source.name}: {why}")
+        started, frames = time.monotonic(), 1
+        while time.monotonic() - started < 2.0 and not capture.finished:
+            if capture.get(timeout=0.5) is not None:
+                frames += 1
+        fps = (frames - 1) / max(time.monotonic() - started, 1e-6)
+    finally:
+        capture.stop()
+    h, w = first.image.shape[:2]
+    problems = []
+    if (w, h) != (cam.width, cam.height) and cam.kind not in ("replay", "file"):
+        problems.append(f"delivers {w}x{h}, configured {cam.width}x{cam.height}")
+    if cam.kind not in ("replay", "file") and fps < 0.5 * cam.fps:
+        problems.append(f"{fps:.1f} fps, configured {cam.fps:g}")
+    detail = f"{capture.source.name}: {w}x{h} at {fps:.1f} fps"
+    return Check("camera", not problems, detail + ("; " + "; ".join(problems) if problems else ""))
+
+
+def check_broker(config: Config) -> Check:
+    if not config.mqtt.enabled:
+        return Check("broker", True, "skipped: mqtt.enabled is false")
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge.config import ConfigError
+    from edge.mqtt.credentials import broker_password, check_tls_files
+
+    m = config.mqtt
+    try:
+        check_tls_files(m)
+        password = broker_password(m)
+    except ConfigError as exc:
+        return Check("broker", False, str(exc))
+    result: dict = {}
+    done = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-doctor",
+                         protocol=mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311)
+    if m.username or password:
+        client.username_pw_set(m.username or "", password)
+    if m.tls is not None:
+        client.tls_set(ca_certs=str(m.tls.ca_file), certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
+                       keyfile=str(m.tls.key_file) if m.tls.key_file else None)
+        client.tls_insecure_set(m.tls.insecure_skip_verify)
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        result["rc"] = reason_code
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(m.host, m.port, 10)
+    except (OSError, ValueError) as exc:
+        return Check("broker", False, f"{m.host}:{m.port}: {exc}")
+    client.loop_start()
+    done.wait(BROKER_WAIT_S)
+    client.disconnect()
+    client.loop_stop()
+    rc = result.get("rc")
+    if rc is None:
+        return Check("broker", False, f"{m.host}:{m.port}: no answer within {BROKER_WAIT_S:.0f}s")
+    if rc.is_failure:
+        return Check("broker", False, f"{m.host}:{m.port} refused: {rc}")
+    return Check("broker", True, f"{m.host}:{m.port} accepted MQTT {m.protocol}"
+                 f"{' over TLS' if m.tls else ''}{' with credentials' if password else ''}")
+
+
+def check_outbox(config: Config) -> Check:
+    from edge.outbox import Outbox, OutboxError
+
+    path = config.outbox.path
+    try:
+        box = Outbox(path, config.device_id)
+        depth = box.depth()
+        box.close()
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".doctor-"):
+            pass
+    except (OutboxError, OSError) as exc:
+        return Check("outbox", False, str(exc))
+    free = shutil.disk_usage(path.parent).free
+    if free < MIN_FREE_BYTES:
+        return Check("outbox", False, f"{path.parent}: only {free / 1e6:.0f} MB free (need {MIN_FREE_BYTES / 1e6:.0f})")
+    return Check("outbox", True, f"{path} writable, {depth} pending, {free / 1e9:.1f} GB free")
+
+
+def check_clock(config: Config) -> Check:
+    now = time.time()
+    if time.gmtime(now).tm_year < 2025:
+        return Check("clock", False, f"system time {time.strftime('%Y-%m-%d', time.gmtime(now))} is not plausible")
+    newest = max((p.stat().st_mtime for p in (config.embedder.model, Path(__file__)) if p.exists()), default=0)
+    if newest > now + 60:
+        return Check("clock", False, "files are dated in the future: the clock went backwards; sync it (NTP)")
+    synced = _ntp_synchronized()
+    if synced is False:
+        return Check("clock", False, "timedatectl says NTP is not synchronised; event times may be wrong")
+    return Check("clock", True, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+                 + ("; NTP synchronised" if synced else "; plausible (NTP state unknown here)"))
+
+
+def _ntp_synchronized() -> bool | None:
+    if shutil.which("timedatectl") is None:
+        return None
+    try:
+        out = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = out.stdout.strip()
+    return {"yes": True, "no": False}.get(value) if out.returncode == 0 else None
+
+
+CHECKS: tuple[Callable[[Config], Check], ...] = (
+    check_models, check_gallery, check_camera, check_broker, check_outbox, check_clock)
+
+
+def run_doctor(config: Config, out=print) -> int:
+    failed = 0
+    for check in CHECKS:
+        try:
+            result = check(config)
+        except Exception as exc:  # a check must report, never crash the others
+            result = Check(check.__name__.removeprefix("check_"), False, f"check crashed: {exc}")
+        out(result.line())
+        failed += not result.ok
+    out(f"{len(CHECKS) - failed}/{len(CHECKS)} checks passed")
+    return 0 if failed == 0 else 1
