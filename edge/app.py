@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from edge.config import Config, ConfigError
+from edge.config import Config
 from edge.decision import Confirmation
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder
@@ -47,10 +47,9 @@ def build_pipeline(config: Config, timer: StageTimer | None = None) -> Pipeline:
 
 
 def build_gestures(config: Config):
-    """The pose + gesture stage. Not in this build yet: a config that needs it is refused up front."""
-    if config.confirmation.require_gesture:
-        raise ConfigError(
-            "confirmation.require_gesture: true needs the pose/gesture stage, which this build does not include "
-            "yet; set confirmation.require_gesture: false to check in on recognition alone"
-        )
-    return None
+    """The pose + gesture stage, needed only when a confirmation gesture is required."""
+    if not config.confirmation.require_gesture:
+        return None
+    from edge.inference.gestures import GestureStage
+
+    return GestureStage.from_config(config)

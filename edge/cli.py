@@ -17,10 +17,6 @@ log = logging.getLogger("facecheck")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-class NotInstalled(Exception):
-    """A capability another part of the project provides, not in this build."""
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facecheck", description="Touchless face + gesture attendance at the door.")
     parser.add_argument("--version", action="version", version=f"facecheck {__version__}")
@@ -51,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     identify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     gesture = with_config(sub.add_parser("gesture", help="which gesture these images show (JSON per image)"))
     gesture.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    gestures = with_config(sub.add_parser("gestures", help="record samples for / train the trainable gesture classifier"))
+    gestures_sub = gestures.add_subparsers(dest="gestures_command", required=True)
+    record = gestures_sub.add_parser("record", help="save landmark samples of one gesture from images or the camera")
+    record.add_argument("--label", required=True, choices=["confirm", "reject", "capture", "standby", "none"])
+    record.add_argument("--camera-frames", type=int, default=0, metavar="N", help="take N frames from the camera")
+    record.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
+    gestures_sub.add_parser("train", help="fit the classifier on the recorded samples (gestures.classifier: trained)")
     with_config(sub.add_parser("doctor", help="check camera, models, gallery, broker and disk"))
     snapshot = with_config(sub.add_parser("snapshot", help="save the current camera frame with faces drawn"))
     snapshot.add_argument("-o", "--output", required=True, type=Path, help="JPEG file to write")
@@ -70,9 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"facecheck: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except NotInstalled as exc:
-        print(f"facecheck: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into head and the like
@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         from edge.inference.tflite import ModelError
         from edge.outbox import OutboxError
 
-        if isinstance(exc, (ModelError, GalleryError, SourceError, OutboxError)):
+        from edge.inference.gestures import GestureError
+
+        if isinstance(exc, (ModelError, GalleryError, SourceError, OutboxError, GestureError)):
             print(f"facecheck: {exc}", file=sys.stderr)
             return EXIT_USAGE
         raise
@@ -118,7 +120,9 @@ def _dispatch(args) -> int:
     if args.command == "identify":
         return _identify(args)
     if args.command == "gesture":
-        raise NotInstalled("`facecheck gesture` needs the pose/gesture stage, which this build does not include yet")
+        return _gesture(args)
+    if args.command == "gestures":
+        return _gestures(args)
     if args.command == "doctor":
         from edge.doctor import run_doctor
 
@@ -221,6 +225,83 @@ def _identify(args) -> int:
     return status
 
 
+def _gesture(args) -> int:
+    from edge.enroll import read_image
+    from edge.inference.gestures import build_classifier
+    from edge.inference.pose import BlazePose
+
+    config = _config(args)
+    g = config.gestures
+    pose_model = BlazePose(config.detector.threads)
+    classifier = build_classifier(g.classifier, g.trained_model, g.min_visibility)
+    status = EXIT_OK
+    for path in args.images:
+        try:
+            image = read_image(path)
+        except InputError as exc:
+            print(json.dumps({"image": str(path), "gesture": "none", "people": 0, "error": str(exc)}))
+            print(f"facecheck: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        poses = pose_model.poses(image)
+        gesture = classifier.classify(poses[0]) if poses else "none"
+        print(json.dumps({"image": str(path), "gesture": gesture, "people": len(poses)}), flush=True)
+    return status
+
+
+def _gestures(args) -> int:
+    import numpy as np
+
+    from edge.enroll import read_image
+    from edge.inference.gestures import body_frame, features, load_samples, save_samples, train
+    from edge.inference.pose import BlazePose
+
+    config = _config(args)
+    g = config.gestures
+    samples_path = g.trained_model.with_name(g.trained_model.stem + "-samples.npz")
+    if args.gestures_command == "train":
+        if not samples_path.exists():
+            raise InputError(f"{samples_path}: no samples yet; record them with `facecheck gestures record`")
+        report = train(samples_path, g.trained_model)
+        print(json.dumps({"model": str(g.trained_model), **report}))
+        return EXIT_OK
+    if not args.images and args.camera_frames <= 0:
+        raise InputError("gestures record needs IMAGE paths or --camera-frames N")
+    pose_model = BlazePose(config.detector.threads)
+    images = [(str(p), read_image(p)) for p in args.images]
+    if args.camera_frames:
+        from edge.camera import CaptureThread, open_source
+
+        cam = config.camera
+        capture = CaptureThread(open_source(cam), cam.reconnect_initial_s, cam.reconnect_max_s, cam.rotate).start()
+        try:
+            while len(images) < len(args.images) + args.camera_frames and not capture.finished:
+                frame = capture.get(timeout=5)
+                if frame is not None:
+                    images.append((f"frame {frame.index}", frame.image))
+        finally:
+            capture.stop()
+    vectors = []
+    for label, image in images:
+        poses = pose_model.poses(image)
+        body = body_frame(poses[0].landmarks, poses[0].visibility, g.min_visibility) if poses else None
+        vector = features(body, poses[0].landmarks, poses[0].visibility, g.min_visibility) if poses else None
+        if vector is None:
+            print(f"skipped {label}: no person with visible arms", file=sys.stderr)
+            continue
+        vectors.append(vector)
+    if not vectors:
+        raise InputError("no usable samples: no image showed a person with visible shoulders, elbows and wrists")
+    x, y = (load_samples(samples_path) if samples_path.exists() else (np.zeros((0, len(vectors[0])), np.float32),
+                                                                        np.zeros(0, str)))
+    x = np.concatenate([x, np.stack(vectors)])
+    y = np.concatenate([y, np.array([args.label] * len(vectors))])
+    save_samples(samples_path, x, y)
+    counts = {label: int((y == label).sum()) for label in sorted(set(y))}
+    print(json.dumps({"samples": str(samples_path), "added": len(vectors), "counts": counts}))
+    return EXIT_OK
+
+
 def _snapshot(args) -> int:
     from edge.app import build_identifier
     from edge.camera import CaptureThread, open_source
@@ -243,13 +324,17 @@ def _snapshot(args) -> int:
         print(f"facecheck: no frame from {capture.source.name}: {capture.error or 'timed out after 10 s'}",
               file=sys.stderr)
         return EXIT_USAGE if capture.error else EXIT_FAILURE
+    from edge.inference.pose import BlazePose
+
     faces = []
     for face in identifier.faces(frame.image):
         embedding = identifier.embed(frame.image, face)
         faces.append(FaceResult(0, face, identifier.match(embedding), embedding))
-    args.output.write_bytes(snapshot_jpeg(frame.image, FrameResult(frame.index, frame.ts, faces, [])))
-    print(json.dumps({"snapshot": str(args.output), "faces": [{"box": list(f.face.box), **f.match.as_dict()}
-                                                              for f in faces]}))
+    poses = BlazePose(config.detector.threads).poses(frame.image)
+    args.output.write_bytes(snapshot_jpeg(frame.image, FrameResult(frame.index, frame.ts, faces, []), poses,
+                                          config.gestures.min_visibility))
+    print(json.dumps({"snapshot": str(args.output), "people": len(poses),
+                      "faces": [{"box": list(f.face.box), **f.match.as_dict()} for f in faces]}))
     return EXIT_OK
 
 

@@ -113,7 +113,9 @@ class Daemon:
     def snapshot(self) -> dict:
         if self.last_frame is None:
             return {"jpeg_base64": None, "faces": [], "note": "no frame captured yet"}
-        jpeg = snapshot_jpeg(self.last_frame.image, self.last_result)
+        stage = self.pipeline.gestures
+        jpeg = snapshot_jpeg(self.last_frame.image, self.last_result, stage.last_poses if stage else None,
+                             self.config.gestures.min_visibility)
         h, w = self.last_frame.image.shape[:2]
         faces = [{"box": list(f.face.box), **f.match.as_dict()} for f in (self.last_result.faces
                                                                            if self.last_result else [])]

@@ -11,12 +11,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from edge.config import ConfirmationConfig
 from edge.events import Decision
 
 log = logging.getLogger(__name__)
 
 GESTURE_EVENTS = {"confirm": "check_in", "reject": "rejected", "capture": "capture"}
+# Median keypoint movement per frame, as a fraction of face size, below which a face counts as still.
+STILL_MOTION = 0.002
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class Observation:
     score: float
     gesture: str | None = None  # None: no pose for this face in this frame
     embedding: Any = None  # numpy vector; serialised only for capture events
+    keypoints: Any = None  # the face's 6 keypoints (pixels), for the passive liveness check
+    face_size: float = 0.0
 
 
 @dataclass
@@ -42,6 +48,8 @@ class _TrackState:
     gesture: str | None = None
     held: int = 0
     scores: list[float] = field(default_factory=list)
+    last_keypoints: Any = None
+    motion: list[float] = field(default_factory=list)
 
 
 class Confirmation:
@@ -70,6 +78,7 @@ class Confirmation:
 
     def _step(self, ts: float, obs: Observation, track: _TrackState) -> Decision | None:
         cfg = self.config
+        self._track_motion(obs, track)
         if track.state == "done":
             return None
         if not obs.known:
@@ -115,6 +124,28 @@ class Confirmation:
             track.gesture, track.held = obs.gesture, 0
         return None
 
+    @staticmethod
+    def _track_motion(obs: Observation, track: _TrackState) -> None:
+        """How far the face's keypoints move frame to frame, relative to the face size."""
+        if obs.keypoints is None or obs.face_size <= 0:
+            return
+        if track.last_keypoints is not None:
+            shift = float(np.mean(np.linalg.norm(obs.keypoints - track.last_keypoints, axis=1)))
+            track.motion.append(shift / obs.face_size)
+            del track.motion[:-30]
+        track.last_keypoints = np.asarray(obs.keypoints, np.float32)
+
+    def liveness(self, track: _TrackState, gesture: str | None) -> dict:
+        """Active (a gesture was performed) and passive (the face moved naturally) liveness evidence.
+
+        A printed photo cannot perform a gesture; a perfectly still face is suspicious. The passive
+        check is cheap evidence, not proof: a photo waved by hand moves too.
+        """
+        motion = float(np.median(track.motion)) if track.motion else None
+        passive = "unknown" if motion is None else ("ok" if motion >= STILL_MOTION else "suspicious")
+        return {"gesture": gesture is not None, "motion": None if motion is None else round(motion, 5),
+                "passive": passive}
+
     def _cooling_down(self, ts: float, person_id: str | None) -> bool:
         last = self._last_check_in.get(person_id or "")
         return last is not None and ts - last < self.config.cooldown_s
@@ -123,7 +154,7 @@ class Confirmation:
         if kind in ("check_in", "rejected"):
             self._last_check_in[obs.person_id or ""] = ts
         score = sum(track.scores) / len(track.scores) if track.scores else obs.score
-        extra: dict = {"track_id": obs.track_id}
+        extra: dict = {"track_id": obs.track_id, "liveness": self.liveness(track, gesture)}
         if kind == "capture" and self.config.include_embedding_on_capture and obs.embedding is not None:
             extra["embedding"] = [round(float(v), 5) for v in obs.embedding]
         return Decision(kind, person_id=obs.person_id, name=obs.name, score=score, gesture=gesture, extra=extra)

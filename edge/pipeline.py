@@ -73,7 +73,7 @@ class Pipeline:
         self.identifier = identifier
         self.confirmation = confirmation
         self.tracker = tracker or IouTracker()
-        self.gestures = gestures  # edge.inference.gestures.GestureStage, when the pose model is configured
+        self.gestures = gestures  # edge.inference.gestures.GestureStage; None = faces only
         self.timer = timer or identifier.timer
 
     def process(self, frame: Frame) -> FrameResult:
@@ -83,13 +83,14 @@ class Pipeline:
         for track_id, face in zip(track_ids, faces):
             embedding = self.identifier.embed(frame.image, face)
             results.append(FaceResult(track_id, face, self.identifier.match(embedding), embedding))
-        gestures: dict[int, str | None] = {}
-        if self.gestures is not None and results:
+        gestures: dict[int, str] = {}
+        if self.gestures is not None and results and self.gestures.wanted(self.confirmation.awaiting()):
             with self.timer.stage("pose"):
-                gestures = self.gestures.for_faces(frame, [r.face for r in results], self.confirmation.awaiting())
+                gestures = self.gestures.for_faces(frame.image, [r.face.box for r in results],
+                                                   [r.track_id for r in results])
         observations = [
             Observation(r.track_id, r.match.known, r.match.person_id, r.match.name, r.match.score,
-                        gestures.get(i), r.embedding)
+                        gestures.get(i), r.embedding, r.face.keypoints, float(max(r.face.box[2], r.face.box[3])))
             for i, r in enumerate(results)
         ]
         with self.timer.stage("decide"):

@@ -8,9 +8,17 @@ import numpy as np
 from edge.pipeline import FrameResult
 
 
-def annotate(image: np.ndarray, result: FrameResult | None) -> np.ndarray:
-    """Face boxes (green known, red unknown) with name, score and distance."""
+def annotate(image: np.ndarray, result: FrameResult | None, poses: list | None = None,
+             min_visibility: float = 0.5) -> np.ndarray:
+    """Face boxes (green known, red unknown) with name, score and distance; pose skeletons in yellow."""
+    from edge.inference.pose import SKELETON
+
     canvas = image.copy()
+    for pose in poses or []:
+        for a, b in SKELETON:
+            if pose.visible(a, min_visibility) and pose.visible(b, min_visibility):
+                pa, pb = pose.landmarks[a], pose.landmarks[b]
+                cv2.line(canvas, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), (0, 220, 255), 2, cv2.LINE_AA)
     for face in (result.faces if result else []):
         x, y, w, h = face.face.box
         colour = (60, 200, 60) if face.match.known else (40, 40, 230)
@@ -22,8 +30,9 @@ def annotate(image: np.ndarray, result: FrameResult | None) -> np.ndarray:
     return canvas
 
 
-def snapshot_jpeg(image: np.ndarray, result: FrameResult | None, quality: int = 85) -> bytes:
-    ok, data = cv2.imencode(".jpg", annotate(image, result), [cv2.IMWRITE_JPEG_QUALITY, quality])
+def snapshot_jpeg(image: np.ndarray, result: FrameResult | None, poses: list | None = None,
+                  min_visibility: float = 0.5, quality: int = 85) -> bytes:
+    ok, data = cv2.imencode(".jpg", annotate(image, result, poses, min_visibility), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return data.tobytes()

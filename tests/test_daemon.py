@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,13 +71,26 @@ def test_run_with_a_missing_replay_folder_fails_with_the_path(base_config, tmp_p
     assert str(tmp_path / "frames") in result.stderr
 
 
-def test_unbuilt_capabilities_say_so_and_exit_1(base_config, tmp_path):
+def test_with_gestures_required_nobody_checks_in_without_one(base_config, tmp_path):
+    """The clip's visitors make no gesture: recognised people time out, strangers are still reported,
+    and pose runs only while someone awaits confirmation."""
+    render_clip(tmp_path / "frames")
+    base_config["sinks"] = {"stdout": True}
+    base_config["confirmation"] = {"require_gesture": True, "timeout_s": 0.5, "unknown_frames": 4,
+                                   "unknown_interval_s": 0}
+    base_config["log"] = {"stage_timing_every_s": 0, "level": "info"}
     config = write_yaml(tmp_path / "config.yaml", base_config)
-    result = run_cli("gesture", "-c", str(config), "x.jpg")
-    assert result.returncode == 1 and "not include" in result.stderr
-    gesture_needed = dict(base_config, confirmation={"require_gesture": True})
-    result = run_cli("run", "-c", str(write_yaml(tmp_path / "g.yaml", gesture_needed)))
-    assert result.returncode == 2 and "confirmation.require_gesture" in result.stderr
+    enrol_obama_and_biden(config)
+    result = run_cli("run", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["unknown_face", "unknown_face"]
+    assert "Barack Obama recognised; awaiting a confirmation gesture" in result.stderr
+    assert "did not confirm within 0.5s" in result.stderr
+    pose = re.search(r"pose [0-9.]+/[0-9.]+ms", result.stderr)
+    assert pose, "pose ran while a confirmation was pending"
+    frames = int(re.search(r"stopped after (\d+) frames", result.stderr).group(1))
+    assert frames == 92
 
 
 def test_demo_recognises_the_sample_people():

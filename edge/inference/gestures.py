@@ -1,0 +1,275 @@
+"""Arm gestures from pose landmarks: O = confirm, X = reject, both arms up = capture, arms down = standby.
+
+Landmarks are first put in a body frame (origin between the shoulders, one unit = shoulder width,
+y up, x towards the person's own left), so the rules hold for any body size, distance or position.
+Rules use hysteresis: a gesture already shown is kept with slightly relaxed thresholds, so it does
+not flicker at the boundary. A landmark the model did not see (visibility below the threshold) is
+never used: without it the answer is "none".
+
+The trainable alternative (Teachable-Machine style) fits a small scikit-learn classifier over the
+same body-frame coordinates, from samples recorded with `facecheck gestures record`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, NOSE, RIGHT_ELBOW, RIGHT_HIP,
+                                 RIGHT_SHOULDER, RIGHT_WRIST, Pose)
+
+GESTURES = ("confirm", "reject", "capture", "standby", "none")
+ARMS = (LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST)
+FEATURE_POINTS = (NOSE, LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST,
+                  LEFT_HIP, RIGHT_HIP)
+HYSTERESIS = 0.15  # body units a held gesture's thresholds relax by
+
+
+class GestureError(Exception):
+    """A gesture model or sample file is unusable; the message names its path."""
+
+
+@dataclass(frozen=True)
+class Body:
+    """Body-frame coordinates (shoulder widths; y up; +x = the person's left)."""
+
+    nose: np.ndarray
+    lw: np.ndarray
+    rw: np.ndarray
+    le: np.ndarray
+    re: np.ndarray
+    torso: float  # shoulder-to-hip distance in the same units
+
+
+def body_frame(points: np.ndarray, visibility: np.ndarray, min_visibility: float) -> Body | None:
+    """Normalise 33 image-space landmarks; None if an arm landmark or the nose was not seen."""
+    needed = ARMS + (NOSE,)
+    if np.any(visibility[list(needed)] < min_visibility):
+        return None
+    ls, rs = points[LEFT_SHOULDER], points[RIGHT_SHOULDER]
+    mid = (ls + rs) / 2
+    width = float(np.linalg.norm(ls - rs))
+    if width < 1e-6:
+        return None
+    side = 1.0 if ls[0] >= rs[0] else -1.0  # facing the camera, the left shoulder is on the image right
+
+    def frame(p: np.ndarray) -> np.ndarray:
+        d = (p - mid) / width
+        return np.array([side * d[0], -d[1]], dtype=np.float32)
+
+    hips_seen = visibility[LEFT_HIP] >= min_visibility and visibility[RIGHT_HIP] >= min_visibility
+    torso = float(-frame((points[LEFT_HIP] + points[RIGHT_HIP]) / 2)[1]) if hips_seen else 1.6
+    return Body(frame(points[NOSE]), frame(points[LEFT_WRIST]), frame(points[RIGHT_WRIST]),
+                frame(points[LEFT_ELBOW]), frame(points[RIGHT_ELBOW]), max(torso, 0.8))
+
+
+def classify_body(body: Body | None, previous: str | None = None) -> str:
+    """The gesture a body shows, by geometric rules with hysteresis towards `previous`."""
+    if body is None:
+        return "none"
+
+    def slack(gesture: str) -> float:
+        return HYSTERESIS if gesture == previous else 0.0
+
+    lw, rw, le, re, nose = body.lw, body.rw, body.le, body.re, body.nose
+    wrist_gap = abs(float(lw[0] - rw[0]))
+    above_head = min(lw[1], rw[1]) - nose[1]
+
+    s = slack("capture")
+    if above_head > 0.3 - s and wrist_gap > 1.3 - s and min(le[1], re[1]) > -0.1 - s:
+        return "capture"
+    s = slack("confirm")
+    if above_head > 0.1 - s and wrist_gap < 0.9 + s and min(le[1], re[1]) > -0.1 - s \
+            and abs(float(le[0] - re[0])) > 1.2 - s:
+        return "confirm"
+    s = slack("reject")
+    chest = all(-0.6 * body.torso - s < w[1] < 0.3 + s for w in (lw, rw))
+    crossed = float(lw[0] - rw[0]) < -0.1 + s and max(abs(lw[0]), abs(rw[0])) < 1.1 + s
+    forearms_up = lw[1] > le[1] + 0.15 - s and rw[1] > re[1] + 0.15 - s
+    if chest and crossed and forearms_up:
+        return "reject"
+    s = slack("standby")
+    hanging = max(lw[1], rw[1]) < -0.8 + s and lw[1] < le[1] + s and rw[1] < re[1] + s
+    close_to_body = max(abs(le[0]), abs(re[0])) < 1.05 + s and max(abs(lw[0]), abs(rw[0])) < 1.15 + s
+    if hanging and close_to_body:
+        return "standby"
+    return "none"
+
+
+def features(body: Body | None, points: np.ndarray, visibility: np.ndarray, min_visibility: float) -> np.ndarray | None:
+    """Body-frame x, y of FEATURE_POINTS (hips fall back to a standard torso), for the trained classifier."""
+    if body is None:
+        return None
+    ls, rs = points[LEFT_SHOULDER], points[RIGHT_SHOULDER]
+    mid, width = (ls + rs) / 2, float(np.linalg.norm(ls - rs))
+    side = 1.0 if ls[0] >= rs[0] else -1.0
+    out = []
+    for index in FEATURE_POINTS:
+        if visibility[index] < min_visibility and index in (LEFT_HIP, RIGHT_HIP):
+            d = np.array([0.5 if index == LEFT_HIP else -0.5, -body.torso])
+        else:
+            d = (points[index] - mid) / width
+            d = np.array([side * d[0], -d[1]])
+        out.extend(d)
+    return np.asarray(out, np.float32)
+
+
+class GestureClassifier(Protocol):
+    kind: str
+
+    def classify(self, pose: Pose, previous: str | None = None) -> str: ...
+
+
+class RuleClassifier:
+    kind = "rules"
+
+    def __init__(self, min_visibility: float = 0.5):
+        self.min_visibility = min_visibility
+
+    def classify(self, pose: Pose, previous: str | None = None) -> str:
+        return classify_body(body_frame(pose.landmarks, pose.visibility, self.min_visibility), previous)
+
+
+# ------------------------------------------------------------------ trainable classifier
+
+
+def load_samples(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(features N x F, labels N) from a samples/model file; never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            x, y = data["features"], data["labels"]
+    except FileNotFoundError:
+        raise GestureError(f"{path}: no gesture samples yet; record some with `facecheck gestures record`") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise GestureError(f"{path}: not a readable gesture file ({exc})") from None
+    if x.ndim != 2 or x.shape[1] != 2 * len(FEATURE_POINTS) or y.shape != (len(x),) or not np.isfinite(x).all():
+        raise GestureError(f"{path}: gesture arrays are inconsistent (corrupt file)")
+    unknown = set(str(v) for v in y) - set(GESTURES)
+    if unknown:
+        raise GestureError(f"{path}: unknown gesture labels {sorted(unknown)}; allowed {list(GESTURES)}")
+    return x.astype(np.float32), y.astype(str)
+
+
+def save_samples(path: Path, x: np.ndarray, y: np.ndarray, **extra) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".gestures-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, features=np.asarray(x, np.float32), labels=np.asarray(y, dtype=np.str_),
+                     **{k: np.asarray(v) for k, v in extra.items()})
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fit_classifier(x: np.ndarray, y: np.ndarray):
+    """A small scikit-learn pipeline (standardise + logistic regression), refit from samples at load."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(set(y)) < 2:
+        raise GestureError("training needs samples of at least two gestures")
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(x, y)
+
+
+class TrainedClassifier:
+    kind = "trained"
+
+    def __init__(self, model_path: Path, min_visibility: float = 0.5):
+        x, y = load_samples(model_path)
+        self.model = fit_classifier(x, y)
+        self.min_visibility = min_visibility
+
+    def classify(self, pose: Pose, previous: str | None = None) -> str:
+        body = body_frame(pose.landmarks, pose.visibility, self.min_visibility)
+        vector = features(body, pose.landmarks, pose.visibility, self.min_visibility)
+        if vector is None:
+            return "none"
+        return str(self.model.predict(vector[None])[0])
+
+
+def train(samples: Path, out: Path) -> dict:
+    """Fit on recorded samples, report cross-validated accuracy, write the model file atomically."""
+    from sklearn.model_selection import cross_val_score
+
+    x, y = load_samples(samples)
+    model = fit_classifier(x, y)
+    folds = min(5, int(min(np.unique(y, return_counts=True)[1])))
+    accuracy = float(cross_val_score(model, x, y, cv=folds).mean()) if folds >= 2 else float("nan")
+    save_samples(out, x, y, cv_accuracy=accuracy)
+    return {"samples": int(len(y)), "labels": sorted(set(y)), "cv_accuracy": accuracy}
+
+
+# ------------------------------------------------------------------ the pipeline stage
+
+
+def build_classifier(kind: str, trained_model: Path, min_visibility: float) -> GestureClassifier:
+    if kind == "trained":
+        return TrainedClassifier(trained_model, min_visibility)
+    return RuleClassifier(min_visibility)
+
+
+def owner_of(pose: Pose, boxes: list[tuple[int, int, int, int]], min_visibility: float) -> int | None:
+    """Index of the face box that holds this body's nose and eyes (seen ones); None if no box does."""
+    from edge.inference.pose import LEFT_EYE, RIGHT_EYE
+
+    points = [pose.landmarks[i] for i in (NOSE, LEFT_EYE, RIGHT_EYE) if pose.visibility[i] >= min_visibility]
+    if not points:
+        return None
+    for index, (x, y, w, h) in enumerate(boxes):
+        mx, my = 0.15 * w, 0.15 * h
+        if all(x - mx <= p[0] <= x + w + mx and y - my <= p[1] <= y + h + my for p in points):
+            return index
+    return None
+
+
+class GestureStage:
+    """Pose + gesture for the faces in a frame; pose runs only while a confirmation is pending
+    (or every idle_every frames), so idle frames stay cheap."""
+
+    def __init__(self, pose, classifier: GestureClassifier, min_visibility: float = 0.5, idle_every: int = 0):
+        self.pose = pose
+        self.classifier = classifier
+        self.min_visibility = min_visibility
+        self.idle_every = idle_every
+        self.last_poses: list[Pose] = []
+        self._previous: dict[int, str] = {}
+        self._frames = 0
+
+    @classmethod
+    def from_config(cls, config) -> "GestureStage":
+        from edge.inference.pose import BlazePose
+
+        g = config.gestures
+        return cls(BlazePose(config.detector.threads), build_classifier(g.classifier, g.trained_model, g.min_visibility),
+                   g.min_visibility, g.idle_pose_every_n_frames)
+
+    def wanted(self, awaiting: bool) -> bool:
+        self._frames += 1
+        return awaiting or (self.idle_every > 0 and self._frames % self.idle_every == 0)
+
+    def for_faces(self, image: np.ndarray, boxes: list[tuple[int, int, int, int]], track_ids: list[int]) -> dict[int, str]:
+        """face index -> gesture of the body that owns that face (faces without a body get none)."""
+        self.last_poses = self.pose.poses(image)
+        gestures: dict[int, str] = {}
+        for pose in self.last_poses:
+            index = owner_of(pose, boxes, self.min_visibility)
+            if index is None or index in gestures:
+                continue
+            track = track_ids[index]
+            gesture = self.classifier.classify(pose, self._previous.get(track))
+            gestures[index] = gesture
+            self._previous[track] = gesture
+        live = set(track_ids)
+        self._previous = {t: g for t, g in self._previous.items() if t in live}
+        return gestures

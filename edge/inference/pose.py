@@ -1,0 +1,125 @@
+"""Body pose landmarks with MediaPipe's BlazePose models, run directly by the TFLite interpreter.
+
+Two models from the mediapipe wheel: pose_detection (finds every person, with hip-centre and
+body-scale keypoints) and pose_landmark_full (33 landmarks with visibility inside a rotated crop).
+Running them ourselves, rather than through mediapipe's legacy single-person Pose solution, gives
+landmarks for several people in one frame, so each gesture can be tied to the right face.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.inference.detector import letterbox, ssd_anchors, weighted_nms
+from edge.inference.tflite import TfliteModel, mediapipe_model
+
+NOSE, LEFT_EYE, RIGHT_EYE = 0, 2, 5
+LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW = 11, 12, 13, 14
+LEFT_WRIST, RIGHT_WRIST, LEFT_HIP, RIGHT_HIP = 15, 16, 23, 24
+SKELETON = ((11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24), (23, 25), (25, 27),
+            (24, 26), (26, 28), (0, 2), (0, 5))
+
+
+@dataclass(frozen=True)
+class Person:
+    """One detected body: where the landmark model should look."""
+
+    score: float
+    center: tuple[float, float]  # hip centre, pixels
+    size: float  # side of the square crop, pixels
+    rotation: float  # radians
+
+
+@dataclass(frozen=True)
+class Pose:
+    landmarks: np.ndarray  # 33 x 2 pixels
+    visibility: np.ndarray  # 33, in [0, 1]
+    presence: float
+    person: Person
+
+    def visible(self, index: int, threshold: float) -> bool:
+        return bool(self.visibility[index] >= threshold)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+
+
+class BlazePose:
+    DETECT_SIZE = 224
+    LANDMARK_SIZE = 256
+
+    def __init__(self, threads: int = 0, min_detection: float = 0.5, min_presence: float = 0.5, max_people: int = 3):
+        self.detector = TfliteModel(mediapipe_model("pose_detection/pose_detection.tflite"), threads)
+        self.detector.expect_input((1, self.DETECT_SIZE, self.DETECT_SIZE, 3))
+        self.landmarker = TfliteModel(mediapipe_model("pose_landmark/pose_landmark_full.tflite"), threads)
+        self.landmarker.expect_input((1, self.LANDMARK_SIZE, self.LANDMARK_SIZE, 3))
+        self.anchors = ssd_anchors(self.DETECT_SIZE, (8, 16, 32), (2, 2, 6))
+        self.min_detection = min_detection
+        self.min_presence = min_presence
+        self.max_people = max_people
+        self.model_id = "blazepose-full"
+
+    def people(self, image_bgr: np.ndarray) -> list[Person]:
+        size = self.DETECT_SIZE
+        boxed, scale, pad_x, pad_y = letterbox(image_bgr, size)
+        tensor = (cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0)[None]
+        outputs = self.detector.run(tensor)
+        regressors = next(o for o in outputs if o.shape[-1] == 12)[0]
+        scores = _sigmoid(next(o for o in outputs if o.shape[-1] == 1)[0, :, 0])
+        hits = np.nonzero(scores >= self.min_detection)[0]
+        if hits.size == 0:
+            return []
+        reg = regressors[hits] / size
+        anchors = self.anchors[hits]
+        cx, cy = reg[:, 0] + anchors[:, 0], reg[:, 1] + anchors[:, 1]
+        w, h = reg[:, 2], reg[:, 3]
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        kps = reg[:, 4:12].reshape(-1, 4, 2) + anchors[:, None, :]
+        people = []
+        for _, score, points in weighted_nms(boxes, scores[hits], kps, 0.3)[: self.max_people]:
+            pts = (points * size - [pad_x, pad_y]) / scale
+            (x0, y0), (x1, y1) = pts[0], pts[1]
+            rotation = math.pi / 2 - math.atan2(-(y1 - y0), x1 - x0)
+            rotation = (rotation + math.pi) % (2 * math.pi) - math.pi
+            side = 2.0 * math.hypot(x1 - x0, y1 - y0) * 1.25
+            people.append(Person(score, (float(x0), float(y0)), side, rotation))
+        return people
+
+    def _crop_matrix(self, person: Person) -> np.ndarray:
+        """2x3 affine from crop pixels to image pixels."""
+        s = person.size / self.LANDMARK_SIZE
+        c, n = math.cos(person.rotation), math.sin(person.rotation)
+        half = person.size / 2
+        tx = person.center[0] - (c * half - n * half)
+        ty = person.center[1] - (n * half + c * half)
+        return np.array([[c * s, -n * s, tx], [n * s, c * s, ty]], dtype=np.float64)
+
+    def landmarks(self, image_bgr: np.ndarray, person: Person) -> Pose | None:
+        to_image = self._crop_matrix(person)
+        to_crop = cv2.invertAffineTransform(to_image)
+        size = self.LANDMARK_SIZE
+        crop = cv2.warpAffine(image_bgr, to_crop, (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        tensor = (cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)[None]
+        outputs = self.landmarker.run(tensor)
+        raw = next(o for o in outputs if o.shape == (1, 195))[0].reshape(39, 5)[:33]
+        flag = float(next(o for o in outputs if o.shape == (1, 1))[0, 0])
+        presence = flag if 0.0 <= flag <= 1.0 else float(_sigmoid(np.array(flag)))
+        if presence < self.min_presence:
+            return None
+        points = np.hstack([raw[:, :2], np.ones((33, 1))]) @ to_image.T
+        visibility = _sigmoid(raw[:, 3])
+        return Pose(points.astype(np.float32), visibility.astype(np.float32), presence, person)
+
+    def poses(self, image_bgr: np.ndarray) -> list[Pose]:
+        found = []
+        for person in self.people(image_bgr):
+            pose = self.landmarks(image_bgr, person)
+            if pose is not None:
+                found.append(pose)
+        return found

