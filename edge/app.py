@@ -12,6 +12,7 @@ from edge.inference.gallery import Gallery
 from edge.inference.matcher import Matcher, build_matcher
 from edge.pipeline import Identifier, Pipeline
 from edge.timing import StageTimer
+from edge.tracking import IouTracker
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def build_identifier(config: Config, with_matcher: bool = True, timer: StageTime
 
 def build_pipeline(config: Config, timer: StageTimer | None = None) -> Pipeline:
     identifier = build_identifier(config, timer=timer)
-    return Pipeline(identifier, Confirmation(config.confirmation), gestures=build_gestures(config))
+    t = config.tracking
+    return Pipeline(identifier, Confirmation(config.confirmation), IouTracker(t.min_iou, t.max_age_s),
+                    gestures=build_gestures(config), reuse_iou=t.reuse_iou, reembed_every=t.reembed_every_n_frames)
 
 
 def build_gestures(config: Config):

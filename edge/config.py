@@ -110,6 +110,13 @@ class EmbedderConfig(_Model):
     margin: float = Field(0.2, ge=0, le=1, description="Extra context around the aligned face, as a fraction.")
 
 
+class TrackingConfig(_Model):
+    min_iou: float = Field(0.3, gt=0, lt=1, description="Box overlap that continues a face track.")
+    max_age_s: float = Field(0.5, gt=0, le=10, description="A track unseen this long is ended.")
+    reuse_iou: float = Field(0.8, gt=0, le=1, description="A face that moved less than this reuses its embedding.")
+    reembed_every_n_frames: int = Field(5, ge=1, le=1000, description="Re-embed a tracked face at least this often.")
+
+
 class MatcherConfig(_Model):
     kind: Literal["auto", "svc", "nearest"] = Field(
         "auto", description="svc: the seed's SVC (small rosters); nearest: nearest neighbour (10k+); auto picks."
@@ -203,6 +210,7 @@ class Config(_Model):
     camera: CameraConfig = Field(default_factory=lambda: V4L2Camera(kind="v4l2"))
     detector: DetectorConfig = DetectorConfig()
     embedder: EmbedderConfig = EmbedderConfig()
+    tracking: TrackingConfig = TrackingConfig()
     matcher: MatcherConfig = MatcherConfig()
     gestures: GestureConfig = GestureConfig()
     confirmation: ConfirmationConfig = ConfirmationConfig()

@@ -18,7 +18,7 @@ from edge.inference.detector import FaceBox, FaceDetector
 from edge.inference.embedder import Embedder
 from edge.inference.matcher import Match, Matcher
 from edge.timing import StageTimer
-from edge.tracking import IouTracker
+from edge.tracking import IouTracker, iou
 
 
 @dataclass(frozen=True)
@@ -67,22 +67,46 @@ class Identifier:
             return self.matcher.match(embedding)
 
 
+@dataclass
+class _Known:
+    box: tuple[int, int, int, int]
+    embedding: np.ndarray
+    match: Match
+    frame_index: int
+    matcher: object
+
+
 class Pipeline:
     def __init__(self, identifier: Identifier, confirmation: Confirmation, tracker: IouTracker | None = None,
-                 gestures=None, timer: StageTimer | None = None):
+                 gestures=None, timer: StageTimer | None = None, reuse_iou: float = 0.8, reembed_every: int = 5):
         self.identifier = identifier
         self.confirmation = confirmation
         self.tracker = tracker or IouTracker()
         self.gestures = gestures  # edge.inference.gestures.GestureStage; None = faces only
         self.timer = timer or identifier.timer
+        self.reuse_iou = reuse_iou
+        self.reembed_every = reembed_every
+        self._known: dict[int, _Known] = {}
+        self.embeddings_reused = 0
+
+    def _identify(self, frame: Frame, track_id: int, face: FaceBox) -> FaceResult:
+        """Embed and match a face, or reuse its track's last result while it has barely moved."""
+        known = self._known.get(track_id)
+        if (known is not None and known.matcher is self.identifier.matcher
+                and frame.index - known.frame_index < self.reembed_every and iou(known.box, face.box) >= self.reuse_iou):
+            self.embeddings_reused += 1
+            return FaceResult(track_id, face, known.match, known.embedding)
+        embedding = self.identifier.embed(frame.image, face)
+        match = self.identifier.match(embedding)
+        self._known[track_id] = _Known(face.box, embedding, match, frame.index, self.identifier.matcher)
+        return FaceResult(track_id, face, match, embedding)
 
     def process(self, frame: Frame) -> FrameResult:
         faces = self.identifier.faces(frame.image)
         track_ids = self.tracker.assign([f.box for f in faces], frame.ts)
-        results = []
-        for track_id, face in zip(track_ids, faces):
-            embedding = self.identifier.embed(frame.image, face)
-            results.append(FaceResult(track_id, face, self.identifier.match(embedding), embedding))
+        results = [self._identify(frame, track_id, face) for track_id, face in zip(track_ids, faces)]
+        live = self.tracker.live_ids()
+        self._known = {t: k for t, k in self._known.items() if t in live}
         gestures: dict[int, str] = {}
         if self.gestures is not None and results and self.gestures.wanted(self.confirmation.awaiting()):
             with self.timer.stage("pose"):

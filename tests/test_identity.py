@@ -239,3 +239,20 @@ def test_tiny_faces_are_skipped_at_enrolment(identifier, tmp_path):
     cv2.imwrite(str(tiny), cv2.resize(image, None, fx=0.15, fy=0.15))
     with pytest.raises(InputError, match="smaller than detector.min_face_px"):
         enrol(ident, config.matcher.gallery, "Tiny", [tiny], None, 2)
+
+
+def test_a_face_that_barely_moves_is_not_re_embedded_every_frame(identifier):
+    from edge.camera.base import Frame
+    from edge.decision import Confirmation
+    from edge.enroll import read_image
+    from edge.pipeline import Pipeline
+
+    config, ident = identifier
+    pipeline = Pipeline(ident, Confirmation(config.confirmation), reuse_iou=0.8, reembed_every=5)
+    image = read_image(sample("obama-1.jpg"))
+    results = [pipeline.process(Frame(image, i / 10, i, "test")) for i in range(11)]
+    assert pipeline.embeddings_reused == 8, "frames 1-4 and 6-9 reuse; 0, 5 and 10 embed"
+    assert len({r.faces[0].track_id for r in results}) == 1
+    moved = np.ascontiguousarray(image[:, 60:])  # the face jumps 60 px: a new embedding at once
+    pipeline.process(Frame(moved, 1.1, 11, "test"))
+    assert pipeline.embeddings_reused == 8
