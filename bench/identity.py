@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     detector = BlazeFaceDetector(threads=threads)
     face = detector.detect(frame)[0]
     result["stages"]["detect (BlazeFace short-range)"] = measure(lambda: detector.detect(frame), args.repeat)
-    result["stages"]["align"] = measure(lambda: align_face(frame, face), args.repeat)
-    aligned = align_face(frame, face)
+    result["stages"]["align"] = measure(lambda: align_face(frame, face, 160, 0.1), args.repeat)
+    aligned = align_face(frame, face, 160, 0.1)
     for precision in ("float32", "float16", "int8"):
         path = ROOT / "models" / f"facenet-{precision}.tflite"
         if not path.is_file():

@@ -12,6 +12,7 @@ import numpy as np
 
 def parity_crops() -> np.ndarray:
     """Prewhitened, aligned face crops from the shipped sample photos."""
+    from converters.facenet import ALIGN_MARGIN, INPUT_SIZE
     from edge.inference.align import align_face, prewhiten
     from edge.inference.detector import BlazeFaceDetector
     from edge.samples import sample_photos
@@ -21,7 +22,7 @@ def parity_crops() -> np.ndarray:
     for path in sample_photos():
         image = cv2.imread(str(path))
         for face in detector.detect(image):
-            crops.append(prewhiten(align_face(image, face)))
+            crops.append(prewhiten(align_face(image, face, INPUT_SIZE, ALIGN_MARGIN)))
     if not crops:
         raise SystemExit("facecheck-convert: no faces found in the sample photos; the package is incomplete")
     return np.stack(crops).astype(np.float32)

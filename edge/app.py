@@ -39,7 +39,7 @@ def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
 def build_identifier(config: Config, with_matcher: bool = True, timer: StageTimer | None = None) -> Identifier:
     embedder = build_embedder(config)
     matcher = build_matcher_for(config, load_gallery(config, embedder)) if with_matcher else None
-    return Identifier(build_detector(config), embedder, matcher, config.embedder.margin, timer)
+    return Identifier(build_detector(config), embedder, matcher, timer)
 
 
 def build_pipeline(config: Config, timer: StageTimer | None = None) -> Pipeline:

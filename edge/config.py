@@ -105,9 +105,8 @@ class DetectorConfig(_Model):
 
 
 class EmbedderConfig(_Model):
-    model: Path = Field(Path("models/facenet-float16.tflite"), description="FaceNet .tflite built by facecheck-convert.")
+    model: Path = Field(Path("models/facenet-int8.tflite"), description="FaceNet .tflite built by facecheck-convert.")
     threads: int = Field(0, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
-    margin: float = Field(0.2, ge=0, le=1, description="Extra context around the aligned face, as a fraction.")
 
 
 class TrackingConfig(_Model):

@@ -72,7 +72,7 @@ def embed_person_images(identifier: Identifier, images: list[tuple[str, np.ndarr
         face = faces[0]
         vectors.append(identifier.embed(image, face))
         original.append(True)
-        aligned = align_face(image, face, identifier.embedder.input_size, identifier.margin)
+        aligned = align_face(image, face, identifier.embedder.input_size, identifier.embedder.align_margin)
         for variant in augment(aligned, augmentations, seed=n):
             vectors.append(identifier.embedder.embed(variant))
             original.append(False)

@@ -40,12 +40,11 @@ class FrameResult:
 class Identifier:
     """detect -> align -> embed -> match for every face in an image (also used by enroll/identify)."""
 
-    def __init__(self, detector: FaceDetector, embedder: Embedder, matcher: Matcher | None, margin: float,
+    def __init__(self, detector: FaceDetector, embedder: Embedder, matcher: Matcher | None,
                  timer: StageTimer | None = None):
         self.detector = detector
         self.embedder = embedder
         self.matcher = matcher
-        self.margin = margin
         self.timer = timer or StageTimer()
 
     def faces(self, image: np.ndarray) -> list[FaceBox]:
@@ -54,7 +53,7 @@ class Identifier:
 
     def embed(self, image: np.ndarray, face: FaceBox) -> np.ndarray:
         with self.timer.stage("align"):
-            aligned = align_face(image, face, self.embedder.input_size, self.margin)
+            aligned = align_face(image, face, self.embedder.input_size, self.embedder.align_margin)
         with self.timer.stage("embed"):
             return self.embedder.embed(aligned)
 

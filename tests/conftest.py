@@ -14,7 +14,7 @@ MODELS = ROOT / "models"
 FACECHECK = [sys.executable, "-m", "edge"]
 
 
-def model_path(precision: str = "float16") -> Path:
+def model_path(precision: str) -> Path:
     path = MODELS / f"facenet-{precision}.tflite"
     if not path.is_file():
         pytest.fail(f"{path} is missing: run scripts/bootstrap (it builds the models the tests use)")
@@ -23,7 +23,7 @@ def model_path(precision: str = "float16") -> Path:
 
 @pytest.fixture(scope="session")
 def facenet_model() -> Path:
-    return model_path("float16")
+    return model_path("int8")  # the default in config.yaml
 
 
 @pytest.fixture

@@ -123,7 +123,7 @@ def test_gallery_from_another_model_is_refused(identifier):
     config, ident = identifier
     enrolled(identifier, {"Joe Biden": ["biden-1.jpg"]})
     with pytest.raises(GalleryError, match="enrolled with model"):
-        Gallery.load_or_new(config.matcher.gallery, "facenet-20180408-102900-int8", 512)
+        Gallery.load_or_new(config.matcher.gallery, "facenet-20180408-102900-float32-m10", 512)
 
 
 def test_corrupt_gallery_is_refused_with_its_path(tmp_path):

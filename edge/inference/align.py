@@ -12,7 +12,7 @@ from edge.inference.detector import LEFT_EYE, MOUTH, RIGHT_EYE, FaceBox
 _TEMPLATE = np.array([[0.30, 0.36], [0.70, 0.36], [0.50, 0.80]], dtype=np.float32)
 
 
-def alignment_matrix(face: FaceBox, size: int = 160, margin: float = 0.2) -> np.ndarray:
+def alignment_matrix(face: FaceBox, size: int, margin: float) -> np.ndarray:
     """2x3 similarity transform taking the eyes and mouth of face onto the template in a size x size crop."""
     source = np.stack([face.keypoints[RIGHT_EYE], face.keypoints[LEFT_EYE], face.keypoints[MOUTH]]).astype(np.float32)
     inner = size / (1.0 + 2.0 * margin)
@@ -27,7 +27,7 @@ def alignment_matrix(face: FaceBox, size: int = 160, margin: float = 0.2) -> np.
     return matrix
 
 
-def align_face(image_bgr: np.ndarray, face: FaceBox, size: int = 160, margin: float = 0.2) -> np.ndarray:
+def align_face(image_bgr: np.ndarray, face: FaceBox, size: int, margin: float) -> np.ndarray:
     """The aligned RGB crop, uint8 size x size x 3."""
     matrix = alignment_matrix(face, size, margin)
     crop = cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -17,6 +17,7 @@ class Embedder(Protocol):
     model_id: str
     input_size: int
     dim: int
+    align_margin: float  # part of the model's preprocessing contract, from its sidecar
 
     def embed(self, aligned_rgb: np.ndarray) -> np.ndarray: ...
 
@@ -44,7 +45,7 @@ def read_sidecar(model: Path, verify_hash: bool = True) -> dict:
         raise ModelError(f"{side}: sidecar missing; rebuild the model with facecheck-convert") from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"{side}: unreadable sidecar ({exc}); rebuild the model with facecheck-convert") from None
-    needed = {"sha256", "model_id", "input_size", "embedding_size", "normalisation", "precision"}
+    needed = {"sha256", "model_id", "input_size", "embedding_size", "normalisation", "precision", "align_margin"}
     if not isinstance(meta, dict) or not needed <= set(meta):
         raise ModelError(f"{side}: sidecar lacks {sorted(needed - set(meta or {}))}; rebuild with facecheck-convert")
     if verify_hash:
@@ -64,6 +65,7 @@ class FaceNetEmbedder:
         self.model_id: str = meta["model_id"]
         self.input_size: int = int(meta["input_size"])
         self.dim: int = int(meta["embedding_size"])
+        self.align_margin: float = float(meta["align_margin"])
         self.model = TfliteModel(model, threads)
         self.model.expect_input((1, self.input_size, self.input_size, 3))
 
