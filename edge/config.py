@@ -124,7 +124,7 @@ class MatcherConfig(_Model):
     distance_threshold: float | None = Field(
         None, gt=0, le=2, description="Max L2 distance to the person's enrolled embeddings; null = calibrated."
     )
-    svc_max_identities: int = Field(2000, ge=2, description="auto uses the SVC up to this many people.")
+    svc_max_identities: int = Field(150, ge=2, description="auto uses the SVC up to this many people.")
     augmentations: int = Field(20, ge=0, le=100, description="Augmented variants embedded per enrolment photo.")
 
 
