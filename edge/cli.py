@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     roster_sub.add_parser("list", help="list enrolled people")
     remove = roster_sub.add_parser("remove", help="erase a person's embeddings")
     remove.add_argument("person_id", metavar="ID")
+    publish = roster_sub.add_parser("publish", help="publish this gallery as the site roster every door applies")
+    publish.add_argument("--site", help="site name (default: roster.site of the config)")
+    publish.add_argument("--version", type=int, help="roster version (default: now in milliseconds; must grow)")
 
     identify = with_config(sub.add_parser("identify", help="who is in these images (JSON per image)"))
     identify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
@@ -192,6 +195,8 @@ def _roster(args) -> int:
             photos, total = counts[pid]
             print(json.dumps({"person_id": pid, "name": name, "photos": photos, "embeddings": total}))
         return EXIT_OK
+    if args.roster_command == "publish":
+        return _roster_publish(config, Gallery.load(path), args)
     gallery = Gallery.load(path)
     if args.person_id not in gallery.person_ids:
         raise InputError(f"roster remove: no person with id {args.person_id!r} in {path} (see `facecheck roster list`)")
@@ -199,6 +204,36 @@ def _roster(args) -> int:
     gallery.remove(args.person_id)
     gallery.save(path)
     print(f"removed {name} ({args.person_id}) and all their embeddings")
+    return EXIT_OK
+
+
+def _roster_publish(config: Config, gallery, args) -> int:
+    import time
+
+    from edge.mqtt.link import connect_blocking, make_client
+    from edge.roster import publish, read_retained_manifest
+
+    site = args.site or config.roster.site
+    if not site:
+        raise InputError("roster publish: name the site with --site SITE or set roster.site in the config")
+    topic = config.roster.topic or f"facecheck/site/{site}/roster"
+    version = args.version if args.version is not None else int(time.time() * 1000)
+    client = make_client(config, f"facecheck-roster-publisher-{site}")
+    try:
+        connect_blocking(client, config)
+    except ConnectionError as exc:
+        print(f"facecheck: roster publish: cannot reach the broker: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        previous = read_retained_manifest(client, topic)
+        if previous and previous["version"] >= version:
+            raise InputError(f"roster publish: version {version} is not newer than the published "
+                             f"{previous['version']}; doors would ignore it")
+        manifest = publish(client, topic, gallery, version, previous["chunks"] if previous else 0)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print(json.dumps({"topic": topic, **manifest}))
     return EXIT_OK
 
 

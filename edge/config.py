@@ -194,6 +194,23 @@ class OutboxConfig(_Model):
     max_age_days: float = Field(30.0, gt=0, description="Older undelivered events are warned about, not dropped.")
 
 
+class RosterConfig(_Model):
+    site: str | None = Field(None, description="Follow this site's central roster (facecheck roster publish).")
+    topic: str | None = Field(None, description="Default facecheck/site/<site>/roster.")
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+
+class HomeAssistantConfig(_Model):
+    enabled: bool = Field(False, description="Announce the device to Home Assistant by MQTT discovery.")
+    discovery_prefix: str = "homeassistant"
+
+
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -215,6 +232,8 @@ class Config(_Model):
     confirmation: ConfirmationConfig = ConfirmationConfig()
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()
+    roster: RosterConfig = RosterConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     sinks: SinksConfig = SinksConfig()
     log: LogConfig = LogConfig()
     source_path: Path | None = Field(None, exclude=True, description="Set by the loader, not the file.")
@@ -229,6 +248,12 @@ class Config(_Model):
     @property
     def base_topic(self) -> str:
         return self.mqtt.base_topic or f"facecheck/{self.device_id}"
+
+    @property
+    def roster_topic(self) -> str | None:
+        if self.roster.topic:
+            return self.roster.topic
+        return f"facecheck/site/{self.roster.site}/roster" if self.roster.site else None
 
     @property
     def client_id(self) -> str:

@@ -58,8 +58,11 @@ class Daemon:
             from edge.mqtt.link import MqttLink
             from edge.mqtt.publisher import OutboxPublisher
 
+            from edge.roster import RosterAssembler
+
             self.link = MqttLink(config)
             self.publisher = OutboxPublisher(self.outbox, self.link)
+            self.roster = RosterAssembler(self.pipeline.identifier.embedder.model_id)
         self.ready_sent = False
         self.commands = CommandContext(
             identifier=self.pipeline.identifier, gallery_path=config.matcher.gallery,
@@ -72,7 +75,8 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
 
     # Sections that need a restart to change: they own the camera, the broker session or the models.
-    RESTART_SECTIONS = ("device_id", "camera", "detector", "embedder", "mqtt", "outbox", "sinks")
+    RESTART_SECTIONS = ("device_id", "camera", "detector", "embedder", "mqtt", "outbox", "sinks", "roster",
+                        "homeassistant", "tracking")
 
     def _on_stop_signal(self, signum, _frame) -> None:
         log.info("%s received; stopping after the current frame", signal.Signals(signum).name)
@@ -110,6 +114,42 @@ class Daemon:
         log.info("gallery reloaded: %d people, version %d", gallery.people, gallery.version)
         return {"people": gallery.people, "roster_version": gallery.version}
 
+    def _apply_roster_messages(self) -> None:
+        """Feed retained roster parts to the assembler; swap the gallery when a newer version is complete."""
+        from edge.roster import RosterError, parse_manifest
+
+        while True:
+            try:
+                part, payload = self.link.roster_messages.get_nowait()
+            except queue.Empty:
+                return
+            if not payload:
+                continue  # a cleared chunk of an older version
+            current = self.pipeline.identifier.matcher.gallery.version if self.pipeline.identifier.matcher else 0
+            try:
+                if part == "manifest":
+                    version = parse_manifest(payload)["version"]
+                    if version <= current:
+                        log.debug("roster version %s is not newer than %s; ignored", version, current)
+                        continue
+                    self.roster.add_manifest(payload)
+                elif part.startswith("chunk/"):
+                    self.roster.add_chunk(payload)
+                else:
+                    continue
+                gallery = self.roster.complete()
+            except RosterError as exc:
+                log.error("roster refused, still serving version %d: %s", current, exc)
+                self.link.publish_json("roster/result", {"ok": False, "error": str(exc), "version": current}, qos=1)
+                continue
+            if gallery is None:
+                continue
+            gallery.save(self.config.matcher.gallery)
+            result = self.reload_gallery()
+            log.info("roster version %d applied: %d people", gallery.version, gallery.people)
+            self.link.publish_json("roster/result", {"ok": True, "error": None, "version": gallery.version,
+                                                     "people": result["people"]}, qos=1)
+
     def snapshot(self) -> dict:
         if self.last_frame is None:
             return {"jpeg_base64": None, "faces": [], "note": "no frame captured yet"}
@@ -140,6 +180,7 @@ class Daemon:
             except Exception as exc:  # keep serving with the old gallery
                 log.error("reload failed, keeping the current gallery: %s", exc)
         if self.link is not None:
+            self._apply_roster_messages()
             while True:
                 try:
                     command = self.link.commands.get_nowait()

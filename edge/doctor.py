@@ -92,51 +92,20 @@ def check_camera(config: Config) -> Check:
 def check_broker(config: Config) -> Check:
     if not config.mqtt.enabled:
         return Check("broker", True, "skipped: mqtt.enabled is false")
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     from edge.config import ConfigError
-    from edge.mqtt.credentials import broker_password, check_tls_files
+    from edge.mqtt.credentials import broker_password
+    from edge.mqtt.link import connect_blocking, make_client
 
     m = config.mqtt
     try:
-        check_tls_files(m)
-        password = broker_password(m)
-    except ConfigError as exc:
+        client = make_client(config, f"{config.client_id}-doctor")
+        connect_blocking(client, config, BROKER_WAIT_S)
+    except (ConfigError, ConnectionError) as exc:
         return Check("broker", False, str(exc))
-    result: dict = {}
-    done = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-doctor",
-                         protocol=mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311)
-    if m.username or password:
-        client.username_pw_set(m.username or "", password)
-    if m.tls is not None:
-        client.tls_set(ca_certs=str(m.tls.ca_file), certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
-                       keyfile=str(m.tls.key_file) if m.tls.key_file else None)
-        client.tls_insecure_set(m.tls.insecure_skip_verify)
-
-    def on_connect(client, userdata, flags, reason_code, properties):
-        result["rc"] = reason_code
-        done.set()
-
-    client.on_connect = on_connect
-    try:
-        client.connect(m.host, m.port, 10)
-    except (OSError, ValueError) as exc:
-        return Check("broker", False, f"{m.host}:{m.port}: {exc}")
-    client.loop_start()
-    done.wait(BROKER_WAIT_S)
     client.disconnect()
     client.loop_stop()
-    rc = result.get("rc")
-    if rc is None:
-        return Check("broker", False, f"{m.host}:{m.port}: no answer within {BROKER_WAIT_S:.0f}s")
-    if rc.is_failure:
-        return Check("broker", False, f"{m.host}:{m.port} refused: {rc}")
     return Check("broker", True, f"{m.host}:{m.port} accepted MQTT {m.protocol}"
-                 f"{' over TLS' if m.tls else ''}{' with credentials' if password else ''}")
+                 f"{' over TLS' if m.tls else ''}{' with credentials' if broker_password(m) else ''}")
 
 
 def check_outbox(config: Config) -> Check:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-NAMES = ("event", "status", "health", "command", "command-result")
+NAMES = ("event", "status", "health", "command", "command-result", "roster-manifest", "roster-chunk",
+         "roster-result")
 
 
 def load_schema(name: str) -> dict:

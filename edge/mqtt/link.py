@@ -33,35 +33,61 @@ class Command:
     correlation: bytes | None
 
 
+def make_client(config: Config, client_id: str) -> mqtt.Client:
+    """A paho client with the configured protocol, credentials and TLS (files checked first)."""
+    m = config.mqtt
+    check_tls_files(m)
+    password = broker_password(m)
+    v5 = m.protocol == "5"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else False)
+    if m.username or password:
+        client.username_pw_set(m.username or "", password)
+    if m.tls is not None:
+        client.tls_set(ca_certs=str(m.tls.ca_file), certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
+                       keyfile=str(m.tls.key_file) if m.tls.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_insecure_set(m.tls.insecure_skip_verify)
+    return client
+
+
+def connect_blocking(client: mqtt.Client, config: Config, timeout: float = 10.0) -> None:
+    """Connect and start the network loop; raise ConnectionError with the reason if refused or silent."""
+    done, result = threading.Event(), {}
+
+    def on_connect(_client, _userdata, _flags, reason_code, _properties):
+        result["rc"] = reason_code
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(config.mqtt.host, config.mqtt.port, config.mqtt.keepalive_s)
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"{config.mqtt.host}:{config.mqtt.port}: {exc}") from None
+    client.loop_start()
+    if not done.wait(timeout):
+        client.loop_stop()
+        raise ConnectionError(f"{config.mqtt.host}:{config.mqtt.port}: no answer within {timeout:.0f}s")
+    if result["rc"].is_failure:
+        client.loop_stop()
+        raise ConnectionError(f"{config.mqtt.host}:{config.mqtt.port} refused: {result['rc']}")
+
+
 class MqttLink:
     def __init__(self, config: Config):
         self.config = config
         self.mqtt = config.mqtt
         self.base = config.base_topic
         self.commands: queue.Queue[Command] = queue.Queue(maxsize=100)
+        self.roster_topic = config.roster_topic
+        self.roster_messages: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=20_000)
         self.connected = threading.Event()
         self.connections = 0
         # mids the broker acknowledged (PUBACK); filled by paho's thread, drained by the main loop.
         # deque.append/popleft are atomic, so no lock is held inside paho's own locked callback.
         self.acked_mids: deque[int] = deque()
-        check_tls_files(self.mqtt)
-        password = broker_password(self.mqtt)
-        v5 = self.mqtt.protocol == "5"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,
-        )
+        self.client = make_client(config, config.client_id)
         self.client.enable_logger(logging.getLogger("edge.mqtt.paho"))
         self.client.will_set(self.topic("status"), "offline", qos=1, retain=True)
-        if self.mqtt.username or password:
-            self.client.username_pw_set(self.mqtt.username or "", password)
-        if self.mqtt.tls is not None:
-            tls = self.mqtt.tls
-            self.client.tls_set(ca_certs=str(tls.ca_file), certfile=str(tls.cert_file) if tls.cert_file else None,
-                                keyfile=str(tls.key_file) if tls.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
-            self.client.tls_insecure_set(tls.insecure_skip_verify)
         self.client.reconnect_delay_set(int(max(1, self.mqtt.reconnect_min_s)), int(max(1, self.mqtt.reconnect_max_s)))
         self.client.max_inflight_messages_set(20)
         self.client.max_queued_messages_set(0)
@@ -119,6 +145,13 @@ class MqttLink:
                  getattr(flags, "session_present", None))
         client.publish(self.topic("status"), "online", qos=1, retain=True)
         client.subscribe(self.topic("cmd/+"), qos=1)
+        if self.roster_topic:
+            client.subscribe(f"{self.roster_topic}/#", qos=1)
+        if self.config.homeassistant.enabled:
+            from edge.mqtt.homeassistant import announce
+
+            client.subscribe(f"{self.config.homeassistant.discovery_prefix}/status", qos=1)
+            announce(client, self.config)
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -127,6 +160,20 @@ class MqttLink:
             log.warning("disconnected from the broker (%s); reconnecting with back-off", reason_code)
 
     def _on_message(self, client, userdata, message) -> None:
+        if self.roster_topic and message.topic.startswith(self.roster_topic + "/"):
+            try:
+                self.roster_messages.put_nowait((message.topic[len(self.roster_topic) + 1:], bytes(message.payload)))
+            except queue.Full:
+                log.warning("roster queue full; dropping %s (it is retained and comes again on reconnect)",
+                            message.topic)
+            return
+        if self.config.homeassistant.enabled and message.topic == f"{self.config.homeassistant.discovery_prefix}/status":
+            if message.payload == b"online":
+                from edge.mqtt.homeassistant import announce
+
+                log.info("Home Assistant is online; announcing the device again")
+                announce(client, self.config)
+            return
         name = message.topic.rsplit("/", 1)[-1]
         props = getattr(message, "properties", None)
         command = Command(name, bytes(message.payload), getattr(props, "ResponseTopic", None),

@@ -1,0 +1,166 @@
+"""One roster for a whole site: published once (retained, chunked), applied by every door atomically.
+
+Layout under `facecheck/site/<site>/roster` (config `roster.topic`):
+- `.../manifest` (retained, QoS 1): {"version", "model_id", "dim", "people", "bytes", "sha256", "chunks"}
+- `.../chunk/<i>` (retained, QoS 1): {"version", "index", "data": base64 of that slice of the gallery file}
+
+The gallery file is the same pickle-free .npz a device keeps locally. A device applies a version only
+when every chunk of it has arrived, the checksum matches, the file parses, and its model id is the
+device's own; then it replaces its gallery in one atomic write, so a person removed from the site
+roster leaves no embedding on any door that applied it. Until then it keeps serving the old roster.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.inference.gallery import Gallery, GalleryError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 256 * 1024
+MAX_ROSTER_BYTES = 256 * 1024 * 1024
+
+
+class RosterError(Exception):
+    """A roster package is malformed, incomplete, corrupt or for another model."""
+
+
+def gallery_bytes(gallery: Gallery) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "roster.npz"
+        gallery.save(path)
+        return path.read_bytes()
+
+
+def gallery_from_bytes(data: bytes) -> Gallery:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "roster.npz"
+        path.write_bytes(data)
+        try:
+            return Gallery.load(path)
+        except GalleryError as exc:
+            raise RosterError(str(exc).replace(str(path), "roster package")) from None
+
+
+def package(gallery: Gallery, version: int, chunk_bytes: int = CHUNK_BYTES) -> tuple[dict, list[dict]]:
+    """The manifest and chunk payloads for one roster version."""
+    gallery.version = version
+    data = gallery_bytes(gallery)
+    pieces = [data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
+    manifest = {"version": version, "model_id": gallery.model_id, "dim": gallery.dim, "people": gallery.people,
+                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": len(pieces)}
+    chunks = [{"version": version, "index": i, "data": base64.b64encode(p).decode()} for i, p in enumerate(pieces)]
+    return manifest, chunks
+
+
+def parse_manifest(payload: bytes) -> dict:
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RosterError(f"manifest is not JSON: {exc}") from None
+    needed = {"version": int, "model_id": str, "dim": int, "people": int, "bytes": int, "sha256": str, "chunks": int}
+    if not isinstance(body, dict):
+        raise RosterError("manifest must be a JSON object")
+    for key, kind in needed.items():
+        if not isinstance(body.get(key), kind) or isinstance(body.get(key), bool):
+            raise RosterError(f"manifest field {key!r} missing or not {kind.__name__}")
+    if not 0 < body["bytes"] <= MAX_ROSTER_BYTES or not 0 < body["chunks"] <= 10_000:
+        raise RosterError(f"manifest size out of range ({body['bytes']} bytes in {body['chunks']} chunks)")
+    return body
+
+
+def parse_chunk(payload: bytes) -> tuple[int, int, bytes]:
+    try:
+        body = json.loads(payload)
+        return int(body["version"]), int(body["index"]), base64.b64decode(body["data"], validate=True)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise RosterError(f"chunk is malformed: {exc}") from None
+
+
+@dataclass
+class RosterAssembler:
+    """Collects manifest and chunks (in any order) and yields a verified gallery once complete."""
+
+    model_id: str
+    manifest: dict | None = None
+    chunks: dict[int, dict[int, bytes]] = field(default_factory=dict)  # version -> index -> bytes
+
+    def add_manifest(self, payload: bytes) -> None:
+        manifest = parse_manifest(payload)
+        if manifest["model_id"] != self.model_id:
+            raise RosterError(f"roster version {manifest['version']} is for model {manifest['model_id']!r}; "
+                              f"this device runs {self.model_id!r}")
+        self.manifest = manifest
+        self.chunks = {v: c for v, c in self.chunks.items() if v == manifest["version"]}
+
+    def add_chunk(self, payload: bytes) -> None:
+        version, index, data = parse_chunk(payload)
+        if self.manifest is not None and version != self.manifest["version"]:
+            return  # a leftover of another version
+        self.chunks.setdefault(version, {})[index] = data
+
+    def complete(self) -> Gallery | None:
+        """The new gallery when every chunk is in and verified; RosterError if it is not acceptable."""
+        m = self.manifest
+        if m is None:
+            return None
+        got = self.chunks.get(m["version"], {})
+        if any(i not in got for i in range(m["chunks"])):
+            return None
+        data = b"".join(got[i] for i in range(m["chunks"]))
+        self.manifest, self.chunks = None, {}
+        if len(data) != m["bytes"] or hashlib.sha256(data).hexdigest() != m["sha256"]:
+            raise RosterError(f"roster version {m['version']}: checksum mismatch (corrupt or mixed chunks)")
+        gallery = gallery_from_bytes(data)
+        if gallery.model_id != self.model_id or gallery.dim != m["dim"]:
+            raise RosterError(f"roster version {m['version']}: gallery is for model {gallery.model_id!r}")
+        if gallery.people != m["people"] or gallery.version != m["version"]:
+            raise RosterError(f"roster version {m['version']}: contents disagree with the manifest")
+        if not np.isfinite(gallery.embeddings).all():
+            raise RosterError(f"roster version {m['version']}: non-finite embeddings")
+        return gallery
+
+
+def publish(client, topic: str, gallery: Gallery, version: int, previous_chunks: int = 0, timeout: float = 30.0,
+            chunk_bytes: int = CHUNK_BYTES) -> dict:
+    """Publish chunks first, then the manifest (all retained, QoS 1); clear chunks the old version had beyond."""
+    manifest, chunks = package(gallery, version, chunk_bytes)
+    infos = [client.publish(f"{topic}/chunk/{c['index']}", json.dumps(c), qos=1, retain=True) for c in chunks]
+    infos += [client.publish(f"{topic}/chunk/{i}", b"", qos=1, retain=True)
+              for i in range(len(chunks), previous_chunks)]
+    infos.append(client.publish(f"{topic}/manifest", json.dumps(manifest), qos=1, retain=True))
+    for info in infos:
+        info.wait_for_publish(timeout)
+    return manifest
+
+
+def read_retained_manifest(client, topic: str, wait: float = 2.0) -> dict | None:
+    """The manifest currently retained on the broker (None if there is none)."""
+    import threading
+
+    found: dict = {}
+    got = threading.Event()
+
+    def on_message(_client, _userdata, message):
+        if message.payload:
+            try:
+                found.update(parse_manifest(message.payload))
+            except RosterError:
+                pass
+        got.set()
+
+    client.message_callback_add(f"{topic}/manifest", on_message)
+    client.subscribe(f"{topic}/manifest", qos=1)
+    got.wait(wait)
+    client.unsubscribe(f"{topic}/manifest")
+    client.message_callback_remove(f"{topic}/manifest")
+    return found or None
