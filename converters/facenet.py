@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from edge.atomic import atomic_write
 from edge.inference.embedder import file_sha256, sidecar_path
 
 INPUT_SIZE = 160
@@ -135,20 +135,8 @@ def build(out: Path, precision: str, crops: np.ndarray, graph: Path | None = Non
         "parity_crops": int(len(crops)),
         "bytes": len(model_bytes),
     }
-    _atomic_write(out, model_bytes)
+    atomic_write(out, lambda handle: handle.write(model_bytes))
     meta["sha256"] = file_sha256(out)
-    _atomic_write(sidecar_path(out), (json.dumps(meta, indent=2) + "\n").encode())
+    sidecar = (json.dumps(meta, indent=2) + "\n").encode()
+    atomic_write(sidecar_path(out), lambda handle: handle.write(sidecar))
     return meta
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

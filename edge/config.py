@@ -22,6 +22,16 @@ class ConfigError(Exception):
     """A config problem the operator must fix; the CLI prints it and exits 2."""
 
 
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+
+
+def _topic_name(value: str | None, why: str = "") -> str | None:
+    """Names that become MQTT topic levels: 1-64 letters, digits, '.', '_' or '-'."""
+    if value is not None and not re.fullmatch(NAME_PATTERN, value):
+        raise ValueError("use 1-64 letters, digits, '.', '_' or '-'" + why)
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -198,12 +208,7 @@ class RosterConfig(_Model):
     site: str | None = Field(None, description="Follow this site's central roster (facecheck roster publish).")
     topic: str | None = Field(None, description="Default facecheck/site/<site>/roster.")
 
-    @field_validator("site")
-    @classmethod
-    def _site(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
-            raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
-        return value
+    _site = field_validator("site")(classmethod(lambda cls, value: _topic_name(value)))
 
 
 class HomeAssistantConfig(_Model):
@@ -238,12 +243,8 @@ class Config(_Model):
     log: LogConfig = LogConfig()
     source_path: Path | None = Field(None, exclude=True, description="Set by the loader, not the file.")
 
-    @field_validator("device_id")
-    @classmethod
-    def _device_id(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
-            raise ValueError("use 1-64 letters, digits, '.', '_' or '-' (it becomes part of MQTT topics)")
-        return value
+    _device_id = field_validator("device_id")(
+        classmethod(lambda cls, value: _topic_name(value, " (it becomes part of MQTT topics)")))
 
     @property
     def base_topic(self) -> str:

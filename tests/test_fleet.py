@@ -2,9 +2,7 @@
 and Home Assistant discovery. Two device instances run in this test process against a real mosquitto."""
 
 import json
-import shutil
 import threading
-import time
 
 import numpy as np
 import pytest

@@ -93,6 +93,32 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, i
     return kept
 
 
+def ssd_detect(model: TfliteModel, image_bgr: np.ndarray, size: int, anchors: np.ndarray, keypoints: int,
+               min_score: float, iou: float) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """Run a MediaPipe SSD detector (BlazeFace, BlazePose) on a letterboxed image and decode it.
+
+    Returns (box x1 y1 x2 y2, score, keypoints K x 2) per detection, in image pixels, best first.
+    """
+    boxed, scale, pad_x, pad_y = letterbox(image_bgr, size)
+    tensor = (cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0)[None]
+    outputs = model.run(tensor)
+    coords = 4 + 2 * keypoints
+    regressors = next(o for o in outputs if o.shape[-1] == coords)[0]
+    logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+    hits = np.nonzero(scores >= min_score)[0]
+    if hits.size == 0:
+        return []
+    reg = regressors[hits] / size
+    centres = anchors[hits]
+    cx, cy = reg[:, 0] + centres[:, 0], reg[:, 1] + centres[:, 1]
+    w, h = reg[:, 2], reg[:, 3]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    kps = reg[:, 4:coords].reshape(-1, keypoints, 2) + centres[:, None, :]
+    return [((box * size - [pad_x, pad_y, pad_x, pad_y]) / scale, score, (points * size - [pad_x, pad_y]) / scale)
+            for box, score, points in weighted_nms(boxes, scores[hits], kps, iou)]
+
+
 class BlazeFaceDetector:
     def __init__(self, model: str = "short_range", min_confidence: float = 0.6, min_face_px: int = 40,
                  threads: int = 0, iou: float = 0.3):
@@ -107,28 +133,10 @@ class BlazeFaceDetector:
         self.model_id = f"blazeface-{model}"
 
     def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
-        size = self.spec.size
-        boxed, scale, pad_x, pad_y = letterbox(image_bgr, size)
-        tensor = cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB).astype(np.float32)
-        tensor = (tensor / 127.5 - 1.0)[None]
-        outputs = self.model.run(tensor)
-        regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
-        logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
-        hits = np.nonzero(scores >= self.min_confidence)[0]
-        if hits.size == 0:
-            return []
-        reg = regressors[hits] / size
-        anchors = self.anchors[hits]
-        cx, cy = reg[:, 0] + anchors[:, 0], reg[:, 1] + anchors[:, 1]
-        w, h = reg[:, 2], reg[:, 3]
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        kps = reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
         faces = []
         img_h, img_w = image_bgr.shape[:2]
-        for box, score, points in weighted_nms(boxes, scores[hits], kps, self.iou):
-            px = (box * size - [pad_x, pad_y, pad_x, pad_y]) / scale
-            points = (points * size - [pad_x, pad_y]) / scale
+        for px, score, points in ssd_detect(self.model, image_bgr, self.spec.size, self.anchors, 6,
+                                            self.min_confidence, self.iou):
             x1, y1 = max(0.0, px[0]), max(0.0, px[1])
             x2, y2 = min(float(img_w), px[2]), min(float(img_h), px[3])
             if min(x2 - x1, y2 - y1) < self.min_face_px:

@@ -5,14 +5,14 @@ The file is a NumPy .npz read with allow_pickle=False, so loading a gallery can 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from edge.atomic import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -84,29 +84,18 @@ class Gallery:
 
     def save(self, path: Path) -> None:
         """Atomic: a reader sees the old file or the new one, never half of one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".gallery-", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(
-                    handle,
-                    format_version=np.int32(FORMAT_VERSION),
-                    model_id=np.str_(self.model_id),
-                    dim=np.int32(self.dim),
-                    version=np.int64(self.version),
-                    embeddings=self.embeddings.astype(np.float32),
-                    labels=self.labels.astype(np.int32),
-                    original=self.original.astype(bool),
-                    person_ids=np.array(self.person_ids, dtype=np.str_),
-                    names=np.array(self.names, dtype=np.str_),
-                )
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda handle: np.savez(
+            handle,
+            format_version=np.int32(FORMAT_VERSION),
+            model_id=np.str_(self.model_id),
+            dim=np.int32(self.dim),
+            version=np.int64(self.version),
+            embeddings=self.embeddings.astype(np.float32),
+            labels=self.labels.astype(np.int32),
+            original=self.original.astype(bool),
+            person_ids=np.array(self.person_ids, dtype=np.str_),
+            names=np.array(self.names, dtype=np.str_),
+        ))
 
     @classmethod
     def load(cls, path: Path) -> "Gallery":
@@ -157,11 +146,3 @@ class Gallery:
 
 def new_person_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

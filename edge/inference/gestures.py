@@ -12,8 +12,6 @@ same body-frame coordinates, from samples recorded with `facecheck gestures reco
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.atomic import atomic_write
 from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, NOSE, RIGHT_ELBOW, RIGHT_HIP,
                                  RIGHT_SHOULDER, RIGHT_WRIST, Pose)
 
@@ -157,18 +156,9 @@ def load_samples(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_samples(path: Path, x: np.ndarray, y: np.ndarray, **extra) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".gestures-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, features=np.asarray(x, np.float32), labels=np.asarray(y, dtype=np.str_),
-                     **{k: np.asarray(v) for k, v in extra.items()})
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.savez(
+        handle, features=np.asarray(x, np.float32), labels=np.asarray(y, dtype=np.str_),
+        **{k: np.asarray(v) for k, v in extra.items()}))
 
 
 def fit_classifier(x: np.ndarray, y: np.ndarray):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.inference.detector import letterbox, ssd_anchors, weighted_nms
+from edge.inference.detector import ssd_anchors, ssd_detect
 from edge.inference.tflite import TfliteModel, mediapipe_model
 
 NOSE, LEFT_EYE, RIGHT_EYE = 0, 2, 5
@@ -65,25 +65,10 @@ class BlazePose:
         self.model_id = "blazepose-full"
 
     def people(self, image_bgr: np.ndarray) -> list[Person]:
-        size = self.DETECT_SIZE
-        boxed, scale, pad_x, pad_y = letterbox(image_bgr, size)
-        tensor = (cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0)[None]
-        outputs = self.detector.run(tensor)
-        regressors = next(o for o in outputs if o.shape[-1] == 12)[0]
-        scores = _sigmoid(next(o for o in outputs if o.shape[-1] == 1)[0, :, 0])
-        hits = np.nonzero(scores >= self.min_detection)[0]
-        if hits.size == 0:
-            return []
-        reg = regressors[hits] / size
-        anchors = self.anchors[hits]
-        cx, cy = reg[:, 0] + anchors[:, 0], reg[:, 1] + anchors[:, 1]
-        w, h = reg[:, 2], reg[:, 3]
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        kps = reg[:, 4:12].reshape(-1, 4, 2) + anchors[:, None, :]
         people = []
-        for _, score, points in weighted_nms(boxes, scores[hits], kps, 0.3)[: self.max_people]:
-            pts = (points * size - [pad_x, pad_y]) / scale
-            (x0, y0), (x1, y1) = pts[0], pts[1]
+        found = ssd_detect(self.detector, image_bgr, self.DETECT_SIZE, self.anchors, 4, self.min_detection, 0.3)
+        for _, score, pts in found[: self.max_people]:
+            (x0, y0), (x1, y1) = pts[0], pts[1]  # hip centre, and a point on the full-body circle
             rotation = math.pi / 2 - math.atan2(-(y1 - y0), x1 - x0)
             rotation = (rotation + math.pi) % (2 * math.pi) - math.pi
             side = 2.0 * math.hypot(x1 - x0, y1 - y0) * 1.25
