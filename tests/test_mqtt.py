@@ -285,3 +285,14 @@ def test_missing_tls_or_password_file_refuses_to_start(mqtt_config, tmp_path):
     mqtt_config["mqtt"] = dict(mqtt_config["mqtt"], tls=None, password_file=str(tmp_path / "nopass"))
     result = run_cli("run", "-c", str(write_yaml(tmp_path / "c2.yaml", mqtt_config)))
     assert result.returncode == 2 and "mqtt.password_file" in result.stderr
+
+
+def test_mqtt_3_1_1_works_too(mqtt_config, tmp_path, broker):
+    mqtt_config["mqtt"] = dict(mqtt_config["mqtt"], protocol="3.1.1")
+    sub = Subscriber(broker.port, [f"{BASE}/#"])
+    daemon = DaemonProcess(mqtt_config, tmp_path)
+    assert daemon.wait(120) == 0, (tmp_path / "daemon.log").read_text()
+    assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 4)
+    assert [e["seq"] for e in sub.events(f"{BASE}/events")] == [1, 2, 3, 4]
+    assert sub.on(f"{BASE}/status")[-1] == b"offline"
+    sub.close()
