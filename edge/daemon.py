@@ -13,18 +13,19 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from edge.app import build_matcher_for, build_pipeline, load_gallery
 from edge.camera import CaptureThread, Frame, open_source
 from edge.commands import CommandContext, run_command
 from edge.config import Config, ConfigError, load_config
-from edge.logs import apply_level
-from edge.sdnotify import Notifier
 from edge.events import Event, EventSink, StdoutSink
 from edge.health import health_payload
+from edge.logs import apply_level
 from edge.outbox import Outbox
 from edge.pipeline import FrameResult, Pipeline
+from edge.sdnotify import Notifier
 from edge.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class Daemon:
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()
         self.frames = 0
-        self.events: list[Event] = []
+        self.events: deque[Event] = deque(maxlen=1000)  # the most recent ones (the demo summarises them)
+        self.event_count = 0
         self.started = time.monotonic()
         self.last_frame: Frame | None = None
         self.last_result: FrameResult | None = None
@@ -57,7 +59,6 @@ class Daemon:
         if config.mqtt.enabled:
             from edge.mqtt.link import MqttLink
             from edge.mqtt.publisher import OutboxPublisher
-
             from edge.roster import RosterAssembler
 
             self.link = MqttLink(config)
@@ -224,6 +225,7 @@ class Daemon:
                 for decision in result.decisions:
                     event = self.outbox.append(decision)
                     self.events.append(event)
+                    self.event_count += 1
                     log.info("event %s #%d %s %s", event.type, event.seq, event.name or "-", event.event_id)
                     if self.publisher is not None:
                         for sink in self.sinks:

@@ -193,7 +193,7 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
         try:
             status = daemon.run()
             if listener is not None:
-                listener.wait_for(len(daemon.events))
+                listener.wait_for(daemon.event_count)
         finally:
             if listener is not None:
                 listener.close()

@@ -26,6 +26,7 @@ def health_payload(daemon) -> dict:
         "outbox_depth": daemon.outbox.depth(),
         "outbox_oldest_s": round(daemon.outbox.oldest_age_s(), 1),
         "last_seq": daemon.outbox.last_seq(),
+        "events": daemon.event_count,
         "models": {"detector": getattr(identifier.detector, "model_id", "unknown"),
                    "embedder": identifier.embedder.model_id},
         "roster": {"people": matcher.gallery.people if matcher else 0,
