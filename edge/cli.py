@@ -267,7 +267,7 @@ def _gesture(args) -> int:
 
     config = _config(args)
     g = config.gestures
-    pose_model = BlazePose(config.detector.threads)
+    pose_model = BlazePose(config.detector.threads, config.gestures.min_pose_score)
     classifier = build_classifier(g.classifier, g.trained_model, g.min_visibility)
     status = EXIT_OK
     for path in args.images:
@@ -302,7 +302,7 @@ def _gestures(args) -> int:
         return EXIT_OK
     if not args.images and args.camera_frames <= 0:
         raise InputError("gestures record needs IMAGE paths or --camera-frames N")
-    pose_model = BlazePose(config.detector.threads)
+    pose_model = BlazePose(config.detector.threads, config.gestures.min_pose_score)
     images = [(str(p), read_image(p)) for p in args.images]
     if args.camera_frames:
         from edge.camera import CaptureThread, open_source
@@ -365,7 +365,7 @@ def _snapshot(args) -> int:
     for face in identifier.faces(frame.image):
         embedding = identifier.embed(frame.image, face)
         faces.append(FaceResult(0, face, identifier.match(embedding), embedding))
-    poses = BlazePose(config.detector.threads).poses(frame.image)
+    poses = BlazePose(config.detector.threads, config.gestures.min_pose_score).poses(frame.image)
     args.output.write_bytes(snapshot_jpeg(frame.image, FrameResult(frame.index, frame.ts, faces, []), poses,
                                           config.gestures.min_visibility))
     print(json.dumps({"snapshot": str(args.output), "people": len(poses),

@@ -142,6 +142,7 @@ class GestureConfig(_Model):
     classifier: Literal["rules", "trained"] = "rules"
     trained_model: Path = Field(Path("state/gestures.npz"))
     min_visibility: float = Field(0.5, ge=0, le=1, description="Landmarks seen less surely than this are ignored.")
+    min_pose_score: float = Field(0.6, gt=0, lt=1, description="Bodies detected less surely are ignored.")
     idle_pose_every_n_frames: int = Field(0, ge=0, description="Pose rate when nobody awaits confirmation; 0 = never.")
 
 

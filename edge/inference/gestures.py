@@ -241,7 +241,8 @@ class GestureStage:
         from edge.inference.pose import BlazePose
 
         g = config.gestures
-        return cls(BlazePose(config.detector.threads), build_classifier(g.classifier, g.trained_model, g.min_visibility),
+        return cls(BlazePose(config.detector.threads, g.min_pose_score),
+                   build_classifier(g.classifier, g.trained_model, g.min_visibility),
                    g.min_visibility, g.idle_pose_every_n_frames)
 
     def wanted(self, awaiting: bool) -> bool:

@@ -53,7 +53,7 @@ class BlazePose:
     DETECT_SIZE = 224
     LANDMARK_SIZE = 256
 
-    def __init__(self, threads: int = 0, min_detection: float = 0.5, min_presence: float = 0.5, max_people: int = 3):
+    def __init__(self, threads: int = 0, min_detection: float = 0.6, min_presence: float = 0.5, max_people: int = 3):
         self.detector = TfliteModel(mediapipe_model("pose_detection/pose_detection.tflite"), threads)
         self.detector.expect_input((1, self.DETECT_SIZE, self.DETECT_SIZE, 3))
         self.landmarker = TfliteModel(mediapipe_model("pose_landmark/pose_landmark_full.tflite"), threads)
