@@ -252,10 +252,7 @@ def _identify(args) -> int:
             print(f"facecheck: {exc}", file=sys.stderr)
             status = EXIT_USAGE
             continue
-        faces = []
-        for face in identifier.faces(image):
-            match = identifier.match(identifier.embed(image, face))
-            faces.append({"box": list(face.box), **match.as_dict()})
+        faces = [face.as_dict() for face in identifier.identify(image)]
         print(json.dumps({"image": str(path), "faces": faces}), flush=True)
     return status
 
@@ -267,7 +264,7 @@ def _gesture(args) -> int:
 
     config = _config(args)
     g = config.gestures
-    pose_model = BlazePose(config.detector.threads, config.gestures.min_pose_score)
+    pose_model = BlazePose.from_config(config)
     classifier = build_classifier(g.classifier, g.trained_model, g.min_visibility)
     status = EXIT_OK
     for path in args.images:
@@ -302,13 +299,12 @@ def _gestures(args) -> int:
         return EXIT_OK
     if not args.images and args.camera_frames <= 0:
         raise InputError("gestures record needs IMAGE paths or --camera-frames N")
-    pose_model = BlazePose(config.detector.threads, config.gestures.min_pose_score)
+    pose_model = BlazePose.from_config(config)
     images = [(str(p), read_image(p)) for p in args.images]
     if args.camera_frames:
-        from edge.camera import CaptureThread, open_source
+        from edge.camera import open_capture
 
-        cam = config.camera
-        capture = CaptureThread(open_source(cam), cam.reconnect_initial_s, cam.reconnect_max_s, cam.rotate).start()
+        capture = open_capture(config.camera).start()
         try:
             while len(images) < len(args.images) + args.camera_frames and not capture.finished:
                 frame = capture.get(timeout=5)
@@ -339,8 +335,8 @@ def _gestures(args) -> int:
 
 def _snapshot(args) -> int:
     from edge.app import build_identifier
-    from edge.camera import CaptureThread, open_source
-    from edge.pipeline import FaceResult, FrameResult
+    from edge.camera import open_capture
+    from edge.pipeline import FrameResult
     from edge.snapshot import snapshot_jpeg
 
     if args.output.suffix.lower() not in (".jpg", ".jpeg"):
@@ -349,8 +345,7 @@ def _snapshot(args) -> int:
         raise InputError(f"-o {args.output}: folder {args.output.parent} does not exist")
     config = _config(args)
     identifier = build_identifier(config)
-    cam = config.camera
-    capture = CaptureThread(open_source(cam), cam.reconnect_initial_s, cam.reconnect_max_s, cam.rotate).start()
+    capture = open_capture(config.camera).start()
     try:
         frame = capture.get(timeout=10)
     finally:
@@ -361,15 +356,12 @@ def _snapshot(args) -> int:
         return EXIT_USAGE if capture.error else EXIT_FAILURE
     from edge.inference.pose import BlazePose
 
-    faces = []
-    for face in identifier.faces(frame.image):
-        embedding = identifier.embed(frame.image, face)
-        faces.append(FaceResult(0, face, identifier.match(embedding), embedding))
-    poses = BlazePose(config.detector.threads, config.gestures.min_pose_score).poses(frame.image)
+    faces = identifier.identify(frame.image)
+    poses = BlazePose.from_config(config).poses(frame.image)
     args.output.write_bytes(snapshot_jpeg(frame.image, FrameResult(frame.index, frame.ts, faces, []), poses,
                                           config.gestures.min_visibility))
     print(json.dumps({"snapshot": str(args.output), "people": len(poses),
-                      "faces": [{"box": list(f.face.box), **f.match.as_dict()} for f in faces]}))
+                      "faces": [f.as_dict() for f in faces]}))
     return EXIT_OK
 
 

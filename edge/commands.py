@@ -86,6 +86,11 @@ def run_command(name: str, payload: bytes, ctx: CommandContext) -> dict:
         return {"ok": False, "error": f"internal error: {exc}"}
 
 
+def _gallery(ctx: CommandContext) -> Gallery:
+    embedder = ctx.identifier.embedder
+    return Gallery.load_or_new(ctx.gallery_path, embedder.model_id, embedder.dim)
+
+
 def _reload(body: dict, ctx: CommandContext) -> dict:
     _allowed(body, set())
     return ctx.reload()
@@ -103,8 +108,7 @@ def _health(body: dict, ctx: CommandContext) -> dict:
 
 def _roster(body: dict, ctx: CommandContext) -> dict:
     _allowed(body, set())
-    embedder = ctx.identifier.embedder
-    gallery = Gallery.load_or_new(ctx.gallery_path, embedder.model_id, embedder.dim)
+    gallery = _gallery(ctx)
     counts = gallery.counts()
     return {"version": gallery.version, "people": [
         {"person_id": pid, "name": name, "photos": counts[pid][0]}
@@ -114,8 +118,7 @@ def _roster(body: dict, ctx: CommandContext) -> dict:
 def _remove(body: dict, ctx: CommandContext) -> dict:
     _allowed(body, {"person_id"})
     person_id = _string(body, "person_id")
-    embedder = ctx.identifier.embedder
-    gallery = Gallery.load_or_new(ctx.gallery_path, embedder.model_id, embedder.dim)
+    gallery = _gallery(ctx)
     gallery.remove(person_id)
     gallery.save(ctx.gallery_path)
     return {"person_id": person_id, **ctx.reload()}
@@ -161,7 +164,7 @@ def _enroll(body: dict, ctx: CommandContext) -> dict:
                 or not np.isfinite(vectors).all():
             raise CommandError(f"'embeddings' must be 1..1000 finite vectors of {embedder.dim} numbers")
         original = np.ones(len(vectors), bool)
-    gallery = Gallery.load_or_new(ctx.gallery_path, embedder.model_id, embedder.dim)
+    gallery = _gallery(ctx)
     gallery.add(person_id, name, vectors, original, embedder.model_id)
     gallery.save(ctx.gallery_path)
     return {"person_id": person_id, "name": name, "skipped": skipped, **ctx.reload()}

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from edge.app import build_matcher_for, build_pipeline, load_gallery
-from edge.camera import CaptureThread, Frame, open_source
+from edge.camera import Frame, open_capture
 from edge.commands import CommandContext, run_command
 from edge.config import Config, ConfigError, load_config
 from edge.events import Event, EventSink, StdoutSink
@@ -53,8 +53,7 @@ class Daemon:
         self.started = time.monotonic()
         self.last_frame: Frame | None = None
         self.last_result: FrameResult | None = None
-        cam = config.camera
-        self.capture = CaptureThread(open_source(cam), cam.reconnect_initial_s, cam.reconnect_max_s, cam.rotate)
+        self.capture = open_capture(config.camera)
         self.link = self.publisher = None
         if config.mqtt.enabled:
             from edge.mqtt.link import MqttLink
@@ -129,11 +128,11 @@ class Daemon:
             current = self.pipeline.identifier.matcher.gallery.version if self.pipeline.identifier.matcher else 0
             try:
                 if part == "manifest":
-                    version = parse_manifest(payload)["version"]
-                    if version <= current:
-                        log.debug("roster version %s is not newer than %s; ignored", version, current)
+                    manifest = parse_manifest(payload)
+                    if manifest["version"] <= current:
+                        log.debug("roster version %s is not newer than %s; ignored", manifest["version"], current)
                         continue
-                    self.roster.add_manifest(payload)
+                    self.roster.add_manifest(manifest)
                 elif part.startswith("chunk/"):
                     self.roster.add_chunk(payload)
                 else:
@@ -158,8 +157,7 @@ class Daemon:
         jpeg = snapshot_jpeg(self.last_frame.image, self.last_result, stage.last_poses if stage else None,
                              self.config.gestures.min_visibility)
         h, w = self.last_frame.image.shape[:2]
-        faces = [{"box": list(f.face.box), **f.match.as_dict()} for f in (self.last_result.faces
-                                                                           if self.last_result else [])]
+        faces = [f.as_dict() for f in (self.last_result.faces if self.last_result else [])]
         return {"jpeg_base64": base64.b64encode(jpeg).decode(), "width": w, "height": h, "faces": faces}
 
     # ------------------------------------------------------------------ the loop

@@ -63,10 +63,10 @@ def check_gallery(config: Config) -> Check:
 
 
 def check_camera(config: Config) -> Check:
-    from edge.camera import CaptureThread, open_source
+    from edge.camera import open_capture
 
     cam = config.camera
-    capture = CaptureThread(open_source(cam), cam.reconnect_initial_s, cam.reconnect_max_s, cam.rotate).start()
+    capture = open_capture(cam).start()
     try:
         first = capture.get(timeout=CAMERA_WAIT_S)
         if first is None:

@@ -28,6 +28,10 @@ class FaceResult:
     match: Match
     embedding: np.ndarray
 
+    def as_dict(self) -> dict:
+        """The face as CONTRACT.md's identify output shows it."""
+        return {"box": list(self.face.box), **self.match.as_dict()}
+
 
 @dataclass(frozen=True)
 class FrameResult:
@@ -56,6 +60,14 @@ class Identifier:
             aligned = align_face(image, face, self.embedder.input_size, self.embedder.align_margin)
         with self.timer.stage("embed"):
             return self.embedder.embed(aligned)
+
+    def identify(self, image: np.ndarray) -> list[FaceResult]:
+        """Every face in one still image, embedded and matched (no tracking)."""
+        results = []
+        for face in self.faces(image):
+            embedding = self.embed(image, face)
+            results.append(FaceResult(0, face, self.match(embedding), embedding))
+        return results
 
     def match(self, embedding: np.ndarray) -> Match:
         if self.matcher is None:

@@ -94,8 +94,8 @@ class RosterAssembler:
     manifest: dict | None = None
     chunks: dict[int, dict[int, bytes]] = field(default_factory=dict)  # version -> index -> bytes
 
-    def add_manifest(self, payload: bytes) -> None:
-        manifest = parse_manifest(payload)
+    def add_manifest(self, manifest: dict) -> None:
+        """A manifest already checked by parse_manifest."""
         if manifest["model_id"] != self.model_id:
             raise RosterError(f"roster version {manifest['version']} is for model {manifest['model_id']!r}; "
                               f"this device runs {self.model_id!r}")

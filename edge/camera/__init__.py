@@ -22,4 +22,9 @@ def open_source(config: CameraConfig) -> FrameSource:
     return OpenCvSource(config)
 
 
-__all__ = ["CaptureThread", "Frame", "FrameSource", "SourceError", "SourceUnavailable", "open_source"]
+def open_capture(config: CameraConfig) -> CaptureThread:
+    """The capture thread for a camera config (not yet started)."""
+    return CaptureThread(open_source(config), config.reconnect_initial_s, config.reconnect_max_s, config.rotate)
+
+
+__all__ = ["CaptureThread", "Frame", "FrameSource", "SourceError", "SourceUnavailable", "open_capture", "open_source"]

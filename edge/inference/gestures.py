@@ -241,7 +241,7 @@ class GestureStage:
         from edge.inference.pose import BlazePose
 
         g = config.gestures
-        return cls(BlazePose(config.detector.threads, g.min_pose_score),
+        return cls(BlazePose.from_config(config),
                    build_classifier(g.classifier, g.trained_model, g.min_visibility),
                    g.min_visibility, g.idle_pose_every_n_frames)
 

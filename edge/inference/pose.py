@@ -64,6 +64,10 @@ class BlazePose:
         self.max_people = max_people
         self.model_id = "blazepose-full"
 
+    @classmethod
+    def from_config(cls, config) -> "BlazePose":
+        return cls(config.detector.threads, config.gestures.min_pose_score)
+
     def people(self, image_bgr: np.ndarray) -> list[Person]:
         people = []
         found = ssd_detect(self.detector, image_bgr, self.DETECT_SIZE, self.anchors, 4, self.min_detection, 0.3)
