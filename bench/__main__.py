@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from bench.common import RESULTS, ROOT, machine, measure, write
-from bench.identity import GALLERY_SIZES, random_gallery
+from bench.identity import DIM, GALLERY_SIZES, random_gallery
 from edge.camera.base import Frame
 from edge.config import config_from_dict
 from edge.decision import Confirmation, Observation
@@ -38,7 +38,7 @@ from edge.samples import sample
 
 PEOPLE = {"obama": ["obama-1.jpg", "obama-2.jpg", "obama-3.jpg", "obama-partial.jpg"],
           "biden": ["biden-1.jpg"], "collins": ["collins-1.jpg"], "cameraman": ["cameraman.jpg"]}
-MODEL = ROOT / "models" / "facenet-{}.tflite"
+MODEL = ROOT / "models" / "facenet-keras-{}.tflite"  # the default source; sandberg2018 in bench.identity
 
 
 def section(title: str) -> None:
@@ -175,7 +175,7 @@ def startup_and_rss(gallery: Path, work: Path) -> dict:
 
 
 def match_scaling(repeat: int) -> dict:
-    query = np.random.default_rng(3).standard_normal(512).astype(np.float32)
+    query = np.random.default_rng(3).standard_normal(DIM).astype(np.float32)
     query /= np.linalg.norm(query)
     return {str(n): measure(lambda m=NearestMatcher(random_gallery(n, 2)): m.match(query), repeat)
             for n in GALLERY_SIZES}

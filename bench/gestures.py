@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     from edge.app import build_identifier
 
     work = ROOT / "bench" / "results" / "gesture-state"
-    config = config_from_dict({"embedder": {"model": str(ROOT / "models" / "facenet-float16.tflite")},
+    config = config_from_dict({"embedder": {"model": str(ROOT / "models" / "facenet-keras-int8.tflite")},
                                "detector": {"model": "full_range", "min_face_px": 20},
                                "matcher": {"gallery": str(work / "gallery.npz")},
                                "confirmation": {"require_gesture": True}}, base_dir=ROOT)

@@ -24,9 +24,15 @@ from edge.inference.tflite import INTERPRETER, resolve_threads
 from edge.samples import sample
 
 GALLERY_SIZES = (100, 1_000, 10_000, 100_000)
+MODEL_VARIANTS = [f"{source}-{precision}" for source in ("keras", "sandberg2018")
+                  for precision in ("float32", "float16", "int8")]
 
 
-def random_gallery(people: int, per_person: int, dim: int = 512, seed: int = 0) -> Gallery:
+# The default model (the Keras FaceNet) embeds in 128 dimensions; sandberg2018 in 512.
+DIM = 128
+
+
+def random_gallery(people: int, per_person: int, dim: int = DIM, seed: int = 0) -> Gallery:
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((people * per_person, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
@@ -52,14 +58,14 @@ def main(argv=None) -> int:
     result["stages"]["detect (BlazeFace short-range)"] = measure(lambda: detector.detect(frame), args.repeat)
     result["stages"]["align"] = measure(lambda: align_face(frame, face, 160, 0.1), args.repeat)
     aligned = align_face(frame, face, 160, 0.1)
-    for precision in ("float32", "float16", "int8"):
-        path = ROOT / "models" / f"facenet-{precision}.tflite"
+    for variant in MODEL_VARIANTS:
+        path = ROOT / "models" / f"facenet-{variant}.tflite"
         if not path.is_file():
-            print(f"skipping {precision}: {path} not built (scripts/bootstrap)", file=sys.stderr)
+            print(f"skipping {variant}: {path} not built (scripts/bootstrap)", file=sys.stderr)
             continue
         embedder = FaceNetEmbedder(path, threads)
-        result["stages"][f"embed {precision}"] = measure(lambda: embedder.embed(aligned), args.repeat)
-    query = np.random.default_rng(1).standard_normal(512).astype(np.float32)
+        result["stages"][f"embed {variant}"] = measure(lambda: embedder.embed(aligned), args.repeat)
+    query = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
     query /= np.linalg.norm(query)
     for people in GALLERY_SIZES:
         matcher = NearestMatcher(random_gallery(people, 2))

@@ -18,7 +18,8 @@ from bench.common import ROOT, write
 from edge.inference.tflite import mediapipe_model
 
 MODELS = {
-    "facenet (any precision)": ROOT / "models" / "facenet-float32.tflite",
+    "facenet keras (any precision)": ROOT / "models" / "facenet-keras-float32.tflite",
+    "facenet sandberg2018 (any precision)": ROOT / "models" / "facenet-sandberg2018-float32.tflite",
     "blazeface short-range": "face_detection/face_detection_short_range.tflite",
     "blazeface full-range": "face_detection/face_detection_full_range_sparse.tflite",
     "blazepose detector": "pose_detection/pose_detection.tflite",

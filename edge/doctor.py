@@ -62,6 +62,32 @@ def check_gallery(config: Config) -> Check:
     return Check("gallery", True, f"{gallery.people} people, version {gallery.version}, model {gallery.model_id}")
 
 
+def check_threshold(config: Config) -> Check:
+    """The distance threshold in force and the measured operating point it comes from."""
+    from edge.inference.embedder import read_sidecar
+    from edge.inference.operating import operating_point
+    from edge.inference.tflite import ModelError
+
+    try:
+        model_id = read_sidecar(config.embedder.model, verify_hash=False)["model_id"]
+    except ModelError as exc:
+        return Check("matching", False, str(exc))
+    point = operating_point(model_id)
+    configured = config.matcher.distance_threshold
+    if point is None and configured is None:
+        return Check("matching", False, f"no measured operating point for {model_id}: run "
+                     "`python -m bench.accuracy --write-operating-points` or set matcher.distance_threshold")
+    if point is None:
+        return Check("matching", True, f"threshold {configured} from config (no measured operating point for {model_id})")
+    measured = (f"operating point of {model_id}: threshold {point.threshold}, 0 of {point.impostor_pairs} impostor "
+                f"pairs accepted (FAR <= {point.far_bound_95:.1e} per comparison at 95 %), TAR {point.tar:.2f} per "
+                f"genuine pair")
+    if configured is not None and configured > point.threshold:
+        return Check("matching", True, f"threshold {configured} from config is LOOSER than the {measured}")
+    return Check("matching", True, (f"threshold {configured} from config; " if configured is not None else "") + measured
+                 + "; enrolment calibration may only tighten it")
+
+
 def check_camera(config: Config) -> Check:
     from edge.camera import open_capture
 
@@ -153,7 +179,7 @@ def _ntp_synchronized() -> bool | None:
 
 
 CHECKS: tuple[Callable[[Config], Check], ...] = (
-    check_models, check_gallery, check_camera, check_broker, check_outbox, check_clock)
+    check_models, check_threshold, check_gallery, check_camera, check_broker, check_outbox, check_clock)
 
 
 def run_doctor(config: Config, out=print) -> int:

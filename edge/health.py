@@ -8,6 +8,15 @@ from edge import __version__
 from edge.events import rfc3339_now
 
 
+def matcher_summary(matcher) -> dict:
+    """The matcher in force, its threshold and the operating point (measured FAR/TAR) it belongs to."""
+    from edge.inference.operating import operating_point, summary
+
+    gallery = matcher.gallery
+    return {"kind": matcher.kind, **summary(matcher.threshold, matcher.threshold_origin,
+                                            operating_point(gallery.model_id), int(gallery.original.sum()))}
+
+
 def health_payload(daemon) -> dict:
     pipeline = daemon.pipeline
     identifier = pipeline.identifier
@@ -31,5 +40,5 @@ def health_payload(daemon) -> dict:
                    "embedder": identifier.embedder.model_id},
         "roster": {"people": matcher.gallery.people if matcher else 0,
                    "version": matcher.gallery.version if matcher else 0},
-        "matcher": {"kind": matcher.kind, "threshold": round(matcher.threshold, 4)} if matcher else None,
+        "matcher": matcher_summary(matcher) if matcher else None,
     }

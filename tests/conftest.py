@@ -14,8 +14,8 @@ MODELS = ROOT / "models"
 FACECHECK = [sys.executable, "-m", "edge"]
 
 
-def model_path(precision: str) -> Path:
-    path = MODELS / f"facenet-{precision}.tflite"
+def model_path(variant: str) -> Path:
+    path = MODELS / f"facenet-{variant}.tflite"
     if not path.is_file():
         pytest.fail(f"{path} is missing: run scripts/bootstrap (it builds the models the tests use)")
     return path
@@ -23,7 +23,7 @@ def model_path(precision: str) -> Path:
 
 @pytest.fixture(scope="session")
 def facenet_model() -> Path:
-    return model_path("int8")  # the default in config.yaml
+    return model_path("keras-int8")  # the default in config.yaml
 
 
 @pytest.fixture

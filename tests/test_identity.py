@@ -11,7 +11,9 @@ from edge.config import config_from_dict
 from edge.enroll import InputError, enrol
 from edge.inference.embedder import FaceNetEmbedder, sidecar_path
 from edge.inference.gallery import Gallery, GalleryError
-from edge.inference.matcher import NearestMatcher, SvcMatcher, build_matcher, calibrate_threshold
+from edge.inference.matcher import (
+    MAX_TIGHTENING, NearestMatcher, SvcMatcher, build_matcher, calibrate_threshold, resolve_threshold,
+)
 from edge.inference.tflite import ModelError
 from edge.samples import sample
 from tests.conftest import run_cli, write_yaml
@@ -91,13 +93,68 @@ def test_removed_person_is_no_longer_matched(identifier):
     assert not result.known
 
 
-def test_calibrated_threshold_lies_between_same_and_different(identifier):
+def test_threshold_comes_from_the_operating_point_and_calibration_only_tightens(identifier):
+    from edge.inference.operating import operating_point
+
     gallery = enrolled(identifier, {"Barack Obama": ["obama-1.jpg", "obama-2.jpg", "obama-partial.jpg"],
                                     "Joe Biden": ["biden-1.jpg"], "Eileen Collins": ["collins-1.jpg"]})
-    threshold = calibrate_threshold(gallery)
-    assert 0.7 <= threshold <= 1.0
+    point = operating_point(gallery.model_id)
+    assert point is not None and point.impostor_pairs > 5000
+    threshold, origin = resolve_threshold(gallery, None)
+    assert threshold <= point.threshold and origin.startswith("operating point")
+    assert build_matcher(gallery).threshold == threshold
+    assert resolve_threshold(gallery, 0.77) == (0.77, "config matcher.distance_threshold")
     assert build_matcher(gallery).kind == "svc"
     assert build_matcher(gallery, "auto", svc_max_identities=2).kind == "nearest"
+
+
+def test_look_alikes_in_the_roster_tighten_the_threshold_never_loosen_it():
+    def unit(angle):  # unit vectors in a plane: distance 2 sin(delta/2)
+        return np.array([np.cos(angle), np.sin(angle), 0, 0], np.float32)
+
+    close = Gallery("m", 4)
+    close.add("a", "A", np.stack([unit(0.0), unit(0.3)]), np.array([True, True]), "m")
+    close.add("b", "B", np.stack([unit(0.55)]), np.array([True]), "m")  # B lies 0.25 rad from A's second photo
+    assert calibrate_threshold(close, 1.0) == pytest.approx(1.0 - MAX_TIGHTENING)
+    far = Gallery("m", 4)
+    far.add("a", "A", np.stack([unit(0.0), unit(0.3)]), np.array([True, True]), "m")
+    far.add("b", "B", np.stack([unit(3.0)]), np.array([True]), "m")
+    assert calibrate_threshold(far, 0.9) == 0.9, "a roster of distinct people keeps the measured threshold"
+    single = Gallery("m", 4)
+    single.add("a", "A", np.stack([unit(0.0)]), np.array([True]), "m")
+    assert calibrate_threshold(single, 0.9) == 0.9
+
+
+def test_embedder_applies_the_normalisation_its_sidecar_names(tmp_path, facenet_model):
+    from edge.inference.embedder import fixed_standardise, prewhiten
+
+    copy = tmp_path / facenet_model.name
+    shutil.copy(facenet_model, copy)
+    meta = json.loads(sidecar_path(facenet_model).read_text())
+    assert FaceNetEmbedder(facenet_model).normalise is {"prewhiten": prewhiten, "fixed": fixed_standardise}[
+        meta["normalisation"]]
+    for name, function in (("fixed", fixed_standardise), ("prewhiten", prewhiten)):
+        sidecar_path(copy).write_text(json.dumps(dict(meta, normalisation=name)))
+        assert FaceNetEmbedder(copy).normalise is function
+    sidecar_path(copy).write_text(json.dumps(dict(meta, normalisation="wavelet")))
+    with pytest.raises(ModelError, match="normalisation 'wavelet'"):
+        FaceNetEmbedder(copy)
+    crop = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    assert np.allclose(fixed_standardise(crop), (crop.astype(np.float32) - 127.5) / 128)
+    assert abs(float(prewhiten(crop).mean())) < 1e-4 and abs(float(prewhiten(crop).std()) - 1) < 1e-3
+
+
+def test_converter_rebuilds_a_model_built_under_an_older_contract(tmp_path, facenet_model):
+    from converters.facenet import is_current
+
+    copy = tmp_path / facenet_model.name
+    shutil.copy(facenet_model, copy)
+    meta = json.loads(sidecar_path(facenet_model).read_text())
+    sidecar_path(copy).write_text(json.dumps(meta))
+    assert is_current(copy, meta["precision"], "keras")
+    assert not is_current(copy, meta["precision"], "sandberg2018")
+    sidecar_path(copy).write_text(json.dumps(dict(meta, model_id="facenet-20180408-102900-int8-m10")))
+    assert not is_current(copy, meta["precision"], "keras"), "the pre-normalisation-fix id is stale"
 
 
 def test_enrolment_skips_photos_without_exactly_one_face(identifier, tmp_path):
@@ -124,6 +181,8 @@ def test_gallery_from_another_model_is_refused(identifier):
     enrolled(identifier, {"Joe Biden": ["biden-1.jpg"]})
     with pytest.raises(GalleryError, match="enrolled with model"):
         Gallery.load_or_new(config.matcher.gallery, "facenet-20180408-102900-float32-m10", 512)
+    with pytest.raises(GalleryError, match="re-enrol"):  # e.g. a gallery from before the normalisation fix
+        Gallery.load_or_new(config.matcher.gallery, "facenet-20180408-102900-int8-m10", 512)
 
 
 def test_corrupt_gallery_is_refused_with_its_path(tmp_path):

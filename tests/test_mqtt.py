@@ -112,7 +112,11 @@ def test_events_status_and_health_reach_a_subscriber(mqtt_config, tmp_path, brok
     assert health, "a health message was published"
     validate(health[-1], "health")
     assert {"fps", "latency_ms", "outbox_depth", "uptime_s", "models"} <= set(health[-1])
-    assert health[-1]["models"]["embedder"].startswith("facenet-20180408-102900")
+    assert health[-1]["models"]["embedder"].startswith("facenet-keras-ms1m-int8")
+    matcher = health[-1]["matcher"]
+    assert matcher["operating_point"]["model_id"] == health[-1]["models"]["embedder"]
+    assert matcher["threshold"] <= matcher["operating_point"]["threshold"]
+    assert 0 < matcher["operating_point"]["stranger_far_bound"] < 0.05
     assert Outbox(tmp_path / "state" / "outbox.sqlite", "x").depth() == 0, "every event was acknowledged"
     sub.close()
 

@@ -1,4 +1,4 @@
-"""Aligns a detected face to FaceNet's input: eyes level and at fixed places, then prewhitened."""
+"""Aligns a detected face to FaceNet's input: eyes level and at fixed places (normalising is the embedder's)."""
 
 from __future__ import annotations
 
@@ -33,9 +33,3 @@ def align_face(image_bgr: np.ndarray, face: FaceBox, size: int, margin: float) -
     crop = cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
 
-
-def prewhiten(rgb: np.ndarray) -> np.ndarray:
-    """FaceNet's per-image standardisation: zero mean, unit variance (guarding flat images)."""
-    x = rgb.astype(np.float32)
-    mean, std = x.mean(), x.std()
-    return (x - mean) / max(float(std), 1.0 / np.sqrt(x.size))

@@ -9,7 +9,6 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.inference.align import prewhiten
 from edge.inference.tflite import ModelError, TfliteModel
 
 
@@ -20,6 +19,22 @@ class Embedder(Protocol):
     align_margin: float  # part of the model's preprocessing contract, from its sidecar
 
     def embed(self, aligned_rgb: np.ndarray) -> np.ndarray: ...
+
+
+def prewhiten(rgb: np.ndarray) -> np.ndarray:
+    """Per-image standardisation (zero mean, unit variance, flat images guarded): the Keras FaceNet's input."""
+    x = rgb.astype(np.float32)
+    mean, std = x.mean(), x.std()
+    return (x - mean) / max(float(std), 1.0 / np.sqrt(x.size))
+
+
+def fixed_standardise(rgb: np.ndarray) -> np.ndarray:
+    """(x - 127.5) / 128: what Sandberg's 2018 models were trained on (prewhitening costs them accuracy)."""
+    return (rgb.astype(np.float32) - 127.5) / 128.0
+
+
+# The input normalisation a model was trained with, named in its sidecar; nothing else chooses it.
+NORMALISATIONS = {"prewhiten": prewhiten, "fixed": fixed_standardise}
 
 
 def sidecar_path(model: Path) -> Path:
@@ -38,7 +53,7 @@ def read_sidecar(model: Path, verify_hash: bool = True) -> dict:
     """The converter's sidecar, after checking it describes this exact file."""
     side = sidecar_path(model)
     if not model.is_file():
-        raise ModelError(f"{model}: model file not found; build it with `facecheck-convert facenet --out {model}`")
+        raise ModelError(f"{model}: model file not found; build it with `facecheck-convert facenet --out {model}` (or scripts/bootstrap)")
     try:
         meta = json.loads(side.read_text())
     except FileNotFoundError:
@@ -53,8 +68,9 @@ def read_sidecar(model: Path, verify_hash: bool = True) -> dict:
         if actual != meta["sha256"]:
             raise ModelError(f"{model}: sha256 {actual[:12]}… does not match its sidecar ({meta['sha256'][:12]}…); "
                              "the file is corrupt or was replaced: rebuild it with facecheck-convert")
-    if meta["normalisation"] != "prewhiten":
-        raise ModelError(f"{side}: normalisation {meta['normalisation']!r} is not supported (expected 'prewhiten')")
+    if meta["normalisation"] not in NORMALISATIONS:
+        raise ModelError(f"{side}: normalisation {meta['normalisation']!r} is not one this build knows "
+                         f"({', '.join(NORMALISATIONS)}); rebuild the model with this version's facecheck-convert")
     return meta
 
 
@@ -66,10 +82,11 @@ class FaceNetEmbedder:
         self.input_size: int = int(meta["input_size"])
         self.dim: int = int(meta["embedding_size"])
         self.align_margin: float = float(meta["align_margin"])
+        self.normalise = NORMALISATIONS[meta["normalisation"]]
         self.model = TfliteModel(model, threads)
         self.model.expect_input((1, self.input_size, self.input_size, 3))
 
     def embed(self, aligned_rgb: np.ndarray) -> np.ndarray:
         """L2-normalised embedding of one aligned RGB crop."""
-        out = self.model.run(prewhiten(aligned_rgb)[None])[0][0].astype(np.float32)
+        out = self.model.run(self.normalise(aligned_rgb)[None])[0][0].astype(np.float32)
         return out / max(float(np.linalg.norm(out)), 1e-12)

@@ -19,11 +19,11 @@ from edge.inference.gallery import Gallery
 
 log = logging.getLogger(__name__)
 
-# FaceNet (20180408, L2-normalised) on the shipped photos: same person 0.43-0.90 apart, different
-# people 0.99-1.30. Strict by default (a stranger must never pass as somebody); used when the roster
-# is too small to calibrate, and calibration is clipped to THRESHOLD_RANGE.
-DEFAULT_THRESHOLD = 0.9
-THRESHOLD_RANGE = (0.7, 1.0)
+# Used only for a model without a measured operating point (edge/inference/operating.py): strict, so
+# a stranger is refused rather than named. Enrolment-time calibration may lower a threshold by at most
+# MAX_TIGHTENING, never raise it.
+FALLBACK_THRESHOLD = 0.8
+MAX_TIGHTENING = 0.2
 CALIBRATION_SAMPLE = 2000
 SVC_SAMPLES_PER_PERSON = 42
 
@@ -47,33 +47,49 @@ UNKNOWN_EMPTY = Match(False, None, None, 0.0, 2.0)
 class Matcher(Protocol):
     kind: str
     threshold: float
+    threshold_origin: str
     gallery: Gallery
 
     def match(self, embedding: np.ndarray) -> Match: ...
 
 
-def calibrate_threshold(gallery: Gallery) -> float:
-    """Halfway between how far a person's photos lie from each other and how close other people come.
+def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
+    """The ceiling, tightened when this roster's own people come closer to each other than it allows.
 
-    Uses only original (non-augmented) embeddings, at most CALIBRATION_SAMPLE of them (a fixed random
-    subset, so a 100k roster calibrates in milliseconds); falls back to DEFAULT_THRESHOLD without at
-    least two people, and is clipped to THRESHOLD_RANGE so a tiny roster cannot set something absurd.
+    Halfway between how far a person's photos lie from each other and how close other people come,
+    over original (non-augmented) embeddings, at most CALIBRATION_SAMPLE of them (a fixed random subset,
+    so a 100k roster calibrates in milliseconds). Never above the ceiling (the measured operating point),
+    never more than MAX_TIGHTENING below it; the ceiling itself without two people to compare.
     """
     emb, labels = gallery.embeddings[gallery.original], gallery.labels[gallery.original]
     if len(emb) > CALIBRATION_SAMPLE:
         pick = np.random.default_rng(0).choice(len(emb), CALIBRATION_SAMPLE, replace=False)
         emb, labels = emb[pick], labels[pick]
     if gallery.people < 2 or len(emb) < 3:
-        return DEFAULT_THRESHOLD
+        return ceiling
     dist = np.sqrt(np.clip(2.0 - 2.0 * emb @ emb.T, 0.0, 4.0))
     np.fill_diagonal(dist, np.inf)
     same = labels[:, None] == labels[None, :]
     inter = np.where(same, np.inf, dist).min(axis=1)
     intra_rows = np.where(same, dist, np.inf).min(axis=1)
     intra = intra_rows[np.isfinite(intra_rows)]
-    low = float(np.percentile(intra, 90)) if intra.size else DEFAULT_THRESHOLD - 0.2
     high = float(np.percentile(inter, 5))
-    return float(np.clip((low + high) / 2.0, *THRESHOLD_RANGE))
+    midpoint = (float(np.percentile(intra, 90)) + high) / 2.0 if intra.size else high
+    return float(min(ceiling, max(ceiling - MAX_TIGHTENING, midpoint)))
+
+
+def resolve_threshold(gallery: Gallery, configured: float | None) -> tuple[float, str]:
+    """(distance threshold, where it came from): the config's number, else the model's measured
+    operating point (tightened by calibration), else a strict fallback (tightened likewise)."""
+    from edge.inference.operating import operating_point
+
+    if configured is not None:
+        return configured, "config matcher.distance_threshold"
+    point = operating_point(gallery.model_id)
+    ceiling = point.threshold if point else FALLBACK_THRESHOLD
+    threshold = calibrate_threshold(gallery, ceiling)
+    origin = "operating point" if point else "fallback (no operating point measured for this model)"
+    return threshold, origin + (", tightened by this roster" if threshold < ceiling else "")
 
 
 class _Base:
@@ -81,7 +97,7 @@ class _Base:
 
     def __init__(self, gallery: Gallery, threshold: float | None):
         self.gallery = gallery
-        self.threshold = threshold if threshold is not None else calibrate_threshold(gallery)
+        self.threshold, self.threshold_origin = resolve_threshold(gallery, threshold)
         # Per-person blocks of original (photo, not augmented) embeddings for the open-set check:
         # augmented variants widen a person's region and would let look-alikes in.
         originals = gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
@@ -173,5 +189,6 @@ def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None 
     if kind == "auto":
         kind = "svc" if 2 <= gallery.people <= svc_max_identities else "nearest"
     matcher: Matcher = SvcMatcher(gallery, threshold) if kind == "svc" else NearestMatcher(gallery, threshold)
-    log.info("matcher %s over %d people, distance threshold %.3f", matcher.kind, gallery.people, matcher.threshold)
+    log.info("matcher %s over %d people, distance threshold %.3f (%s)", matcher.kind, gallery.people,
+             matcher.threshold, matcher.threshold_origin)
     return matcher

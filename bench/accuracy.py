@@ -1,0 +1,337 @@
+"""Recognition accuracy on real labelled photos: our models beside face_recognition (dlib) on the same photos.
+
+    python -m bench.accuracy [--quick] [--write-operating-points]
+
+Data: bench/datasets.py (125 real photos of 9 people, from registry packages). For every built model and
+precision, plus alignment-margin and normalisation variants of the float32 models:
+- over all pairs of photos (one embedding each, the largest face): ROC AUC, EER, TAR at FAR 1 % and 0.1 %;
+- the door protocol: of the people with two or more photos, every group of three is enrolled in turn
+  (k = 1, 3 or all photos each, picked at random per round) through the real enrolment path (augmented
+  embeddings, the product's matcher and threshold); every other photo is a probe. Enrolled people's probes
+  are counted recognised / wrong person / missed; everybody else is a stranger, counted accepted or refused.
+face_recognition runs the same protocol with its own detector, encoder and documented tolerance 0.6.
+Writes bench/results/accuracy.json and accuracy.png (ROC); --write-operating-points stores each model's
+threshold (edge/inference/operating.py) in edge/data/operating_points.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from bench.common import RESULTS, ROOT, machine, write
+from bench.datasets import SOURCES, Photo, labelled_photos
+
+MODELS = ROOT / "models"
+GROUP = 3  # people enrolled per round of the door protocol
+FACE_RECOGNITION_TOLERANCE = 0.6
+
+Identify = Callable[[np.ndarray], "str | None"]
+
+
+@dataclass
+class View:
+    """One system's embeddings of the photos: the largest face of each (None: no face found)."""
+
+    system: str
+    vectors: list[np.ndarray | None]
+    augmented: list[np.ndarray] = field(default_factory=list)  # per photo, enrolment augmentations
+    seconds: float = 0.0
+
+
+def detect_largest(photos: list[Photo]):
+    """(image, largest BlazeFace face or None) per photo, with the product's default detector settings."""
+    from edge.app import build_detector
+    from edge.config import config_from_dict
+    from edge.enroll import read_image
+
+    detector = build_detector(config_from_dict({}, ROOT))
+    found = []
+    for photo in photos:
+        image = read_image(photo.path)
+        faces = detector.detect(image)
+        found.append((image, max(faces, key=lambda f: f.box[2] * f.box[3]) if faces else None))
+    return found
+
+
+def embed_ours(model: Path, detections, augmentations: int = 0, margin: float | None = None,
+               normalisation: str | None = None, threads: int = 0) -> View:
+    from edge.inference.align import align_face
+    from edge.inference.augment import augment
+    from edge.inference.embedder import NORMALISATIONS, FaceNetEmbedder
+
+    embedder = FaceNetEmbedder(model, threads)
+    if normalisation:
+        embedder.normalise = NORMALISATIONS[normalisation]
+    margin = embedder.align_margin if margin is None else margin
+    view = View(model.stem, [], [])
+    started = time.perf_counter()
+    for n, (image, face) in enumerate(detections):
+        if face is None:
+            view.vectors.append(None)
+            view.augmented.append(np.zeros((0, embedder.dim), np.float32))
+            continue
+        aligned = align_face(image, face, embedder.input_size, margin)
+        view.vectors.append(embedder.embed(aligned))
+        view.augmented.append(np.array([embedder.embed(v) for v in augment(aligned, augmentations, seed=n + 1)]
+                                       ).reshape(-1, embedder.dim))
+    view.seconds = time.perf_counter() - started
+    return view
+
+
+def embed_face_recognition(photos: list[Photo]) -> View:
+    import face_recognition
+
+    view = View("face_recognition", [])
+    started = time.perf_counter()
+    for photo in photos:
+        rgb = cv2.cvtColor(cv2.imread(str(photo.path)), cv2.COLOR_BGR2RGB)
+        locations = face_recognition.face_locations(rgb)
+        if not locations:
+            view.vectors.append(None)
+            continue
+        largest = max(locations, key=lambda box: (box[2] - box[0]) * (box[1] - box[3]))
+        view.vectors.append(face_recognition.face_encodings(rgb, [largest])[0])
+    view.seconds = time.perf_counter() - started
+    return view
+
+
+def pair_distances(view: View, photos: list[Photo]) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, same-person flags) over every pair of photos where a face was found."""
+    keep = [i for i, v in enumerate(view.vectors) if v is not None]
+    vectors = np.stack([view.vectors[i] for i in keep]).astype(np.float64)
+    people = np.array([photos[i].person for i in keep])
+    upper = np.triu_indices(len(keep), 1)
+    dist = np.linalg.norm(vectors[:, None, :] - vectors[None, :, :], axis=2)[upper]
+    return dist, (people[:, None] == people[None, :])[upper]
+
+
+def pair_metrics(view: View, photos: list[Photo]) -> dict:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    dist, same = pair_distances(view, photos)
+    fpr, tpr, _ = roc_curve(same, -dist)
+    eer_at = int(np.argmin(np.abs(fpr - (1 - tpr))))
+
+    def tar_at(far: float) -> float:
+        return float(tpr[fpr <= far].max())
+
+    return {"photos_with_face": sum(v is not None for v in view.vectors), "photos": len(photos),
+            "genuine_pairs": int(same.sum()), "impostor_pairs": int((~same).sum()),
+            "auc": round(float(roc_auc_score(same, -dist)), 4), "eer": round(float((fpr[eer_at] + 1 - tpr[eer_at]) / 2), 4),
+            "tar_at_far_1pct": round(tar_at(0.01), 4), "tar_at_far_0.1pct": round(tar_at(0.001), 4),
+            "impostor_min": round(float(dist[~same].min()), 4),
+            "roc": {"fpr": fpr.round(5).tolist(), "tpr": tpr.round(5).tolist()}}
+
+
+def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]], ceiling: float) -> Identify:
+    """The product's enrolment + matcher over the enrolled photos' embeddings (augmentations included)."""
+    from edge.inference.gallery import Gallery
+    from edge.inference.matcher import build_matcher, calibrate_threshold
+
+    dim = len(next(v for v in view.vectors if v is not None))
+    gallery = Gallery(model_id=view.system, dim=dim)
+    for person, indices in enrolled.items():
+        vectors = [view.vectors[i][None] for i in indices] + [view.augmented[i] for i in indices]
+        original = [True] * len(indices) + [False] * sum(len(view.augmented[i]) for i in indices)
+        gallery.add(person, person, np.concatenate(vectors), np.array(original), view.system)
+    matcher = build_matcher(gallery, "auto", calibrate_threshold(gallery, ceiling))
+    return lambda vector: matcher.match(vector).person_id
+
+
+def face_recognition_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]],
+                              tolerance: float = FACE_RECOGNITION_TOLERANCE) -> Identify:
+    """face_recognition's documented way: the nearest enrolled encoding, if within its tolerance."""
+    people = [person for person, indices in enrolled.items() for _ in indices]
+    matrix = np.stack([view.vectors[i] for indices in enrolled.values() for i in indices])
+
+    def identify(vector: np.ndarray) -> str | None:
+        dist = np.linalg.norm(matrix - vector, axis=1)
+        best = int(np.argmin(dist))
+        return people[best] if dist[best] <= tolerance else None
+
+    return identify
+
+
+def door_protocol(view: View, photos: list[Photo], k: int | None,
+                  make_identify: Callable[[View, list[Photo], dict[str, list[int]]], Identify]) -> dict:
+    """Counts over every round (k=None: every photo with a face is enrolled)."""
+    by_person: dict[str, list[int]] = {}
+    for i, photo in enumerate(photos):
+        by_person.setdefault(photo.person, []).append(i)
+    candidates = sorted(p for p, idx in by_person.items() if len(idx) >= (k or 1) + 1)
+    counts = {"rounds": 0, "genuine_probes": 0, "recognised": 0, "wrong_person": 0, "missed": 0,
+              "stranger_probes": 0, "strangers_accepted": 0}
+    for round_index, group in enumerate(combinations(candidates, GROUP)):
+        rng = np.random.default_rng(round_index)
+        enrolled, probes = {}, []
+        for person in group:
+            with_face = [i for i in rng.permutation(by_person[person]) if view.vectors[i] is not None]
+            enrolled[person] = [int(i) for i in (with_face if k is None else with_face[:k])]
+            probes += [i for i in by_person[person] if i not in enrolled[person]]
+        identify = make_identify(view, photos, enrolled)
+        counts["rounds"] += 1
+        for i, photo in enumerate(photos):
+            answer = identify(view.vectors[i]) if view.vectors[i] is not None else None
+            if photo.person in group and i in probes:
+                counts["genuine_probes"] += 1
+                key = "missed" if answer is None else "recognised" if answer == photo.person else "wrong_person"
+                counts[key] += 1
+            elif photo.person not in group:
+                counts["stranger_probes"] += 1
+                counts["strangers_accepted"] += answer is not None
+    genuine = max(counts["genuine_probes"], 1)
+    counts["recognised_rate"] = round(counts["recognised"] / genuine, 4) if counts["genuine_probes"] else None
+    return counts
+
+
+def model_files() -> list[Path]:
+    return sorted(p for p in MODELS.glob("facenet-*.tflite") if p.with_suffix(".tflite.json").is_file())
+
+
+def evaluate_model(model: Path, photos: list[Photo], detections, augmentations: int, ks) -> dict:
+    from edge.inference.operating import from_distances
+
+    view = embed_ours(model, detections, augmentations)
+    metrics = pair_metrics(view, photos)
+    dist, same = pair_distances(view, photos)
+    from edge.inference.embedder import read_sidecar
+
+    model_id = read_sidecar(model, verify_hash=False)["model_id"]
+    point = from_distances(model_id, dist[~same], dist[same], SOURCES)
+    door = {f"k={k or 'all'}": door_protocol(view, photos, k, lambda v, p, e: ours_identify(v, p, e, point.threshold))
+            for k in ks}
+    return {"model_id": model_id, "pairs": metrics, "operating_point": point.as_dict(), "door": door,
+            "ms_per_face": round(1000 * view.seconds / max(1, len(photos) * (1 + augmentations)), 2)}
+
+
+def variants(photos: list[Photo], detections) -> dict:
+    """Alignment margin and normalisation variants of the float32 models: pair metrics only."""
+    out = {}
+    for model in (p for p in model_files() if "float32" in p.name):
+        from edge.inference.embedder import NORMALISATIONS, read_sidecar
+
+        meta = read_sidecar(model, verify_hash=False)
+        for margin in (0.0, 0.05, 0.1, 0.2):
+            out[f"{model.stem} margin {margin}"] = pair_metrics(embed_ours(model, detections, margin=margin), photos)
+        for other in set(NORMALISATIONS) - {meta["normalisation"]}:
+            out[f"{model.stem} normalised with {other} (wrong)"] = pair_metrics(
+                embed_ours(model, detections, normalisation=other), photos)
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    curves = {name: r["pairs"] for name, r in result["models"].items()}
+    if result.get("face_recognition"):
+        curves["face_recognition (dlib)"] = result["face_recognition"]["pairs"]
+    for name, metrics in curves.items():
+        ax.plot(metrics["roc"]["fpr"], metrics["roc"]["tpr"], label=f"{name} (AUC {metrics['auc']})")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_xlabel("false accept rate (impostor pairs)")
+    ax.set_ylabel("true accept rate (genuine pairs)")
+    ax.set_title("ROC on real labelled photos")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def table_row(name: str, pairs: dict, door: dict) -> str:
+    k1 = door["k=1"]
+    return (f"{name:44} {pairs['auc']:6.4f} {100 * pairs['eer']:5.1f}% {100 * pairs['tar_at_far_1pct']:6.1f}% "
+            f"{100 * pairs['tar_at_far_0.1pct']:6.1f}%   {k1['recognised']:4}/{k1['genuine_probes']:<4} "
+            f"{k1['wrong_person']:5} {k1['strangers_accepted']:4}/{k1['stranger_probes']:<4}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the default model and face_recognition only, k=1")
+    parser.add_argument("--augmentations", type=int, default=20, help="enrolment variants per photo (config default 20)")
+    parser.add_argument("--write-operating-points", action="store_true",
+                        help="store each model's measured threshold in edge/data/operating_points.json")
+    args = parser.parse_args(argv)
+    from edge.config import config_from_dict
+    from edge.inference.operating import OperatingPoint, load_points, save_points
+
+    started = time.monotonic()
+    photos = labelled_photos()
+    detections = detect_largest(photos)
+    ks = (1,) if args.quick else (1, 3, None)
+    default_model = config_from_dict({}, ROOT).embedder.model
+    models = [default_model] if args.quick else model_files()
+    result: dict = {"machine": machine(), "data": {"photos": len(photos), "people": len({p.person for p in photos}),
+                                                   "sources": SOURCES},
+                    "default_model": default_model.name, "models": {}, "face_recognition": None}
+    print(f"{len(photos)} photos of {result['data']['people']} people; BlazeFace found a face in "
+          f"{sum(face is not None for _, face in detections)}")
+    for model in models:
+        result["models"][model.stem] = evaluate_model(model, photos, detections, args.augmentations, ks)
+    try:
+        fr = embed_face_recognition(photos)
+    except (Exception, SystemExit) as exc:  # face_recognition calls quit() when its models are missing
+        print(f"face_recognition not available ({exc}); scripts/bootstrap installs it")
+    else:
+        dist, same = pair_distances(fr, photos)
+        strict = float(dist[~same].min()) - 1e-6  # its own "no impostor pair accepted" point, for a like-for-like row
+        result["face_recognition"] = {
+            "pairs": pair_metrics(fr, photos), "tolerance": FACE_RECOGNITION_TOLERANCE,
+            "door": {f"k={k or 'all'}": door_protocol(fr, photos, k, face_recognition_identify) for k in ks},
+            "strict_tolerance": round(strict, 4),
+            "door_strict": {f"k={k or 'all'}": door_protocol(
+                fr, photos, k, lambda v, p, e: face_recognition_identify(v, p, e, strict)) for k in ks},
+            "ms_per_face": round(1000 * fr.seconds / len(photos), 1)}
+    if not args.quick:
+        result["variants"] = variants(photos, detections)
+
+    print(f"\n{'system (door protocol: k=1, ' + str(GROUP) + ' people enrolled per round)':44} {'AUC':>6} {'EER':>6} "
+          f"{'TAR@1%':>7} {'@0.1%':>7}   recognised  wrong strangers accepted")
+    for name, r in result["models"].items():
+        print(table_row(name + (" (default)" if name == default_model.stem else ""), r["pairs"], r["door"])
+              + f"   threshold {r['operating_point']['threshold']}")
+    if result["face_recognition"]:
+        fr_result = result["face_recognition"]
+        print(table_row("face_recognition 1.3.0 (dlib, tolerance 0.6)", fr_result["pairs"], fr_result["door"]))
+        print(table_row(f"face_recognition, tolerance {fr_result['strict_tolerance']:.3f} (strict)", fr_result["pairs"],
+                        fr_result["door_strict"]))
+    for name, r in result["models"].items():
+        for k, d in r["door"].items():
+            if k != "k=1":
+                print(f"  {name} {k}: recognised {d['recognised']}/{d['genuine_probes']}, wrong {d['wrong_person']}, "
+                      f"strangers accepted {d['strangers_accepted']}/{d['stranger_probes']}")
+    if result["face_recognition"]:
+        for label, key in (("tolerance 0.6", "door"), ("strict", "door_strict")):
+            for k, d in result["face_recognition"][key].items():
+                if k != "k=1":
+                    print(f"  face_recognition {label} {k}: recognised {d['recognised']}/{d['genuine_probes']}, wrong "
+                          f"{d['wrong_person']}, strangers accepted {d['strangers_accepted']}/{d['stranger_probes']}")
+    for name, metrics in result.get("variants", {}).items():
+        print(f"  variant {name:58} AUC {metrics['auc']:.4f} EER {100 * metrics['eer']:4.1f}% "
+              f"TAR@0.1% {100 * metrics['tar_at_far_0.1pct']:5.1f}%")
+    if args.write_operating_points:
+        points = load_points()
+        points.update({r["model_id"]: OperatingPoint(**r["operating_point"]) for r in result["models"].values()})
+        save_points(points)
+        print("wrote the operating points to edge/data/operating_points.json")
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    path = write("accuracy", result)
+    plot(result, RESULTS / "accuracy.png")
+    print(f"\nwrote {path} and {RESULTS / 'accuracy.png'} in {result['elapsed_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

