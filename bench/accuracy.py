@@ -51,7 +51,7 @@ def detect_largest(photos: list[Photo]):
     """(image, largest BlazeFace face or None) per photo, with the product's default detector settings."""
     from edge.app import build_detector
     from edge.config import config_from_dict
-    from edge.enroll import read_image
+    from edge.images import read_image
 
     detector = build_detector(config_from_dict({}, ROOT))
     found = []

@@ -10,11 +10,9 @@ from pathlib import Path
 
 from edge import __version__
 from edge.config import Config, ConfigError, LogConfig, load_config
-from edge.enroll import InputError
+from edge.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, FaceCheckError, InputError
 
 log = logging.getLogger("facecheck")
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("doctor", help="check camera, models, gallery, broker and disk"))
     snapshot = with_config(sub.add_parser("snapshot", help="save the current camera frame with faces drawn"))
     snapshot.add_argument("-o", "--output", required=True, type=Path, help="JPEG file to write")
+    sign = with_config(sub.add_parser("sign-command", help="make a signed command payload for enroll, remove or snapshot"))
+    sign.add_argument("name", choices=["enroll", "remove", "snapshot"], help="the command")
+    sign.add_argument("--device", help="the door's device_id (default: the config's)")
+    sign.add_argument("--body", default="{}", help="the command's JSON body, or @FILE to read it from a file")
     install = sub.add_parser("install-service", help="print the steps that install the systemd service")
     install.add_argument("--dry-run", action="store_true", required=True, help="print the steps (required)")
     install.add_argument("--prefix", default="/opt/facecheck", help="install location (default /opt/facecheck)")
@@ -67,32 +69,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_config_option_first(argv if argv is not None else sys.argv[1:]))
     try:
         return _dispatch(args)
-    except ConfigError as exc:
-        print(f"facecheck: config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except InputError as exc:
-        print(f"facecheck: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except FaceCheckError as exc:
+        print(f"facecheck: {'config error: ' if isinstance(exc, ConfigError) else ''}{exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into head and the like
         sys.stderr.close()
         return EXIT_OK
-    except Exception as exc:  # refused inputs surface with their own types below
-        from edge.camera import SourceError
-        from edge.inference.gallery import GalleryError
-        from edge.inference.tflite import ModelError
-        from edge.outbox import OutboxError
 
-        from edge.inference.gestures import GestureError
 
-        if isinstance(exc, (ModelError, GalleryError, SourceError, OutboxError, GestureError)):
-            print(f"facecheck: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        raise
+def _config_option_first(argv: list[str]) -> list[str]:
+    """`-c FILE` may stand anywhere after the command (`facecheck roster list -c x.yaml`): move it to
+    where argparse expects it, right after the command name."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if i >= 2 and (arg in ("-c", "--config") and i + 1 < len(args)):
+            option = args[i:i + 2]
+            del args[i:i + 2]
+            return args[:1] + option + args[1:]
+        if i >= 2 and arg.startswith("--config="):
+            del args[i]
+            return args[:1] + [arg] + args[1:]
+    return args
 
 
 def _config(args) -> Config:
@@ -136,6 +138,8 @@ def _dispatch(args) -> int:
         return run_doctor(config)
     if args.command == "snapshot":
         return _snapshot(args)
+    if args.command == "sign-command":
+        return _sign_command(args)
     if args.command == "install-service":
         from edge.install import install_steps
 
@@ -167,7 +171,7 @@ def _enroll(args) -> int:
         try:
             report = enrol(identifier, config.matcher.gallery, name, paths,
                            args.person_id if args.name else None, config.matcher.augmentations,
-                           progress=sys.stderr.isatty())
+                           progress=sys.stderr.isatty(), max_pixels=config.limits.max_image_pixels)
         except InputError as exc:
             if not args.folders:
                 raise
@@ -237,16 +241,41 @@ def _roster_publish(config: Config, gallery, args) -> int:
     return EXIT_OK
 
 
+def _sign_command(args) -> int:
+    """Prints the payload to publish on <base>/cmd/<name>; the key comes from where the doors read it."""
+    from edge.auth import sign, signing_key
+
+    config = load_config(args.config)
+    key = signing_key(config.commands)
+    if key is None:
+        raise InputError("sign-command: no signing key: set commands.signing_key_file, FACECHECK_COMMAND_KEY or "
+                         "the systemd credential command-key")
+    text = args.body
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise InputError(f"sign-command --body {args.body}: {exc.strerror}") from None
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"sign-command --body: not JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise InputError("sign-command --body: must be a JSON object")
+    print(json.dumps(sign(key, args.device or config.device_id, args.name, body)))
+    return EXIT_OK
+
+
 def _identify(args) -> int:
     from edge.app import build_identifier
-    from edge.enroll import read_image
+    from edge.images import read_image
 
     config = _config(args)
     identifier = build_identifier(config)
     status = EXIT_OK
     for path in args.images:
         try:
-            image = read_image(path)
+            image = read_image(path, config.limits.max_image_pixels)
         except InputError as exc:
             print(json.dumps({"image": str(path), "faces": [], "error": str(exc)}))
             print(f"facecheck: {exc}", file=sys.stderr)
@@ -258,7 +287,7 @@ def _identify(args) -> int:
 
 
 def _gesture(args) -> int:
-    from edge.enroll import read_image
+    from edge.images import read_image
     from edge.inference.gestures import build_classifier
     from edge.inference.pose import BlazePose
 
@@ -269,7 +298,7 @@ def _gesture(args) -> int:
     status = EXIT_OK
     for path in args.images:
         try:
-            image = read_image(path)
+            image = read_image(path, config.limits.max_image_pixels)
         except InputError as exc:
             print(json.dumps({"image": str(path), "gesture": "none", "people": 0, "error": str(exc)}))
             print(f"facecheck: {exc}", file=sys.stderr)
@@ -284,7 +313,7 @@ def _gesture(args) -> int:
 def _gestures(args) -> int:
     import numpy as np
 
-    from edge.enroll import read_image
+    from edge.images import read_image
     from edge.inference.gestures import body_frame, features, load_samples, save_samples, train
     from edge.inference.pose import BlazePose
 
@@ -300,7 +329,7 @@ def _gestures(args) -> int:
     if not args.images and args.camera_frames <= 0:
         raise InputError("gestures record needs IMAGE paths or --camera-frames N")
     pose_model = BlazePose.from_config(config)
-    images = [(str(p), read_image(p)) for p in args.images]
+    images = [(str(p), read_image(p, config.limits.max_image_pixels)) for p in args.images]
     if args.camera_frames:
         from edge.camera import open_capture
 

@@ -1,7 +1,8 @@
-"""MQTT commands (<base>/cmd/<name>): validated, size-limited, run in the main loop, always answered.
+"""MQTT commands (<base>/cmd/<name>): rate-limited, allowed by config, signed where it matters, validated
+and size-bounded, always answered.
 
-A malformed, oversized or unknown command gets {"ok": false, "error": ...} and a log line; it
-never raises into the loop.
+A refused command (not allowed, unsigned, replayed, too frequent, malformed, oversized, unknown) gets
+{"ok": false, "error": ...} and a log line; it never raises into the loop.
 """
 
 from __future__ import annotations
@@ -10,17 +11,24 @@ import base64
 import binascii
 import json
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
-from edge.inference.gallery import Gallery, GalleryError, new_person_id
+from edge.auth import AuthError, NonceLedger, signing_key, verify
+from edge.config import SIGNED_COMMANDS, Config, ConfigError
+from edge.images import ImageError, decode_image
+from edge.inference.gallery import Gallery, GalleryError, check_name, check_person_id, new_person_id
 
 log = logging.getLogger(__name__)
 
 MAX_IMAGES = 20
+MAX_JSON_DEPTH = 8  # the deepest legitimate payload: {"embeddings": [[...]]} inside a signed envelope
+RATE_WINDOW_S = 60.0
 
 
 class CommandError(Exception):
@@ -38,6 +46,7 @@ class CommandContext:
     snapshot: Callable[[], dict]
     health: Callable[[], dict]
     max_bytes: int
+    max_image_pixels: int
 
 
 def parse_payload(payload: bytes, max_bytes: int) -> dict:
@@ -49,17 +58,34 @@ def parse_payload(payload: bytes, max_bytes: int) -> dict:
         body = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CommandError(f"payload is not JSON: {exc}") from None
+    except RecursionError:
+        raise CommandError(f"payload nests deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise CommandError("payload must be a JSON object")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise CommandError(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
     return body
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_JSON_DEPTH:
+            return level
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _string(body: dict, key: str, required: bool = True) -> str | None:
     value = body.get(key)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise CommandError(f"'{key}' must be a non-empty string of at most 200 characters")
+    if not isinstance(value, str) or not value.strip():
+        raise CommandError(f"'{key}' must be a non-empty string")
     return value.strip()
 
 
@@ -69,21 +95,56 @@ def _allowed(body: dict, keys: set[str]) -> None:
         raise CommandError(f"unknown field(s) {sorted(extra)}; allowed: {sorted(keys)}")
 
 
-def run_command(name: str, payload: bytes, ctx: CommandContext) -> dict:
-    """The result body for one command."""
-    try:
-        body = parse_payload(payload, ctx.max_bytes)
-        handler = _HANDLERS.get(name)
-        if handler is None:
+class CommandService:
+    """Decides whether a command may run, then runs it: config allow-list, signature for the commands
+    that change the roster or expose images, a per-topic rate limit, then the handler."""
+
+    def __init__(self, config: Config, ctx: CommandContext, clock: Callable[[], float] = time.monotonic):
+        self.ctx = ctx
+        self.device_id = config.device_id
+        self.allow = set(config.commands.allow)
+        self.max_skew_s = config.commands.max_clock_skew_s
+        self.per_minute = config.commands.per_minute
+        self.clock = clock
+        self.recent: dict[str, deque[float]] = {}
+        signed = sorted(self.allow & set(SIGNED_COMMANDS))
+        self.key = signing_key(config.commands) if signed else None
+        if signed and self.key is None:
+            raise ConfigError(f"commands.allow has {', '.join(signed)}, which need signed requests: set "
+                              "commands.signing_key_file (or FACECHECK_COMMAND_KEY, or systemd credential "
+                              "command-key), or take them out of commands.allow")
+        self.ledger = NonceLedger(Path(ctx.gallery_path).parent / "command-nonces.json")
+
+    def run(self, name: str, payload: bytes) -> dict:
+        """The result body for one command."""
+        try:
+            self._admit(name)
+            body = parse_payload(payload, self.ctx.max_bytes)
+            if name in SIGNED_COMMANDS:
+                body = verify(self.key, self.device_id, name, body, self.ledger, self.max_skew_s)
+            result = _HANDLERS[name](body, self.ctx)
+            return {"ok": True, "error": None, **result}
+        except (CommandError, AuthError, GalleryError, ImageError) as exc:
+            log.warning("command %s refused: %s", name, exc)
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a command must never take the daemon down
+            log.exception("command %s failed", name)
+            return {"ok": False, "error": f"internal error: {exc}"}
+
+    def _admit(self, name: str) -> None:
+        bucket = self.recent.setdefault(name if name in _HANDLERS else "(unknown)", deque())
+        now = self.clock()
+        while bucket and now - bucket[0] > RATE_WINDOW_S:
+            bucket.popleft()
+        if len(bucket) >= self.per_minute:
+            raise CommandError(f"rate limited: at most {self.per_minute} {name!r} commands a minute "
+                               "(commands.per_minute)")
+        bucket.append(now)
+        if name not in _HANDLERS:
             raise CommandError(f"unknown command {name!r}; known: {', '.join(sorted(_HANDLERS))}")
-        result = handler(body, ctx)
-        return {"ok": True, "error": None, **result}
-    except (CommandError, GalleryError) as exc:
-        log.warning("command %s refused: %s", name, exc)
-        return {"ok": False, "error": str(exc)}
-    except Exception as exc:  # a command must never take the daemon down
-        log.exception("command %s failed", name)
-        return {"ok": False, "error": f"internal error: {exc}"}
+        if name not in self.allow:
+            raise CommandError(f"command {name!r} is not allowed on this door (commands.allow: "
+                               f"{', '.join(sorted(self.allow)) or 'none'})")
 
 
 def _gallery(ctx: CommandContext) -> Gallery:
@@ -117,7 +178,7 @@ def _roster(body: dict, ctx: CommandContext) -> dict:
 
 def _remove(body: dict, ctx: CommandContext) -> dict:
     _allowed(body, {"person_id"})
-    person_id = _string(body, "person_id")
+    person_id = check_person_id(_string(body, "person_id"))
     gallery = _gallery(ctx)
     gallery.remove(person_id)
     gallery.save(ctx.gallery_path)
@@ -129,8 +190,9 @@ def _enroll(body: dict, ctx: CommandContext) -> dict:
     from edge.enroll import embed_person_images
 
     _allowed(body, {"name", "person_id", "images", "embeddings", "model_id"})
-    name = _string(body, "name")
-    person_id = _string(body, "person_id", required=False) or new_person_id()
+    name = check_name(_string(body, "name"))
+    given_id = _string(body, "person_id", required=False)
+    person_id = check_person_id(given_id) if given_id is not None else new_person_id()
     embedder = ctx.identifier.embedder
     images, embeddings = body.get("images"), body.get("embeddings")
     if (images is None) == (embeddings is None):
@@ -145,10 +207,12 @@ def _enroll(body: dict, ctx: CommandContext) -> dict:
                 raw = base64.b64decode(item, validate=True) if isinstance(item, str) else b""
             except (binascii.Error, ValueError):
                 raw = b""
-            image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
-            if image is None:
+            if not raw:
                 raise CommandError(f"images[{i}] is not a base64-encoded JPEG or PNG")
-            decoded.append((f"images[{i}]", image))
+            try:
+                decoded.append((f"images[{i}]", decode_image(raw, ctx.max_image_pixels)))
+            except ImageError as exc:
+                raise CommandError(f"images[{i}]: {exc}") from None
         vectors, original, used, reasons = embed_person_images(ctx.identifier, decoded, ctx.augmentations)
         skipped = [f"{label}: {why}" for label, why in reasons.items()]
         if not used:

@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.errors import BadInputError
+
 DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/facecheck/config.yaml"))
 ENV_PREFIX = "FACECHECK_"
 
 
-class ConfigError(Exception):
+class ConfigError(BadInputError):
     """A config problem the operator must fix; the CLI prints it and exits 2."""
 
 
@@ -183,8 +185,9 @@ class MqttConfig(_Model):
     client_id: str | None = Field(None, description="Default facecheck-<device_id>.")
     keepalive_s: int = Field(30, ge=5, le=3600)
     session_expiry_s: int = Field(86400, ge=0, description="MQTT 5 persistent session lifetime.")
-    reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(60.0, gt=0)
+    reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(4.0, gt=0, le=600, description="Longest back-off: how late a door may notice "
+                                   "its broker is back (jittered down by up to 25 % per outage).")
     health_interval_s: float = Field(30.0, gt=0)
     username: str | None = None
     password_file: Path | None = Field(None, description="File holding the password (or FACECHECK_MQTT_PASSWORD).")
@@ -197,6 +200,32 @@ class MqttConfig(_Model):
         if value is not None and (not value or any(c in value for c in "#+") or value.endswith("/")):
             raise ValueError("must be a non-empty topic without wildcards (# +) or a trailing '/'")
         return value
+
+
+COMMAND_NAMES = ("reload", "health", "roster", "enroll", "remove", "snapshot")
+# Commands that change who gets in or show camera images: off by default, and always signed when on.
+SIGNED_COMMANDS = ("enroll", "remove", "snapshot")
+
+
+class CommandsConfig(_Model):
+    allow: list[Literal["reload", "health", "roster", "enroll", "remove", "snapshot"]] = Field(
+        ["reload", "health", "roster"],
+        description="Commands this door accepts; enroll, remove and snapshot also need a signed request.")
+    signing_key_file: Path | None = Field(
+        None, description="The site's shared HMAC key (or FACECHECK_COMMAND_KEY, or systemd credential command-key).")
+    max_clock_skew_s: float = Field(300.0, gt=0, le=86400, description="Signed requests older or newer are refused.")
+    per_minute: int = Field(30, ge=1, le=6000, description="Commands accepted per topic per minute; more are refused.")
+
+    @field_validator("allow")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return sorted(set(value), key=COMMAND_NAMES.index)
+
+
+class LimitsConfig(_Model):
+    max_image_pixels: int = Field(
+        25_000_000, ge=1_000_000, le=200_000_000,
+        description="Images declaring more pixels are refused before decoding (CLI, MQTT enroll).")
 
 
 class OutboxConfig(_Model):
@@ -240,6 +269,8 @@ class Config(_Model):
     outbox: OutboxConfig = OutboxConfig()
     roster: RosterConfig = RosterConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    commands: CommandsConfig = CommandsConfig()
+    limits: LimitsConfig = LimitsConfig()
     sinks: SinksConfig = SinksConfig()
     log: LogConfig = LogConfig()
     source_path: Path | None = Field(None, exclude=True, description="Set by the loader, not the file.")
@@ -270,6 +301,7 @@ _PATH_KEYS = (
     ("gestures", "trained_model"),
     ("outbox", "path"),
     ("mqtt", "password_file"),
+    ("commands", "signing_key_file"),
     ("mqtt", "tls", "ca_file"),
     ("mqtt", "tls", "cert_file"),
     ("mqtt", "tls", "key_file"),

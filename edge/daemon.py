@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from edge.app import build_matcher_for, build_pipeline, load_gallery
 from edge.camera import Frame, open_capture
-from edge.commands import CommandContext, run_command
+from edge.commands import CommandContext, CommandService
 from edge.config import Config, ConfigError, load_config
 from edge.events import Event, EventSink, StdoutSink
 from edge.health import health_payload
@@ -58,16 +58,18 @@ class Daemon:
         if config.mqtt.enabled:
             from edge.mqtt.link import MqttLink
             from edge.mqtt.publisher import OutboxPublisher
-            from edge.roster import RosterAssembler
+            from edge.roster import RosterFollower
 
             self.link = MqttLink(config)
             self.publisher = OutboxPublisher(self.outbox, self.link)
-            self.roster = RosterAssembler(self.pipeline.identifier.embedder.model_id)
+            self.roster = RosterFollower(self.link, self.pipeline.identifier.embedder.model_id, config.matcher.gallery,
+                                         self._roster_version, self.reload_gallery)
         self.ready_sent = False
-        self.commands = CommandContext(
+        self.commands = CommandService(config, CommandContext(
             identifier=self.pipeline.identifier, gallery_path=config.matcher.gallery,
             augmentations=config.matcher.augmentations, reload=self.reload, snapshot=self.snapshot,
-            health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes)
+            health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes,
+            max_image_pixels=config.limits.max_image_pixels))
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -106,6 +108,10 @@ class Daemon:
             apply_level(self.config.log)
         return self.reload_gallery()
 
+    def _roster_version(self) -> int:
+        matcher = self.pipeline.identifier.matcher
+        return matcher.gallery.version if matcher else 0
+
     def reload_gallery(self) -> dict:
         """Re-read the gallery and rebuild the matcher; the camera keeps running."""
         identifier = self.pipeline.identifier
@@ -113,42 +119,6 @@ class Daemon:
         identifier.matcher = build_matcher_for(self.config, gallery)
         log.info("gallery reloaded: %d people, version %d", gallery.people, gallery.version)
         return {"people": gallery.people, "roster_version": gallery.version}
-
-    def _apply_roster_messages(self) -> None:
-        """Feed retained roster parts to the assembler; swap the gallery when a newer version is complete."""
-        from edge.roster import RosterError, parse_manifest
-
-        while True:
-            try:
-                part, payload = self.link.roster_messages.get_nowait()
-            except queue.Empty:
-                return
-            if not payload:
-                continue  # a cleared chunk of an older version
-            current = self.pipeline.identifier.matcher.gallery.version if self.pipeline.identifier.matcher else 0
-            try:
-                if part == "manifest":
-                    manifest = parse_manifest(payload)
-                    if manifest["version"] <= current:
-                        log.debug("roster version %s is not newer than %s; ignored", manifest["version"], current)
-                        continue
-                    self.roster.add_manifest(manifest)
-                elif part.startswith("chunk/"):
-                    self.roster.add_chunk(payload)
-                else:
-                    continue
-                gallery = self.roster.complete()
-            except RosterError as exc:
-                log.error("roster refused, still serving version %d: %s", current, exc)
-                self.link.publish_json("roster/result", {"ok": False, "error": str(exc), "version": current}, qos=1)
-                continue
-            if gallery is None:
-                continue
-            gallery.save(self.config.matcher.gallery)
-            result = self.reload_gallery()
-            log.info("roster version %d applied: %d people", gallery.version, gallery.people)
-            self.link.publish_json("roster/result", {"ok": True, "error": None, "version": gallery.version,
-                                                     "people": result["people"]}, qos=1)
 
     def snapshot(self) -> dict:
         if self.last_frame is None:
@@ -179,13 +149,13 @@ class Daemon:
             except Exception as exc:  # keep serving with the old gallery
                 log.error("reload failed, keeping the current gallery: %s", exc)
         if self.link is not None:
-            self._apply_roster_messages()
+            self.roster.pump()
             while True:
                 try:
                     command = self.link.commands.get_nowait()
                 except queue.Empty:
                     break
-                result = run_command(command.name, command.payload, self.commands)
+                result = self.commands.run(command.name, command.payload)
                 log.info("command %s: %s", command.name, "ok" if result["ok"] else result["error"])
                 self.link.respond(command, result)
             now = time.monotonic()

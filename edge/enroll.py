@@ -7,20 +7,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge.camera.replay import IMAGE_SUFFIXES
+from edge.errors import InputError
+from edge.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from edge.inference.align import align_face
 from edge.inference.augment import augment
 from edge.inference.gallery import Gallery, GalleryError, new_person_id
 from edge.pipeline import Identifier
 
 log = logging.getLogger(__name__)
-
-
-class InputError(Exception):
-    """Bad user input (a path, an image); the CLI prints it and exits 2."""
 
 
 @dataclass
@@ -42,14 +39,6 @@ def image_paths(paths: list[Path]) -> list[Path]:
         else:
             raise InputError(f"{path}: no such file or folder")
     return found
-
-
-def read_image(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise InputError(f"{path}: not an image OpenCV can read (JPEG, PNG, BMP, WebP)")
-    return image
 
 
 def embed_person_images(identifier: Identifier, images: list[tuple[str, np.ndarray]], augmentations: int,
@@ -84,14 +73,14 @@ def embed_person_images(identifier: Identifier, images: list[tuple[str, np.ndarr
     return np.stack(vectors), np.array(original), used, skipped
 
 
-def embed_person(identifier: Identifier, paths: list[Path], augmentations: int,
-                 progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
-    """As embed_person_images, for files: unreadable ones are skipped with the reason."""
+def embed_person(identifier: Identifier, paths: list[Path], augmentations: int, progress: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
+    """As embed_person_images, for files: unreadable or oversized ones are skipped with the reason."""
     readable, skipped = [], {}
     for path in paths:
         try:
-            readable.append((path, read_image(path)))
-        except InputError as exc:
+            readable.append((path, read_image(path, max_pixels)))
+        except ImageError as exc:
             skipped[path] = str(exc)
     by_label = {str(p): p for p, _ in readable}
     vectors, original, used, reasons = embed_person_images(
@@ -101,7 +90,7 @@ def embed_person(identifier: Identifier, paths: list[Path], augmentations: int,
 
 
 def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Path], person_id: str | None,
-          augmentations: int, progress: bool = False) -> EnrolReport:
+          augmentations: int, progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> EnrolReport:
     embedder = identifier.embedder
     gallery = Gallery.load_or_new(gallery_path, embedder.model_id, embedder.dim)
     if person_id is None:
@@ -109,7 +98,7 @@ def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Pat
         person_id = existing[0] if existing else new_person_id()
     report = EnrolReport(person_id, name)
     vectors, original, report.used, report.skipped = embed_person(identifier, image_paths(paths), augmentations,
-                                                                  progress)
+                                                                  progress, max_pixels)
     if not report.used:
         reasons = "; ".join(f"{p}: {why}" for p, why in report.skipped.items()) or "no images given"
         raise InputError(f"no usable photo of {name}: {reasons}")

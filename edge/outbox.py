@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from edge.events import Decision, Event
+from edge.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-class OutboxError(Exception):
+class OutboxError(BadInputError):
     """The outbox file cannot be opened or written; the message names the path."""
 
 

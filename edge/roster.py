@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.inference.gallery import Gallery, GalleryError
+from edge.inference.gallery import Gallery, GalleryError, check_name, check_person_id
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,11 @@ def gallery_from_bytes(data: bytes) -> Gallery:
         path = Path(tmp) / "roster.npz"
         path.write_bytes(data)
         try:
-            return Gallery.load(path)
+            gallery = Gallery.load(path)
+            for person_id, name in zip(gallery.person_ids, gallery.names):
+                check_person_id(person_id)
+                check_name(name)
+            return gallery
         except GalleryError as exc:
             raise RosterError(str(exc).replace(str(path), "roster package")) from None
 
@@ -128,6 +132,56 @@ class RosterAssembler:
         if not np.isfinite(gallery.embeddings).all():
             raise RosterError(f"roster version {m['version']}: non-finite embeddings")
         return gallery
+
+
+class RosterFollower:
+    """A door's side of the site roster: feeds retained parts to the assembler and, when a newer version
+    is complete and verified, saves it and swaps the matcher; until then the old roster keeps serving.
+    Every outcome is answered on <base>/roster/result."""
+
+    def __init__(self, link, model_id: str, gallery_path: Path, current_version, reload_gallery):
+        self.link = link
+        self.assembler = RosterAssembler(model_id)
+        self.gallery_path = gallery_path
+        self.current_version = current_version  # () -> int
+        self.reload_gallery = reload_gallery  # () -> {"people", "roster_version"}
+
+    def pump(self) -> None:
+        import queue
+
+        while True:
+            try:
+                part, payload = self.link.roster_messages.get_nowait()
+            except queue.Empty:
+                return
+            if payload:  # an empty payload clears a chunk of an older version
+                self._take(part, payload)
+
+    def _take(self, part: str, payload: bytes) -> None:
+        current = self.current_version()
+        try:
+            if part == "manifest":
+                manifest = parse_manifest(payload)
+                if manifest["version"] <= current:
+                    log.debug("roster version %s is not newer than %s; ignored", manifest["version"], current)
+                    return
+                self.assembler.add_manifest(manifest)
+            elif part.startswith("chunk/"):
+                self.assembler.add_chunk(payload)
+            else:
+                return
+            gallery = self.assembler.complete()
+        except RosterError as exc:
+            log.error("roster refused, still serving version %d: %s", current, exc)
+            self.link.publish_json("roster/result", {"ok": False, "error": str(exc), "version": current}, qos=1)
+            return
+        if gallery is None:
+            return
+        gallery.save(self.gallery_path)
+        result = self.reload_gallery()
+        log.info("roster version %d applied: %d people", gallery.version, gallery.people)
+        self.link.publish_json("roster/result", {"ok": True, "error": None, "version": gallery.version,
+                                                 "people": result["people"]}, qos=1)
 
 
 def publish(client, topic: str, gallery: Gallery, version: int, previous_chunks: int = 0, timeout: float = 30.0,

@@ -26,7 +26,7 @@ def identifier(base_config, tmp_path):
 
 
 def embed_photo(identifier, name):
-    from edge.enroll import read_image
+    from edge.images import read_image
 
     image = read_image(sample(name))
     faces = identifier.faces(image)
@@ -44,7 +44,7 @@ def enrolled(identifier_pair, people):
 
 def test_detector_finds_one_face_with_eyes_inside_the_box(identifier):
     _, ident = identifier
-    from edge.enroll import read_image
+    from edge.images import read_image
 
     faces = ident.faces(read_image(sample("obama-1.jpg")))
     assert len(faces) == 1
@@ -303,7 +303,7 @@ def test_tiny_faces_are_skipped_at_enrolment(identifier, tmp_path):
 def test_a_face_that_barely_moves_is_not_re_embedded_every_frame(identifier):
     from edge.camera.base import Frame
     from edge.decision import Confirmation
-    from edge.enroll import read_image
+    from edge.images import read_image
     from edge.pipeline import Pipeline
 
     config, ident = identifier

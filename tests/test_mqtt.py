@@ -50,8 +50,24 @@ def mqtt_config(base_config, tmp_path, broker, clip_and_gallery):
         "mqtt": {"enabled": True, "port": broker.port, "keepalive_s": 5, "reconnect_min_s": 1,
                  "reconnect_max_s": 1, "health_interval_s": 1},
         "confirmation": {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0, "cooldown_s": 0},
+        "commands": {"allow": ["reload", "health", "roster", "enroll", "remove", "snapshot"],
+                     "signing_key_file": str(write_key(tmp_path / "command-key"))},
     })
     return base_config
+
+
+SITE_KEY = "0123456789abcdef" * 4
+
+
+def write_key(path: Path) -> Path:
+    path.write_text(SITE_KEY + "\n")
+    return path
+
+
+def signed(name: str, body: dict, device: str = "test-door", **kwargs) -> bytes:
+    from edge.auth import sign
+
+    return json.dumps(sign(SITE_KEY.encode(), device, name, body, **kwargs)).encode()
 
 
 class DaemonProcess:
@@ -203,28 +219,38 @@ def test_commands_are_validated_and_answered(mqtt_config, tmp_path, broker):
         assert roster["ok"] and sorted(p["name"] for p in roster["people"]) == ["Barack Obama", "Joe Biden"]
         assert command(sub, "reload", b"{}") == {"ok": True, "error": None, "people": 2,
                                                    "roster_version": roster["version"]}
-        # malformed, oversized, unknown and wrong-shaped payloads are refused, never fatal
-        bad = command(sub, "enroll", b"{not json")
+        # malformed, oversized, unknown, unsigned and wrong-shaped payloads are refused, never fatal
+        bad = command(sub, "health", b"{not json")
         assert bad["ok"] is False and "not JSON" in bad["error"]
         big = command(sub, "enroll", b"x" * (mqtt_config["mqtt"].get("max_command_bytes", 4_000_000) + 1))
         assert big["ok"] is False and "exceeds" in big["error"]
         assert "unknown command" in command(sub, "selfdestruct", b"{}")["error"]
-        assert "unknown field" in command(sub, "remove", b'{"person_id": "x", "force": true}')["error"]
-        assert "no person" in command(sub, "remove", b'{"person_id": "nobody"}')["error"]
-        assert "not a base64" in command(sub, "enroll", b'{"name": "X", "images": ["!!!"]}')["error"]
+        assert "nests deeper" in command(sub, "health", b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}")["error"]
+        assert "must be signed" in command(sub, "remove", b'{"person_id": "x"}')["error"]
+        assert "must be signed" in command(sub, "enroll", b'{"name": "Eve", "images": ["AAAA"]}')["error"]
+        assert "unknown field" in command(sub, "remove", signed("remove", {"person_id": "x", "force": True}))["error"]
+        assert "no person" in command(sub, "remove", signed("remove", {"person_id": "nobody"}))["error"]
+        assert "not allowed" in command(sub, "remove", signed("remove", {"person_id": "../../etc/passwd"}))["error"]
+        assert "not a base64" in command(sub, "enroll", signed("enroll", {"name": "X", "images": ["!!!"]}))["error"]
+        other_door = command(sub, "remove", signed("remove", {"person_id": "x"}, device="door-2"))
+        assert "signature does not match" in other_door["error"]
+        stale = command(sub, "snapshot", signed("snapshot", {}, ts=int(time.time()) - 3600))
+        assert "from this door's clock" in stale["error"]
         # enrol Eileen Collins from a JPEG over MQTT; the reply also goes to the MQTT 5 response topic
         jpeg = base64.b64encode(sample("collins-1.jpg").read_bytes()).decode()
         request = {"name": "Eileen Collins", "images": [jpeg]}
         validate(request, "command", "enroll")
-        enrolled = command(sub, "enroll", json.dumps(request).encode(),
-                           response_topic="backend/replies", correlation=b"req-42")
+        envelope = signed("enroll", request)
+        validate(json.loads(envelope), "command", "signed")
+        enrolled = command(sub, "enroll", envelope, response_topic="backend/replies", correlation=b"req-42")
         assert enrolled["ok"], enrolled
         assert enrolled["people"] == 3
         assert sub.wait_for(lambda: sub.on("backend/replies"))
         assert json.loads(sub.on("backend/replies")[-1])["person_id"] == enrolled["person_id"]
-        removed = command(sub, "remove", json.dumps({"person_id": enrolled["person_id"]}).encode())
+        assert "replayed" in command(sub, "enroll", envelope)["error"], "the same signed request works once"
+        removed = command(sub, "remove", signed("remove", {"person_id": enrolled["person_id"]}))
         assert removed["ok"] and removed["people"] == 2
-        snap = command(sub, "snapshot", b"")
+        snap = command(sub, "snapshot", signed("snapshot", {}))
         assert snap["ok"] and snap["width"] == 640 and snap["height"] == 480
         assert base64.b64decode(snap["jpeg_base64"])[:2] == b"\xff\xd8"
         health = command(sub, "health", b"")
@@ -233,7 +259,8 @@ def test_commands_are_validated_and_answered(mqtt_config, tmp_path, broker):
     finally:
         assert daemon.terminate() == 0
         sub.close()
-    assert "command enroll refused" in (tmp_path / "daemon.log").read_text()
+    log = (tmp_path / "daemon.log").read_text()
+    assert "command health refused: payload is not JSON" in log and "command remove: command 'remove' must be signed" in log
 
 
 def make_certs(folder: Path) -> dict[str, Path]:

@@ -7,12 +7,14 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.errors import BadInputError
+
 
 class SourceUnavailable(Exception):
     """The device or stream cannot deliver frames now; the capture thread retries with back-off."""
 
 
-class SourceError(Exception):
+class SourceError(BadInputError):
     """A configuration problem retrying cannot fix (bad path, missing backend)."""
 
 

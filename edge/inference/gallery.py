@@ -5,6 +5,7 @@ The file is a NumPy .npz read with allow_pickle=False, so loading a gallery can 
 
 from __future__ import annotations
 
+import re
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -13,12 +14,33 @@ from pathlib import Path
 import numpy as np
 
 from edge.atomic import atomic_write
+from edge.errors import BadInputError
 
 FORMAT_VERSION = 1
 
 
-class GalleryError(Exception):
+class GalleryError(BadInputError):
     """A gallery file is corrupt, from another model, or an operation on it is invalid."""
+
+
+# person_id flows into every event a backend stores: letters, digits, '.', '_', '-', at most 64, not
+# only dots. A name is what people are called: printable, at most 100 characters, no control characters.
+PERSON_ID_PATTERN = re.compile(r"(?!\.+$)[A-Za-z0-9._-]{1,64}")
+MAX_NAME_CHARS = 100
+
+
+def check_person_id(value: str) -> str:
+    if not isinstance(value, str) or not PERSON_ID_PATTERN.fullmatch(value):
+        raise GalleryError(f"person_id {value!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def check_name(value: str) -> str:
+    if (not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_CHARS
+            or any(not ch.isprintable() for ch in value)):
+        raise GalleryError(f"name {value!r} is not allowed: 1-{MAX_NAME_CHARS} printable characters, "
+                           "no control characters")
+    return value
 
 
 @dataclass
@@ -54,6 +76,8 @@ class Gallery:
     def add(self, person_id: str, name: str, embeddings: np.ndarray, original: np.ndarray, model_id: str) -> None:
         if model_id != self.model_id:
             raise GalleryError(f"embeddings from model {model_id!r} cannot join a gallery of model {self.model_id!r}")
+        check_person_id(person_id)
+        check_name(name)
         embeddings = np.asarray(embeddings, np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim or len(embeddings) == 0:
             raise GalleryError(f"expected N x {self.dim} embeddings, got {embeddings.shape}")
@@ -100,6 +124,10 @@ class Gallery:
     @classmethod
     def load(cls, path: Path) -> "Gallery":
         try:
+            with zipfile.ZipFile(path) as archive:  # np.savez stores; a deflated member could be a zip bomb
+                if any(member.compress_type != zipfile.ZIP_STORED for member in archive.infolist()):
+                    raise GalleryError(f"{path}: compressed members; a gallery is written uncompressed by "
+                                       "facecheck: restore a backup or re-enrol")
             with np.load(path, allow_pickle=False) as data:
                 fields = {key: data[key] for key in data.files}
         except FileNotFoundError:

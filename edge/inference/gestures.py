@@ -19,6 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.errors import BadInputError
+
 from edge.atomic import atomic_write
 from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, NOSE, RIGHT_ELBOW, RIGHT_HIP,
                                  RIGHT_SHOULDER, RIGHT_WRIST, Pose)
@@ -30,7 +32,7 @@ FEATURE_POINTS = (NOSE, LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, 
 HYSTERESIS = 0.15  # body units a held gesture's thresholds relax by
 
 
-class GestureError(Exception):
+class GestureError(BadInputError):
     """A gesture model or sample file is unusable; the message names its path."""
 
 

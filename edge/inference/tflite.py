@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import BadInputError
+
 try:
     from ai_edge_litert.interpreter import Interpreter as _Interpreter
 
@@ -17,7 +19,7 @@ except ImportError:  # pragma: no cover - boards that ship the older runtime
     INTERPRETER = "tflite-runtime"
 
 
-class ModelError(Exception):
+class ModelError(BadInputError):
     """A model file is missing, corrupt or not the model we expect; the message names its path."""
 
 

@@ -1,4 +1,5 @@
-"""Where the broker password comes from: a file, the environment, or a systemd credential."""
+"""Where secrets come from (the broker password, the command signing key): a file named in the config,
+the environment, or a systemd credential ($CREDENTIALS_DIRECTORY, LoadCredential=)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,22 @@ from edge.config import ConfigError, MqttConfig
 CREDENTIAL_NAME = "mqtt-password"
 
 
+def secret(file: Path | None, key: str, env_var: str, credential: str, env: dict[str, str] | None = None) -> str | None:
+    """The file the config names at `key`, else $env_var, else the systemd credential, else None."""
+    env = dict(os.environ if env is None else env)
+    if file is not None:
+        return _read(file, key)
+    if env.get(env_var):
+        return env[env_var]
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    if creds and (Path(creds) / credential).is_file():
+        return _read(Path(creds) / credential, f"systemd credential {credential}")
+    return None
+
+
 def broker_password(config: MqttConfig, env: dict[str, str] | None = None) -> str | None:
     """mqtt.password_file, else $FACECHECK_MQTT_PASSWORD, else $CREDENTIALS_DIRECTORY/mqtt-password."""
-    env = dict(os.environ if env is None else env)
-    if config.password_file is not None:
-        return _read(config.password_file, "mqtt.password_file")
-    if env.get("FACECHECK_MQTT_PASSWORD"):
-        return env["FACECHECK_MQTT_PASSWORD"]
-    creds = env.get("CREDENTIALS_DIRECTORY")
-    if creds and (Path(creds) / CREDENTIAL_NAME).is_file():
-        return _read(Path(creds) / CREDENTIAL_NAME, f"systemd credential {CREDENTIAL_NAME}")
-    return None
+    return secret(config.password_file, "mqtt.password_file", "FACECHECK_MQTT_PASSWORD", CREDENTIAL_NAME, env)
 
 
 def check_tls_files(config: MqttConfig) -> None:
@@ -44,5 +50,5 @@ def _read(path: Path, what: str, binary: bool = False) -> str:
         return ""
     text = data.decode("utf-8", errors="strict").strip()
     if not text:
-        raise ConfigError(f"{what}: {path} is empty; put the password in it")
+        raise ConfigError(f"{what}: {path} is empty; put the secret in it")
     return text

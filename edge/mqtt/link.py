@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import ssl
 import threading
 from collections import deque
@@ -88,13 +89,19 @@ class MqttLink:
         self.client = make_client(config, config.client_id)
         self.client.enable_logger(logging.getLogger("edge.mqtt.paho"))
         self.client.will_set(self.topic("status"), "offline", qos=1, retain=True)
-        self.client.reconnect_delay_set(int(max(1, self.mqtt.reconnect_min_s)), int(max(1, self.mqtt.reconnect_max_s)))
+        self._set_backoff()
         self.client.max_inflight_messages_set(20)
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = lambda client, userdata, mid, reason_code, properties: self.acked_mids.append(mid)
+
+    def _set_backoff(self) -> None:
+        """Reconnect back-off from reconnect_min_s doubling to reconnect_max_s, each scaled by a fresh random
+        factor per outage so a fleet of doors does not reconnect in step when the broker returns."""
+        self.client.reconnect_delay_set(self.mqtt.reconnect_min_s * random.uniform(0.5, 1.0),
+                                        self.mqtt.reconnect_max_s * random.uniform(0.75, 1.0))
 
     def topic(self, suffix: str) -> str:
         return f"{self.base}/{suffix}"
@@ -156,6 +163,7 @@ class MqttLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self._set_backoff()
         if reason_code != 0:
             log.warning("disconnected from the broker (%s); reconnecting with back-off", reason_code)
 
