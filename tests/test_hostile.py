@@ -84,8 +84,10 @@ def test_large_photos_are_decoded_reduced():
 
 def test_cli_refuses_the_bomb_in_little_memory_and_a_missing_file_cleanly(base_config, tmp_path, bomb):
     config = write_yaml(tmp_path / "config.yaml", base_config)
-    probe = ("import resource, sys; from edge.cli import main; rc = main(sys.argv[1:]); "
-             "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+    # VmHWM is this process's own peak; ru_maxrss would carry over pytest's size from before the exec.
+    probe = ("import re, sys; from edge.cli import main; rc = main(sys.argv[1:]); "
+             "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+             "print('maxrss_kb', hwm, file=sys.stderr); sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", probe, "identify", str(bomb), "-c", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr

@@ -168,7 +168,7 @@ def test_enrolment_skips_photos_without_exactly_one_face(identifier, tmp_path):
     report = enrol(ident, config.matcher.gallery, "Barack Obama", [sample("obama-1.jpg"), blank, notimage], None, 2)
     assert report.used == [sample("obama-1.jpg")]
     assert "no face" in report.skipped[blank]
-    assert "not an image" in report.skipped[notimage]
+    assert "not a JPEG, PNG, BMP or WebP image" in report.skipped[notimage]
     gallery = Gallery.load(config.matcher.gallery)
     assert gallery.counts()[report.person_id] == (1, 3)
     with pytest.raises(InputError, match="no usable photo"):
