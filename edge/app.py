@@ -17,13 +17,27 @@ from edge.tracking import IouTracker
 log = logging.getLogger(__name__)
 
 
-def build_detector(config: Config) -> BlazeFaceDetector:
+# What a reload (SIGHUP, the reload command) may change, and the stage each section feeds. Every other
+# section owns the camera, the broker session, the models, the outbox or the command policy: changing
+# one of those takes a restart, and a reload that sees such a change refuses as a whole.
+RELOADABLE_SECTIONS = {
+    "matcher": "gallery and matcher",
+    "confirmation": "decision stage (and whether the gesture stage runs)",
+    "gestures": "gesture stage",
+    "tracking": "tracker",
+    "log": "log level",
+}
+RESTART_SECTIONS = tuple(name for name in Config.model_fields if name not in RELOADABLE_SECTIONS
+                         and name != "source_path")
+
+
+def build_detector(config: Config, threads: int | None = None) -> BlazeFaceDetector:
     d = config.detector
-    return BlazeFaceDetector(d.model, d.min_confidence, d.min_face_px, d.threads)
+    return BlazeFaceDetector(d.model, d.min_confidence, d.min_face_px, d.threads if threads is None else threads)
 
 
-def build_embedder(config: Config) -> FaceNetEmbedder:
-    return FaceNetEmbedder(config.embedder.model, config.embedder.threads)
+def build_embedder(config: Config, threads: int | None = None) -> FaceNetEmbedder:
+    return FaceNetEmbedder(config.embedder.model, config.embedder.threads if threads is None else threads)
 
 
 def load_gallery(config: Config, embedder: FaceNetEmbedder) -> Gallery:
@@ -36,17 +50,42 @@ def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
     return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities)
 
 
-def build_identifier(config: Config, with_matcher: bool = True, timer: StageTimer | None = None) -> Identifier:
-    embedder = build_embedder(config)
+def build_identifier(config: Config, with_matcher: bool = True, timer: StageTimer | None = None,
+                     threads: int | None = None) -> Identifier:
+    """threads overrides the config's interpreter threads (the jobs thread embeds with one)."""
+    embedder = build_embedder(config, threads)
     matcher = build_matcher_for(config, load_gallery(config, embedder)) if with_matcher else None
-    return Identifier(build_detector(config), embedder, matcher, timer)
+    return Identifier(build_detector(config, threads), embedder, matcher, timer)
 
 
 def build_pipeline(config: Config, timer: StageTimer | None = None) -> Pipeline:
     identifier = build_identifier(config, timer=timer)
+    return _assemble(config, identifier, Confirmation(config.confirmation), build_tracker(config),
+                     build_gestures(config))
+
+
+def build_tracker(config: Config) -> IouTracker:
+    return IouTracker(config.tracking.min_iou, config.tracking.max_age_s)
+
+
+def _assemble(config: Config, identifier: Identifier, confirmation: Confirmation, tracker: IouTracker,
+              gestures) -> Pipeline:
     t = config.tracking
-    return Pipeline(identifier, Confirmation(config.confirmation), IouTracker(t.min_iou, t.max_age_s),
-                    gestures=build_gestures(config), reuse_iou=t.reuse_iou, reembed_every=t.reembed_every_n_frames)
+    return Pipeline(identifier, confirmation, tracker, gestures=gestures, reuse_iou=t.reuse_iou,
+                    reembed_every=t.reembed_every_n_frames)
+
+
+def rebuild_pipeline(current: Pipeline, old: Config, new: Config, matcher: Matcher) -> Pipeline:
+    """A whole new pipeline for a reloaded config, reusing the loaded detector, embedder and every stage
+    whose sections did not change; the caller swaps it in at once. Raises if a new stage cannot be built."""
+    identifier = Identifier(current.identifier.detector, current.identifier.embedder, matcher, current.timer)
+    confirmation = (current.confirmation if new.confirmation == old.confirmation
+                    else Confirmation(new.confirmation))
+    tracker = current.tracker if new.tracking == old.tracking else build_tracker(new)
+    gestures_same = new.gestures == old.gestures and current.gestures is not None
+    gestures = (current.gestures if gestures_same and new.confirmation.require_gesture
+                else build_gestures(new))
+    return _assemble(new, identifier, confirmation, tracker, gestures)
 
 
 def build_gestures(config: Config):

@@ -23,6 +23,7 @@ from edge.auth import AuthError, NonceLedger, signing_key, verify
 from edge.config import SIGNED_COMMANDS, Config, ConfigError
 from edge.images import ImageError, decode_image
 from edge.inference.gallery import Gallery, GalleryError, check_name, check_person_id, new_person_id
+from edge.jobs import BackgroundJobs, InlineJobs, JobFailed, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +32,25 @@ MAX_JSON_DEPTH = 8  # the deepest legitimate payload: {"embeddings": [[...]]} in
 RATE_WINDOW_S = 60.0
 
 
-class CommandError(Exception):
+class CommandError(JobFailed):
     """The command's payload is not acceptable; the message goes back to the sender."""
 
 
 @dataclass
 class CommandContext:
-    """What commands may touch, supplied by the daemon."""
+    """What commands may touch, supplied by the daemon.
 
-    identifier: Any  # edge.pipeline.Identifier
+    enrol_identifier, reload_config and reload_gallery run on the jobs thread, never in the frame loop;
+    enrol_identifier gives that thread its own detector and embedder (interpreters are not shared).
+    """
+
+    model_id: str
+    dim: int
     gallery_path: Any
     augmentations: int
-    reload: Callable[[], dict]
+    enrol_identifier: Callable[[], Any]  # () -> edge.pipeline.Identifier
+    reload_config: Callable[[], Outcome]
+    reload_gallery: Callable[[], Outcome]
     snapshot: Callable[[], dict]
     health: Callable[[], dict]
     max_bytes: int
@@ -99,8 +107,10 @@ class CommandService:
     """Decides whether a command may run, then runs it: config allow-list, signature for the commands
     that change the roster or expose images, a per-topic rate limit, then the handler."""
 
-    def __init__(self, config: Config, ctx: CommandContext, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: Config, ctx: CommandContext, jobs: BackgroundJobs | InlineJobs | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.ctx = ctx
+        self.jobs = jobs or InlineJobs()
         self.device_id = config.device_id
         self.allow = set(config.commands.allow)
         self.max_skew_s = config.commands.max_clock_skew_s
@@ -115,21 +125,34 @@ class CommandService:
                               "command-key), or take them out of commands.allow")
         self.ledger = NonceLedger(Path(ctx.gallery_path).parent / "command-nonces.json")
 
-    def run(self, name: str, payload: bytes) -> dict:
-        """The result body for one command."""
+    def submit(self, name: str, payload: bytes, respond: Callable[[dict], None]) -> None:
+        """Answer through respond: at once for refusals and light commands; heavy ones (enroll, remove,
+        reload) go to the jobs thread and answer when their swap is in."""
         try:
             self._admit(name)
             body = parse_payload(payload, self.ctx.max_bytes)
             if name in SIGNED_COMMANDS:
                 body = verify(self.key, self.device_id, name, body, self.ledger, self.max_skew_s)
-            result = _HANDLERS[name](body, self.ctx)
-            return {"ok": True, "error": None, **result}
+            if name in _HEAVY:
+                work = _HEAVY[name](body, self.ctx)
+                self.jobs.submit(f"command {name}", work, respond)
+                return
+            respond({"ok": True, "error": None, **_LIGHT[name](body, self.ctx)})
         except (CommandError, AuthError, GalleryError, ImageError) as exc:
             log.warning("command %s refused: %s", name, exc)
-            return {"ok": False, "error": str(exc)}
+            respond({"ok": False, "error": str(exc)})
         except Exception as exc:  # a command must never take the daemon down
             log.exception("command %s failed", name)
-            return {"ok": False, "error": f"internal error: {exc}"}
+            respond({"ok": False, "error": f"internal error: {exc}"})
+
+    def run(self, name: str, payload: bytes) -> dict:
+        """The answer to one command, waiting for it (jobs run inline unless a runner was given)."""
+        answers: list[dict] = []
+        self.submit(name, payload, answers.append)
+        while not answers:
+            self.jobs.pump()
+            time.sleep(0.005)
+        return answers[0]
 
     def _admit(self, name: str) -> None:
         bucket = self.recent.setdefault(name if name in _HANDLERS else "(unknown)", deque())
@@ -148,13 +171,12 @@ class CommandService:
 
 
 def _gallery(ctx: CommandContext) -> Gallery:
-    embedder = ctx.identifier.embedder
-    return Gallery.load_or_new(ctx.gallery_path, embedder.model_id, embedder.dim)
+    return Gallery.load_or_new(ctx.gallery_path, ctx.model_id, ctx.dim)
 
 
-def _reload(body: dict, ctx: CommandContext) -> dict:
+def _reload(body: dict, ctx: CommandContext) -> Work:
     _allowed(body, set())
-    return ctx.reload()
+    return ctx.reload_config
 
 
 def _snapshot(body: dict, ctx: CommandContext) -> dict:
@@ -176,65 +198,91 @@ def _roster(body: dict, ctx: CommandContext) -> dict:
         for pid, name in zip(gallery.person_ids, gallery.names)]}
 
 
-def _remove(body: dict, ctx: CommandContext) -> dict:
+def _with_gallery_reload(result: dict, ctx: CommandContext) -> Outcome:
+    """A roster change takes effect by reloading the gallery only."""
+    reloaded = ctx.reload_gallery()
+    return Outcome({**result, **reloaded.result}, reloaded.apply)
+
+
+def _remove(body: dict, ctx: CommandContext) -> Work:
     _allowed(body, {"person_id"})
     person_id = check_person_id(_string(body, "person_id"))
-    gallery = _gallery(ctx)
-    gallery.remove(person_id)
-    gallery.save(ctx.gallery_path)
-    return {"person_id": person_id, **ctx.reload()}
+
+    def work() -> Outcome:
+        gallery = _gallery(ctx)
+        gallery.remove(person_id)
+        gallery.save(ctx.gallery_path)
+        return _with_gallery_reload({"person_id": person_id}, ctx)
+
+    return work
 
 
-def _enroll(body: dict, ctx: CommandContext) -> dict:
-    """{"name", "person_id"?, "images": [base64 JPEG/PNG]} or {"name", "embeddings": [[...]], "model_id"}."""
-    from edge.enroll import embed_person_images
+def _enroll(body: dict, ctx: CommandContext) -> Work:
+    """{"name", "person_id"?, "images": [base64 JPEG/PNG]} or {"name", "embeddings": [[...]], "model_id"}.
 
+    The payload's shape is checked here, in the loop; decoding and embedding happen in the returned work."""
     _allowed(body, {"name", "person_id", "images", "embeddings", "model_id"})
     name = check_name(_string(body, "name"))
     given_id = _string(body, "person_id", required=False)
     person_id = check_person_id(given_id) if given_id is not None else new_person_id()
-    embedder = ctx.identifier.embedder
     images, embeddings = body.get("images"), body.get("embeddings")
     if (images is None) == (embeddings is None):
         raise CommandError("give either 'images' (base64 JPEG/PNG) or 'embeddings' (with 'model_id')")
-    skipped: list[str] = []
-    if images is not None:
-        if not isinstance(images, list) or not 1 <= len(images) <= MAX_IMAGES:
-            raise CommandError(f"'images' must be a list of 1 to {MAX_IMAGES} base64 strings")
-        decoded = []
-        for i, item in enumerate(images):
-            try:
-                raw = base64.b64decode(item, validate=True) if isinstance(item, str) else b""
-            except (binascii.Error, ValueError):
-                raw = b""
-            if not raw:
-                raise CommandError(f"images[{i}] is not a base64-encoded JPEG or PNG")
-            try:
-                decoded.append((f"images[{i}]", decode_image(raw, ctx.max_image_pixels)))
-            except ImageError as exc:
-                raise CommandError(f"images[{i}]: {exc}") from None
-        vectors, original, used, reasons = embed_person_images(ctx.identifier, decoded, ctx.augmentations)
-        skipped = [f"{label}: {why}" for label, why in reasons.items()]
-        if not used:
-            raise CommandError("no usable face in the images: " + "; ".join(skipped))
-    else:
-        if body.get("model_id") != embedder.model_id:
-            raise CommandError(f"'model_id' must be {embedder.model_id!r} (embeddings from another model cannot mix)")
+    if images is not None and (not isinstance(images, list) or not 1 <= len(images) <= MAX_IMAGES):
+        raise CommandError(f"'images' must be a list of 1 to {MAX_IMAGES} base64 strings")
+    if embeddings is not None and body.get("model_id") != ctx.model_id:
+        raise CommandError(f"'model_id' must be {ctx.model_id!r} (embeddings from another model cannot mix)")
+
+    def work() -> Outcome:
+        skipped: list[str] = []
+        if images is not None:
+            vectors, original, skipped = _embed_images(images, ctx)
+        else:
+            vectors = _vectors(embeddings, ctx.dim)
+            original = np.ones(len(vectors), bool)
+        gallery = _gallery(ctx)
+        gallery.add(person_id, name, vectors, original, ctx.model_id)
+        gallery.save(ctx.gallery_path)
+        return _with_gallery_reload({"person_id": person_id, "name": name, "skipped": skipped}, ctx)
+
+    return work
+
+
+def _embed_images(images: list, ctx: CommandContext) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from edge.enroll import embed_person_images
+
+    decoded = []
+    for i, item in enumerate(images):
         try:
-            vectors = np.asarray(embeddings, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise CommandError("'embeddings' must be a list of number lists") from None
-        if vectors.ndim != 2 or vectors.shape[1] != embedder.dim or not 1 <= len(vectors) <= 1000 \
-                or not np.isfinite(vectors).all():
-            raise CommandError(f"'embeddings' must be 1..1000 finite vectors of {embedder.dim} numbers")
-        original = np.ones(len(vectors), bool)
-    gallery = _gallery(ctx)
-    gallery.add(person_id, name, vectors, original, embedder.model_id)
-    gallery.save(ctx.gallery_path)
-    return {"person_id": person_id, "name": name, "skipped": skipped, **ctx.reload()}
+            raw = base64.b64decode(item, validate=True) if isinstance(item, str) else b""
+        except (binascii.Error, ValueError):
+            raw = b""
+        if not raw:
+            raise CommandError(f"images[{i}] is not a base64-encoded JPEG or PNG")
+        try:
+            decoded.append((f"images[{i}]", decode_image(raw, ctx.max_image_pixels)))
+        except ImageError as exc:
+            raise CommandError(f"images[{i}]: {exc}") from None
+    vectors, original, used, reasons = embed_person_images(ctx.enrol_identifier(), decoded, ctx.augmentations)
+    skipped = [f"{label}: {why}" for label, why in reasons.items()]
+    if not used:
+        raise CommandError("no usable face in the images: " + "; ".join(skipped))
+    return vectors, original, skipped
 
 
-_HANDLERS: dict[str, Callable[[dict, CommandContext], dict]] = {
-    "enroll": _enroll, "health": _health, "reload": _reload, "remove": _remove, "roster": _roster,
-    "snapshot": _snapshot,
-}
+def _vectors(embeddings, dim: int) -> np.ndarray:
+    try:
+        vectors = np.asarray(embeddings, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise CommandError("'embeddings' must be a list of number lists") from None
+    if vectors.ndim != 2 or vectors.shape[1] != dim or not 1 <= len(vectors) <= 1000 or not np.isfinite(vectors).all():
+        raise CommandError(f"'embeddings' must be 1..1000 finite vectors of {dim} numbers")
+    return vectors
+
+
+Work = Callable[[], Outcome]
+# Light commands answer in the loop; heavy ones check their payload there and do the rest on the jobs thread.
+_LIGHT: dict[str, Callable[[dict, CommandContext], dict]] = {
+    "health": _health, "roster": _roster, "snapshot": _snapshot}
+_HEAVY: dict[str, Callable[[dict, CommandContext], Work]] = {"enroll": _enroll, "reload": _reload, "remove": _remove}
+_HANDLERS = {**_LIGHT, **_HEAVY}

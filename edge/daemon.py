@@ -1,8 +1,9 @@
-"""The daemon loop: frames in, decisions into the outbox, events out; commands and health between frames.
+"""The daemon loop: frames in, decisions into the outbox, events out; services between frames.
 
-Threads only for I/O: the capture thread and paho's network loop. Inference, decisions, commands and
-gallery reloads all run here, in one loop. SIGTERM/SIGINT stop it after the current frame and flush
-what is pending; SIGHUP reloads the gallery without touching the camera.
+Threads only for I/O and slow jobs: the capture thread, paho's network loop, and the jobs thread that
+enrols, rebuilds matchers and reloads config beside the loop (edge/jobs.py). Inference and decisions run
+here, in one loop, which never waits for a command. SIGTERM/SIGINT stop it after the current frame and
+flush what is pending; SIGHUP reloads config and gallery without touching the camera.
 """
 
 from __future__ import annotations
@@ -15,20 +16,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
-from edge.app import build_matcher_for, build_pipeline, load_gallery
+from edge.app import build_identifier, build_pipeline
 from edge.camera import Frame, open_capture
 from edge.commands import CommandContext, CommandService
-from edge.config import Config, ConfigError, load_config
+from edge.config import Config
 from edge.events import Event, EventSink, StdoutSink
 from edge.health import health_payload
-from edge.logs import apply_level
+from edge.jobs import BackgroundJobs
 from edge.outbox import Outbox
 from edge.pipeline import FrameResult, Pipeline
+from edge.reload import Reloader
 from edge.sdnotify import Notifier
 from edge.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
+
+COMMANDS_PER_FRAME = 10  # the rest wait in the link's bounded queue for the next gap between frames
 
 
 class Daemon:
@@ -54,6 +59,9 @@ class Daemon:
         self.last_frame: Frame | None = None
         self.last_result: FrameResult | None = None
         self.capture = open_capture(config.camera)
+        self.jobs = BackgroundJobs()
+        self.reloader = Reloader(self)
+        embedder = self.pipeline.identifier.embedder
         self.link = self.publisher = None
         if config.mqtt.enabled:
             from edge.mqtt.link import MqttLink
@@ -62,63 +70,37 @@ class Daemon:
 
             self.link = MqttLink(config)
             self.publisher = OutboxPublisher(self.outbox, self.link)
-            self.roster = RosterFollower(self.link, self.pipeline.identifier.embedder.model_id, config.matcher.gallery,
-                                         self._roster_version, self.reload_gallery)
+            self.roster = RosterFollower(self.link, embedder.model_id, config.matcher.gallery,
+                                         self._roster_version, self.reloader.gallery, self.jobs)
         self.ready_sent = False
+        self._enrol_identifier = None
         self.commands = CommandService(config, CommandContext(
-            identifier=self.pipeline.identifier, gallery_path=config.matcher.gallery,
-            augmentations=config.matcher.augmentations, reload=self.reload, snapshot=self.snapshot,
+            model_id=embedder.model_id, dim=embedder.dim, gallery_path=config.matcher.gallery,
+            augmentations=config.matcher.augmentations, enrol_identifier=self._enrolment_identifier,
+            reload_config=self.reloader.config, reload_gallery=self.reloader.gallery, snapshot=self.snapshot,
             health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes,
-            max_image_pixels=config.limits.max_image_pixels))
+            max_image_pixels=config.limits.max_image_pixels), self.jobs)
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop_signal)
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
 
-    # Sections that need a restart to change: they own the camera, the broker session or the models.
-    RESTART_SECTIONS = ("device_id", "camera", "detector", "embedder", "mqtt", "outbox", "sinks", "roster",
-                        "homeassistant", "tracking")
-
     def _on_stop_signal(self, signum, _frame) -> None:
         log.info("%s received; stopping after the current frame", signal.Signals(signum).name)
         self.stop_requested.set()
 
-    # ------------------------------------------------------------------ actions used by commands
+    # ------------------------------------------------------------------ what services use
 
-    def reload(self) -> dict:
-        """SIGHUP and the reload command: re-read the config's reloadable parts and the gallery.
-
-        The camera, broker session and models keep running; a change to those sections is logged as
-        needing a restart. A broken config file is refused and the running config kept.
-        """
-        if self.config.source_path is not None:
-            try:
-                fresh = load_config(self.config.source_path)
-            except ConfigError as exc:
-                log.error("reload: config refused, keeping the running one: %s", exc)
-                fresh = self.config
-            changed = [k for k in self.RESTART_SECTIONS if getattr(fresh, k) != getattr(self.config, k)]
-            if changed:
-                log.warning("reload: %s changed; that takes a restart (systemctl restart facecheck)", ", ".join(changed))
-            self.config = self.config.model_copy(update={
-                "matcher": fresh.matcher, "confirmation": fresh.confirmation, "gestures": fresh.gestures,
-                "log": fresh.log})
-            self.pipeline.confirmation.config = self.config.confirmation
-            apply_level(self.config.log)
-        return self.reload_gallery()
+    def _enrolment_identifier(self):
+        """The jobs thread's own detector and embedder (one interpreter thread), built on first use."""
+        if self._enrol_identifier is None:
+            self._enrol_identifier = build_identifier(self.config, with_matcher=False, threads=1)
+        return self._enrol_identifier
 
     def _roster_version(self) -> int:
         matcher = self.pipeline.identifier.matcher
         return matcher.gallery.version if matcher else 0
-
-    def reload_gallery(self) -> dict:
-        """Re-read the gallery and rebuild the matcher; the camera keeps running."""
-        identifier = self.pipeline.identifier
-        gallery = load_gallery(self.config, identifier.embedder)
-        identifier.matcher = build_matcher_for(self.config, gallery)
-        log.info("gallery reloaded: %d people, version %d", gallery.people, gallery.version)
-        return {"people": gallery.people, "roster_version": gallery.version}
 
     def snapshot(self) -> dict:
         if self.last_frame is None:
@@ -133,6 +115,7 @@ class Daemon:
     # ------------------------------------------------------------------ the loop
 
     def _deliver(self) -> None:
+        self.outbox.retry_writes()
         if self.publisher is not None:
             self.publisher.pump()
             return
@@ -142,27 +125,28 @@ class Daemon:
             self.outbox.ack(event.seq)
 
     def _between_frames(self, last_health: float) -> float:
+        self.jobs.pump()
         if self.reload_requested.is_set():
             self.reload_requested.clear()
+            self.jobs.submit("reload", self.reloader.config, _log_reload)
+        if self.link is None:
+            return last_health
+        self.roster.pump()
+        for _ in range(COMMANDS_PER_FRAME):
             try:
-                self.reload()
-            except Exception as exc:  # keep serving with the old gallery
-                log.error("reload failed, keeping the current gallery: %s", exc)
-        if self.link is not None:
-            self.roster.pump()
-            while True:
-                try:
-                    command = self.link.commands.get_nowait()
-                except queue.Empty:
-                    break
-                result = self.commands.run(command.name, command.payload)
-                log.info("command %s: %s", command.name, "ok" if result["ok"] else result["error"])
-                self.link.respond(command, result)
-            now = time.monotonic()
-            if self.link.connected.is_set() and now - last_health >= self.config.mqtt.health_interval_s:
-                self.link.publish_json("health", health_payload(self), qos=0, retain=True)
-                return now
+                command = self.link.commands.get_nowait()
+            except queue.Empty:
+                break
+            self.commands.submit(command.name, command.payload, partial(self._answer, command))
+        now = time.monotonic()
+        if self.link.connected.is_set() and now - last_health >= self.config.mqtt.health_interval_s:
+            self.link.publish_json("health", health_payload(self), qos=0, retain=True)
+            return now
         return last_health
+
+    def _answer(self, command, result: dict) -> None:
+        log.info("command %s: %s", command.name, "ok" if result["ok"] else result["error"])
+        self.link.respond(command, result)
 
     def run(self) -> int:
         """Process frames until stopped or the source ends; 0 on a clean stop, 2 if the camera is misconfigured."""
@@ -233,6 +217,8 @@ class Daemon:
     def _shutdown(self) -> None:
         self.notifier.stopping()
         self.capture.stop()
+        if not self.jobs.finish(timeout=20.0):
+            log.warning("stopping with a command or reload still running; it was not applied")
         if self.publisher is not None and self.link is not None:
             if self.link.connected.is_set() and not self.publisher.drain(timeout=5.0):
                 log.warning("stopping with %d events not yet acknowledged; they stay in the outbox",
@@ -243,3 +229,10 @@ class Daemon:
         log.info("stopped after %d frames; timing: %s; outbox depth %d", self.frames, self.timer.line(),
                  self.outbox.depth())
         self.outbox.close()
+
+
+def _log_reload(result: dict) -> None:
+    if result["ok"]:
+        log.info("reload done: %s", ", ".join(result.get("reloaded") or []) or "gallery")
+    else:
+        log.error("reload refused: %s", result["error"])

@@ -29,17 +29,35 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 class OutboxError(BadInputError):
-    """The outbox file cannot be opened or written; the message names the path."""
+    """The outbox file cannot be opened; the message names the path."""
+
+
+SPILL_EVENTS = 10_000  # decided events held in memory while the disk is full (~0.5 KB each)
+RETRY_WRITE_S = 5.0
 
 
 class Outbox:
-    def __init__(self, path: Path, device_id: str, max_events: int = 100_000, max_age_days: float = 30.0):
+    """Durable when the disk allows; while it is full, decided events wait in a bounded memory spill.
+
+    The spill keeps the door recognising: spilled events are published like any other (they are part of
+    `pending`), and written to the file as soon as a write succeeds again. Only a process death while the
+    disk is still full loses what the spill holds and not yet acknowledged (docs/operations.md).
+    """
+
+    def __init__(self, path: Path, device_id: str, max_events: int = 100_000, max_age_days: float = 30.0,
+                 spill_events: int = SPILL_EVENTS):
         self.path = path
         self.device_id = device_id
         self.max_events = max_events
         self.max_age_s = max_age_days * 86400
+        self.spill_events = spill_events
         self._lock = threading.Lock()
         self._last_warning = 0.0
+        self._spill: dict[int, tuple[Event, float]] = {}  # seq -> (event, created), in seq order
+        self._unsaved_acks: set[int] = set()  # acknowledged, but the delete could not be written yet
+        self._last_write_try = 0.0
+        self.disk_full = False
+        self.events_lost = 0  # only when the spill itself overflows
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
@@ -47,50 +65,130 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self._db.execute("SELECT count(*) FROM events").fetchone()
+            self._last_seq = self._stored_last_seq()
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"{path}: cannot open the outbox ({exc}); check the path, permissions and free disk")
 
+    def _stored_last_seq(self) -> int:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+        return row[0] if row else 0
+
     def append(self, decision: Decision) -> Event:
-        """Persist a decision as an event and return it; durable when this returns."""
+        """Persist a decision as an event and return it: on disk when this returns, or in the spill
+        (and `disk_full` set) when the disk refuses the write. It never raises over storage."""
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
-                seq = (row[0] if row else 0) + 1
-                event = Event.from_decision(decision, seq=seq, device_id=self.device_id)
-                self._db.execute("INSERT INTO events (seq, event_id, payload, created) VALUES (?, ?, ?, ?)",
-                                 (seq, event.event_id, event.to_json(), time.time()))
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK") if self._db.in_transaction else None
-                raise OutboxError(f"{self.path}: cannot store an event ({exc})") from exc
+            seq = self._last_seq + 1
+            event = Event.from_decision(decision, seq=seq, device_id=self.device_id)
+            self._last_seq = seq
+            created = time.time()
+            if self._spill:
+                self._retry_spill_locked(force=True)  # keep the file in seq order: the spill goes first
+            if self._spill or not self._write([(event, created)]):
+                self._to_spill(event, created)
         self._check_bounds()
         return event
 
-    def pending(self, after_seq: int = 0, limit: int = 100) -> list[Event]:
-        """Undelivered events in seq order."""
+    def _write(self, rows: list[tuple[Event, float]]) -> bool:
+        """Insert rows in one transaction; False (and disk_full) when the file system refuses it."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT INTO events (seq, event_id, payload, created) VALUES (?, ?, ?, ?)",
+                                 [(e.seq, e.event_id, e.to_json(), created) for e, created in rows])
+            self._db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name='events'", (self._last_seq,))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            if not self.disk_full:
+                log.error("DISK FULL OR FAILING: %s cannot store events (%s); recognising goes on, events wait in "
+                          "memory (at most %d) and are published when the broker is up", self.path, exc,
+                          self.spill_events)
+            self.disk_full = True
+            return False
+        return True
+
+    def _rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _to_spill(self, event: Event, created: float) -> None:
+        if len(self._spill) >= self.spill_events:
+            oldest = next(iter(self._spill))
+            del self._spill[oldest]
+            self.events_lost += 1
+            log.critical("EVENT LOST: the disk is full and %d events already wait in memory; seq %d dropped",
+                         self.spill_events, oldest)
+        self._spill[event.seq] = (event, created)
+
+    def retry_writes(self) -> None:
+        """Called from the loop: once the disk takes writes again, move the spill and pending deletes there."""
         with self._lock:
-            rows = self._db.execute("SELECT payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                                    (after_seq, limit)).fetchall()
-        return [Event.from_json(r[0]) for r in rows]
+            self._retry_spill_locked(force=False)
+
+    def _retry_spill_locked(self, force: bool) -> None:
+        if not self.disk_full:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_write_try < RETRY_WRITE_S:
+            return
+        self._last_write_try = now
+        rows = list(self._spill.values())
+        if rows and not self._write(rows):
+            return
+        if self._unsaved_acks and not self._delete(self._unsaved_acks):
+            return
+        if not rows and not self._write([]):  # the high-water seq of spilled events that were already published
+            return
+        log.warning("disk writable again: %d spilled events written to %s", len(rows), self.path)
+        self._spill.clear()
+        self._unsaved_acks.clear()
+        self.disk_full = False
+
+    def _delete(self, seqs) -> bool:
+        try:
+            self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
+        except sqlite3.Error:
+            self.disk_full = True
+            return False
+        return True
+
+    def pending(self, after_seq: int = 0, limit: int = 100) -> list[Event]:
+        """Undelivered events in seq order (on disk and spilled)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (after_seq, limit + len(self._unsaved_acks))).fetchall()
+            events = [Event.from_json(p) for seq, p in rows if seq not in self._unsaved_acks]
+            events += [e for seq, (e, _) in self._spill.items() if seq > after_seq]
+        events.sort(key=lambda e: e.seq)
+        return events[:limit]
 
     def ack(self, seq: int) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM events WHERE seq = ?", (seq,))
+            if self._spill.pop(seq, None) is not None:
+                return
+            if not self._delete([seq]):
+                self._unsaved_acks.add(seq)
 
     def depth(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+            stored = int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+            return stored - len(self._unsaved_acks) + len(self._spill)
+
+    def spilled(self) -> int:
+        with self._lock:
+            return len(self._spill)
 
     def oldest_age_s(self) -> float:
         with self._lock:
             row = self._db.execute("SELECT min(created) FROM events").fetchone()
-        return 0.0 if row[0] is None else max(0.0, time.time() - row[0])
+            created = [c for c in (row[0], *(c for _, c in self._spill.values())) if c is not None]
+        return 0.0 if not created else max(0.0, time.time() - min(created))
 
     def last_seq(self) -> int:
         with self._lock:
-            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
-        return row[0] if row else 0
+            return max(self._last_seq, self._stored_last_seq())
 
     def _check_bounds(self) -> None:
         now = time.monotonic()
@@ -105,4 +203,8 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            self._retry_spill_locked(force=True)
+            if self._spill:
+                log.critical("stopping with %d events only in memory (the disk is full): they are lost unless "
+                             "they were published", len(self._spill))
             self._db.close()

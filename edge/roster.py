@@ -139,12 +139,13 @@ class RosterFollower:
     is complete and verified, saves it and swaps the matcher; until then the old roster keeps serving.
     Every outcome is answered on <base>/roster/result."""
 
-    def __init__(self, link, model_id: str, gallery_path: Path, current_version, reload_gallery):
+    def __init__(self, link, model_id: str, gallery_path: Path, current_version, reload_gallery, jobs):
         self.link = link
         self.assembler = RosterAssembler(model_id)
         self.gallery_path = gallery_path
         self.current_version = current_version  # () -> int
-        self.reload_gallery = reload_gallery  # () -> {"people", "roster_version"}
+        self.reload_gallery = reload_gallery  # () -> edge.jobs.Outcome, on the jobs thread
+        self.jobs = jobs  # edge.jobs.BackgroundJobs: the write and the matcher rebuild happen there
 
     def pump(self) -> None:
         import queue
@@ -177,11 +178,20 @@ class RosterFollower:
             return
         if gallery is None:
             return
-        gallery.save(self.gallery_path)
-        result = self.reload_gallery()
-        log.info("roster version %d applied: %d people", gallery.version, gallery.people)
-        self.link.publish_json("roster/result", {"ok": True, "error": None, "version": gallery.version,
-                                                 "people": result["people"]}, qos=1)
+
+        def apply():
+            gallery.save(self.gallery_path)
+            return self.reload_gallery()
+
+        def answer(result: dict) -> None:
+            if result["ok"]:
+                log.info("roster version %d applied: %d people", gallery.version, result["people"])
+                result = {"ok": True, "error": None, "version": gallery.version, "people": result["people"]}
+            else:
+                result = {**result, "version": current}
+            self.link.publish_json("roster/result", result, qos=1)
+
+        self.jobs.submit(f"roster version {gallery.version}", apply, answer)
 
 
 def publish(client, topic: str, gallery: Gallery, version: int, previous_chunks: int = 0, timeout: float = 30.0,

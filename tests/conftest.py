@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -72,3 +73,29 @@ def validate(payload, schema_name: str, subschema: str | None = None) -> None:
         schema = {"$ref": f"facecheck/{schema_name}.schema.json#/$defs/{subschema}"}
     jsonschema.Draft202012Validator(schema, registry=registry,
                                     format_checker=jsonschema.FormatChecker()).validate(payload)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB tmpfs: the outbox's file system fills up for real (needs root, as CI runs)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write until the file system says ENOSPC; the filler file is returned so space can come back."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler

@@ -17,7 +17,7 @@ import pytest
 from edge.images import ImageError, decode_image, image_size, read_image
 from edge.samples import sample
 from tests.broker import Broker, Subscriber
-from tests.conftest import ROOT, run_cli, write_yaml
+from tests.conftest import ROOT, run_cli, small_disk, write_yaml  # noqa: F401  (fixture)
 from tests.test_mqtt import BASE, SITE_KEY, DaemonProcess, command, looping, signed
 from tests.test_mqtt import clip_and_gallery, mqtt_config  # noqa: F401  (fixtures)
 
@@ -107,15 +107,25 @@ def test_config_option_works_after_the_sub_command(base_config, tmp_path):
     assert after.stderr == before.stderr and "gallery.npz does not exist" in after.stderr
 
 
+def bare_context(config, identifier):
+    """A command context over real models whose reloads change nothing (no daemon running)."""
+    from edge.commands import CommandContext
+    from edge.jobs import Outcome
+
+    unchanged = lambda: Outcome({"people": 0, "roster_version": 0})  # noqa: E731
+    return CommandContext(identifier.embedder.model_id, identifier.embedder.dim, config.matcher.gallery, 0,
+                          lambda: identifier, unchanged, unchanged, lambda: {}, lambda: {"fps": 0}, 4_000_000,
+                          25_000_000)
+
+
 def test_commands_are_off_and_signed_by_default(base_config, tmp_path, facenet_model):
     from edge.app import build_identifier
-    from edge.commands import CommandContext, CommandService
+    from edge.commands import CommandService
     from edge.config import ConfigError, config_from_dict
 
     config = config_from_dict(base_config, base_dir=tmp_path)
     identifier = build_identifier(config, with_matcher=False)
-    ctx = CommandContext(identifier, config.matcher.gallery, 0, lambda: {"people": 0, "roster_version": 0},
-                         lambda: {}, lambda: {"fps": 0}, 4_000_000, 25_000_000)
+    ctx = bare_context(config, identifier)
     service = CommandService(config, ctx)
     for name in ("enroll", "remove", "snapshot"):
         assert "not allowed on this door" in service.run(name, b"{}")["error"]
@@ -133,7 +143,7 @@ def test_commands_are_off_and_signed_by_default(base_config, tmp_path, facenet_m
 
 def test_flood_is_rate_limited_and_a_nonce_outlives_a_restart(base_config, tmp_path):
     from edge.app import build_identifier
-    from edge.commands import CommandContext, CommandService
+    from edge.commands import CommandService
     from edge.config import config_from_dict
 
     key = tmp_path / "key"
@@ -141,8 +151,7 @@ def test_flood_is_rate_limited_and_a_nonce_outlives_a_restart(base_config, tmp_p
     config = config_from_dict(dict(base_config, commands={"allow": ["health", "remove"], "per_minute": 5,
                                                           "signing_key_file": str(key)}), base_dir=tmp_path)
     identifier = build_identifier(config, with_matcher=False)
-    ctx = CommandContext(identifier, config.matcher.gallery, 0, lambda: {"people": 0, "roster_version": 0},
-                         lambda: {}, lambda: {"fps": 0}, 4_000_000, 25_000_000)
+    ctx = bare_context(config, identifier)
     now = [1000.0]
     service = CommandService(config, ctx, clock=lambda: now[0])
     answers = [service.run("health", b"") for _ in range(8)]
@@ -290,3 +299,38 @@ def test_back_within_seconds_after_a_long_broker_outage(mqtt_config, tmp_path, b
     finally:
         assert daemon.terminate() == 0
         sub.close()
+
+
+def test_a_full_disk_keeps_the_door_recognising_and_loses_no_event(mqtt_config, tmp_path, broker, small_disk):
+    from tests.conftest import fill
+    from tests.test_mqtt import assert_every_event_once_in_order
+
+    mqtt_config["outbox"] = {"path": str(small_disk / "outbox.sqlite")}
+    sub = Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/health"])
+    daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+    try:
+        assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 3, 60)
+        filler = fill(small_disk)
+        before = len(sub.on(f"{BASE}/events"))
+        assert sub.wait_for(lambda: any(h["disk_full"] for h in sub.events(f"{BASE}/health")), 60)
+        assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= before + 6, 60), "events flow with a full disk"
+        assert daemon.proc.poll() is None, "a full disk never stops the door"
+        broker.stop()  # while the disk is full and the broker away, events wait in memory
+        time.sleep(3)
+        broker.start()
+        assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= before + 10, 60)
+        filler.unlink()
+        seen = len(sub.on(f"{BASE}/health"))
+        assert sub.wait_for(lambda: any(not h["disk_full"] for h in sub.events(f"{BASE}/health")[seen:]), 60)
+    finally:
+        assert daemon.terminate() == 0, (tmp_path / "daemon.log").read_text()
+    log = (tmp_path / "daemon.log").read_text()
+    assert "DISK FULL OR FAILING" in log and "disk writable again" in log and "EVENT LOST" not in log
+    from edge.outbox import Outbox
+
+    outbox = Outbox(small_disk / "outbox.sqlite", "x")
+    last_seq = outbox.last_seq()
+    assert outbox.depth() == 0
+    assert sub.wait_for(lambda: {e["seq"] for e in sub.events(f"{BASE}/events")} >= set(range(1, last_seq + 1)))
+    assert_every_event_once_in_order(sub.events(f"{BASE}/events"), last_seq)
+    sub.close()

@@ -218,7 +218,7 @@ def test_commands_are_validated_and_answered(mqtt_config, tmp_path, broker):
         roster = command(sub, "roster", b"")
         assert roster["ok"] and sorted(p["name"] for p in roster["people"]) == ["Barack Obama", "Joe Biden"]
         assert command(sub, "reload", b"{}") == {"ok": True, "error": None, "people": 2,
-                                                   "roster_version": roster["version"]}
+                                                   "roster_version": roster["version"], "reloaded": []}
         # malformed, oversized, unknown, unsigned and wrong-shaped payloads are refused, never fatal
         bad = command(sub, "health", b"{not json")
         assert bad["ok"] is False and "not JSON" in bad["error"]

@@ -7,6 +7,7 @@ import sys
 
 from edge.events import Decision, Event
 from edge.outbox import Outbox
+from tests.conftest import fill, small_disk  # noqa: F401  (fixture)
 
 
 def test_seq_strictly_increases_across_restarts_and_acks(tmp_path):
@@ -61,3 +62,33 @@ def test_an_event_survives_kill_9_right_after_append(tmp_path):
     event_id = result.stdout.strip()
     survivors = Outbox(path, "door-1").pending()
     assert [e.event_id for e in survivors] == [event_id]
+
+
+def test_a_full_disk_spills_events_to_memory_and_loses_none(small_disk, caplog):
+    path = small_disk / "outbox.sqlite"
+    box = Outbox(path, "door-1")
+    stored = box.append(Decision("check_in", "p1", "Ann", 0.9))
+    filler = fill(small_disk)
+    with caplog.at_level(logging.ERROR):
+        spilled = [box.append(Decision("check_in", f"p{i}", "Ann", 0.9, extra={"pad": "x" * 2000}))
+                   for i in range(30)]
+    assert box.disk_full and "DISK FULL" in caplog.text
+    assert [e.seq for e in spilled] == list(range(2, 32)), "seq keeps counting while the disk is full"
+    assert box.spilled() > 0 and box.depth() == 31
+    assert [e.seq for e in box.pending(limit=100)] == list(range(1, 32))
+    assert [e.seq for e in box.pending(after_seq=20, limit=5)] == [21, 22, 23, 24, 25]
+    for event in [stored, *spilled[:10]]:  # published directly while the disk is full
+        box.ack(event.seq)
+    assert box.depth() == 20
+    box.retry_writes()
+    assert box.disk_full, "still full: nothing written"
+    filler.unlink()
+    box._last_write_try = 0.0  # do not wait RETRY_WRITE_S in a test
+    box.retry_writes()
+    assert not box.disk_full and box.spilled() == 0
+    assert box.append(Decision("unknown_face")).seq == 32
+    box.close()
+    reopened = Outbox(path, "door-1")
+    assert [e.seq for e in reopened.pending(limit=100)] == [*range(12, 32), 32], "the spill reached the file"
+    assert reopened.pending(limit=100)[0] == spilled[10]
+    assert reopened.events_lost == 0

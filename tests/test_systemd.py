@@ -207,11 +207,14 @@ def test_sighup_reloads_a_changed_gallery_and_config(base_config, tmp_path):
         assert run_cli("enroll", "-c", str(config), "--name", "Barack Obama",
                        str(sample("obama-1.jpg"))).returncode == 0
         config_data["confirmation"] = dict(config_data["confirmation"], cooldown_s=5)
+        write_yaml(config, config_data)
+        proc.send_signal(signal.SIGHUP)
+        assert wait_log("config reloaded (confirmation); gallery: 2 people"), (tmp_path / "daemon.log").read_text()
         config_data["camera"] = dict(config_data["camera"], fps=5)
         write_yaml(config, config_data)
         proc.send_signal(signal.SIGHUP)
-        assert wait_log("gallery reloaded: 2 people"), (tmp_path / "daemon.log").read_text()
-        assert wait_log("reload: camera changed; that takes a restart")
+        assert wait_log("reload refused: camera changed in"), (tmp_path / "daemon.log").read_text()
+        assert "takes a restart (systemctl restart facecheck); nothing was reloaded" in (tmp_path / "daemon.log").read_text()
         assert proc.poll() is None, "still running, camera untouched"
     finally:
         proc.send_signal(signal.SIGTERM)
