@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -230,13 +231,14 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
         raise CommandError("give either 'images' (base64 JPEG/PNG) or 'embeddings' (with 'model_id')")
     if images is not None and (not isinstance(images, list) or not 1 <= len(images) <= MAX_IMAGES):
         raise CommandError(f"'images' must be a list of 1 to {MAX_IMAGES} base64 strings")
+    photos = [_base64_image(i, item) for i, item in enumerate(images or ())]
     if embeddings is not None and body.get("model_id") != ctx.model_id:
         raise CommandError(f"'model_id' must be {ctx.model_id!r} (embeddings from another model cannot mix)")
 
     def work() -> Outcome:
         skipped: list[str] = []
         if images is not None:
-            vectors, original, skipped = _embed_images(images, ctx)
+            vectors, original, skipped = _embed_images(photos, ctx)
         else:
             vectors = _vectors(embeddings, ctx.dim)
             original = np.ones(len(vectors), bool)
@@ -248,26 +250,26 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
     return work
 
 
-def _embed_images(images: list, ctx: CommandContext) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _embed_images(raw: list[bytes], ctx: CommandContext) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Each photo is decoded (bounded, edge/images.py) only when its turn comes."""
     from edge.enroll import embed_person_images
 
-    decoded = []
-    for i, item in enumerate(images):
-        try:
-            raw = base64.b64decode(item, validate=True) if isinstance(item, str) else b""
-        except (binascii.Error, ValueError):
-            raw = b""
-        if not raw:
-            raise CommandError(f"images[{i}] is not a base64-encoded JPEG or PNG")
-        try:
-            decoded.append((f"images[{i}]", decode_image(raw, ctx.max_image_pixels)))
-        except ImageError as exc:
-            raise CommandError(f"images[{i}]: {exc}") from None
-    vectors, original, used, reasons = embed_person_images(ctx.enrol_identifier(), decoded, ctx.augmentations)
+    loaders = [(f"images[{i}]", partial(decode_image, data, ctx.max_image_pixels)) for i, data in enumerate(raw)]
+    vectors, original, used, reasons = embed_person_images(ctx.enrol_identifier(), loaders, ctx.augmentations)
     skipped = [f"{label}: {why}" for label, why in reasons.items()]
     if not used:
         raise CommandError("no usable face in the images: " + "; ".join(skipped))
     return vectors, original, skipped
+
+
+def _base64_image(index: int, item) -> bytes:
+    try:
+        raw = base64.b64decode(item, validate=True) if isinstance(item, str) else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not raw:
+        raise CommandError(f"images[{index}] is not a base64-encoded JPEG or PNG")
+    return raw
 
 
 def _vectors(embeddings, dim: int) -> np.ndarray:

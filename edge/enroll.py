@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +43,24 @@ def image_paths(paths: list[Path]) -> list[Path]:
     return found
 
 
-def embed_person_images(identifier: Identifier, images: list[tuple[str, np.ndarray]], augmentations: int,
-                        progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, str]]:
+def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Callable[[], np.ndarray]]],
+                        augmentations: int, progress: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, str]]:
     """Embeddings (originals + augmented) of the images that show exactly one usable face.
 
-    images are (label, BGR image) pairs; returns vectors, original flags, labels used, skipped reasons.
+    images are (label, load) pairs; each image is decoded only when its turn comes and dropped after, so
+    twenty large photos never sit in memory together. Returns vectors, original flags, labels used and
+    the reason for each label skipped.
     """
     vectors, original, used, skipped = [], [], [], {}
-    for n, (label, image) in enumerate(images, 1):
+    for n, (label, load) in enumerate(images, 1):
         if progress:
             _progress(n, len(images), label)
+        try:
+            image = load()
+        except ImageError as exc:
+            skipped[label] = str(exc)
+            continue
         faces = identifier.faces(image)
         if not faces:
             skipped[label] = "no face found (or smaller than detector.min_face_px)"
@@ -76,17 +86,10 @@ def embed_person_images(identifier: Identifier, images: list[tuple[str, np.ndarr
 def embed_person(identifier: Identifier, paths: list[Path], augmentations: int, progress: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
     """As embed_person_images, for files: unreadable or oversized ones are skipped with the reason."""
-    readable, skipped = [], {}
-    for path in paths:
-        try:
-            readable.append((path, read_image(path, max_pixels)))
-        except ImageError as exc:
-            skipped[path] = str(exc)
-    by_label = {str(p): p for p, _ in readable}
+    by_label = {str(p): p for p in paths}
     vectors, original, used, reasons = embed_person_images(
-        identifier, [(str(p), img) for p, img in readable], augmentations, progress)
-    skipped.update({by_label[label]: why for label, why in reasons.items()})
-    return vectors, original, [by_label[label] for label in used], skipped
+        identifier, [(str(p), partial(read_image, p, max_pixels)) for p in paths], augmentations, progress)
+    return vectors, original, [by_label[label] for label in used], {by_label[k]: v for k, v in reasons.items()}
 
 
 def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Path], person_id: str | None,

@@ -98,13 +98,16 @@ class Outbox:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            if not self.disk_full:
-                log.error("DISK FULL OR FAILING: %s cannot store events (%s); recognising goes on, events wait in "
-                          "memory (at most %d) and are published when the broker is up", self.path, exc,
-                          self.spill_events)
-            self.disk_full = True
+            self._storage_failed(exc)
             return False
         return True
+
+    def _storage_failed(self, exc: sqlite3.Error) -> None:
+        if not self.disk_full:
+            log.error("DISK FULL OR FAILING: %s cannot store events (%s); recognising goes on, events wait in "
+                      "memory (at most %d) and are published when the broker is up", self.path, exc,
+                      self.spill_events)
+        self.disk_full = True
 
     def _rollback(self) -> None:
         try:
@@ -149,8 +152,8 @@ class Outbox:
     def _delete(self, seqs) -> bool:
         try:
             self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
-        except sqlite3.Error:
-            self.disk_full = True
+        except sqlite3.Error as exc:
+            self._storage_failed(exc)
             return False
         return True
 
