@@ -29,6 +29,7 @@ import numpy as np
 
 from bench.common import RESULTS, ROOT, machine, write
 from bench.datasets import SOURCES, Photo, labelled_photos
+from edge.inference.matcher import DEFAULT_AMBIGUITY_MARGIN
 
 MODELS = ROOT / "models"
 GROUP = 3  # people enrolled per round of the door protocol
@@ -143,8 +144,11 @@ def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]
         vectors = [view.vectors[i][None] for i in indices] + [view.augmented[i] for i in indices]
         original = [True] * len(indices) + [False] * sum(len(view.augmented[i]) for i in indices)
         gallery.add(person, person, np.concatenate(vectors), np.array(original), view.system)
-    matcher = build_matcher(gallery, "auto", calibrate_threshold(gallery, ceiling))
+    matcher = build_matcher(gallery, "auto", calibrate_threshold(gallery, ceiling), ambiguity_margin=AMBIGUITY[0])
     return lambda vector: matcher.match(vector).person_id
+
+
+AMBIGUITY = [DEFAULT_AMBIGUITY_MARGIN]  # --ambiguity-margin
 
 
 def face_recognition_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]],
@@ -260,10 +264,13 @@ def table_row(name: str, pairs: dict, door: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the default model and face_recognition only, k=1")
+    parser.add_argument("--ambiguity-margin", type=float, default=DEFAULT_AMBIGUITY_MARGIN,
+                        help="the matcher's ambiguity margin (0 = off) for the door protocol")
     parser.add_argument("--augmentations", type=int, default=20, help="enrolment variants per photo (config default 20)")
     parser.add_argument("--write-operating-points", action="store_true",
                         help="store each model's measured threshold in edge/data/operating_points.json")
     args = parser.parse_args(argv)
+    AMBIGUITY[0] = args.ambiguity_margin
     from edge.config import config_from_dict
     from edge.inference.operating import OperatingPoint, load_points, save_points
 

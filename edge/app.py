@@ -33,7 +33,8 @@ RESTART_SECTIONS = tuple(name for name in Config.model_fields if name not in REL
 
 def build_detector(config: Config, threads: int | None = None) -> BlazeFaceDetector:
     d = config.detector
-    return BlazeFaceDetector(d.model, d.min_confidence, d.min_face_px, d.threads if threads is None else threads)
+    return BlazeFaceDetector(d.model, d.min_confidence, d.min_face_px, d.threads if threads is None else threads,
+                             tiles=True)
 
 
 def build_embedder(config: Config, threads: int | None = None) -> FaceNetEmbedder:
@@ -47,7 +48,7 @@ def load_gallery(config: Config, embedder: FaceNetEmbedder) -> Gallery:
 
 def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
     m = config.matcher
-    return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities)
+    return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities, m.ambiguity_margin)
 
 
 def build_identifier(config: Config, with_matcher: bool = True, timer: StageTimer | None = None,
@@ -72,7 +73,8 @@ def _assemble(config: Config, identifier: Identifier, confirmation: Confirmation
               gestures) -> Pipeline:
     t = config.tracking
     return Pipeline(identifier, confirmation, tracker, gestures=gestures, reuse_iou=t.reuse_iou,
-                    reembed_every=t.reembed_every_n_frames)
+                    reembed_every=t.reembed_every_n_frames, split_distance=t.split_distance,
+                    fuse_frames=t.fuse_frames, tile_every=config.detector.tile_every_n_frames)
 
 
 def rebuild_pipeline(current: Pipeline, old: Config, new: Config, matcher: Matcher) -> Pipeline:

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--id", dest="person_id", help="the person's id (default: existing id of NAME, else new)")
     enroll.add_argument("--folders", type=Path, help="a folder with one sub-folder of photos per person")
     enroll.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photos or folders of photos")
+    enroll.add_argument("--force", action="store_true",
+                        help="accept photos below the size, sharpness and frontalness limits (one face still needed)")
 
     roster = with_config(sub.add_parser("roster", help="list or remove enrolled people"))
     roster_sub = roster.add_subparsers(dest="roster_command", required=True)
@@ -46,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
 
     identify = with_config(sub.add_parser("identify", help="who is in these images (JSON per image)"))
     identify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    identify.add_argument("--explain", action="store_true",
+                          help="per face also the three nearest people, the threshold and margin, and its quality")
     gesture = with_config(sub.add_parser("gesture", help="which gesture these images show (JSON per image)"))
     gesture.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     gestures = with_config(sub.add_parser("gestures", help="record samples for / train the trainable gesture classifier"))
@@ -171,7 +175,8 @@ def _enroll(args) -> int:
         try:
             report = enrol(identifier, config.matcher.gallery, name, paths,
                            args.person_id if args.name else None, config.matcher.augmentations,
-                           progress=sys.stderr.isatty(), max_pixels=config.limits.max_image_pixels)
+                           progress=sys.stderr.isatty(), max_pixels=config.limits.max_image_pixels,
+                           force=args.force, threshold=config.matcher.distance_threshold)
         except InputError as exc:
             if not args.folders:
                 raise
@@ -180,6 +185,8 @@ def _enroll(args) -> int:
             continue
         for path, why in report.skipped.items():
             print(f"skipped {path}: {why}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"enrolled {report.name} as {report.person_id} from {len(report.used)} photo(s)")
     return EXIT_USAGE if failed else EXIT_OK
 
@@ -281,7 +288,8 @@ def _identify(args) -> int:
             print(f"facecheck: {exc}", file=sys.stderr)
             status = EXIT_USAGE
             continue
-        faces = [face.as_dict() for face in identifier.identify(image)]
+        faces = [{**face.as_dict(), **({"explain": identifier.explain(face)} if args.explain else {})}
+                 for face in identifier.identify(image)]
         print(json.dumps({"image": str(path), "faces": faces}), flush=True)
     return status
 

@@ -56,6 +56,7 @@ class CommandContext:
     health: Callable[[], dict]
     max_bytes: int
     max_image_pixels: int
+    threshold: float | None = None  # matcher.distance_threshold, for enrolment warnings (None: the model's)
 
 
 def parse_payload(payload: bytes, max_bytes: int) -> dict:
@@ -222,7 +223,10 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
     """{"name", "person_id"?, "images": [base64 JPEG/PNG]} or {"name", "embeddings": [[...]], "model_id"}.
 
     The payload's shape is checked here, in the loop; decoding and embedding happen in the returned work."""
-    _allowed(body, {"name", "person_id", "images", "embeddings", "model_id"})
+    _allowed(body, {"name", "person_id", "images", "embeddings", "model_id", "force"})
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise CommandError("'force' must be true or false")
     name = check_name(_string(body, "name"))
     given_id = _string(body, "person_id", required=False)
     person_id = check_person_id(given_id) if given_id is not None else new_person_id()
@@ -236,30 +240,36 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
         raise CommandError(f"'model_id' must be {ctx.model_id!r} (embeddings from another model cannot mix)")
 
     def work() -> Outcome:
+        from edge.enroll import enrolment_warnings
+
         skipped: list[str] = []
         if images is not None:
-            vectors, original, skipped = _embed_images(photos, ctx)
+            vectors, original, labels, skipped = _embed_images(photos, ctx, force)
         else:
             vectors = _vectors(embeddings, ctx.dim)
-            original = np.ones(len(vectors), bool)
+            original, labels = np.ones(len(vectors), bool), [f"embeddings[{i}]" for i in range(len(vectors))]
         gallery = _gallery(ctx)
+        warnings = enrolment_warnings(gallery, person_id, labels, vectors[original], ctx.threshold)
         gallery.add(person_id, name, vectors, original, ctx.model_id)
         gallery.save(ctx.gallery_path)
-        return _with_gallery_reload({"person_id": person_id, "name": name, "skipped": skipped}, ctx)
+        return _with_gallery_reload({"person_id": person_id, "name": name, "skipped": skipped,
+                                     "warnings": warnings}, ctx)
 
     return work
 
 
-def _embed_images(raw: list[bytes], ctx: CommandContext) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _embed_images(raw: list[bytes], ctx: CommandContext, force: bool
+                  ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Each photo is decoded (bounded, edge/images.py) only when its turn comes."""
     from edge.enroll import embed_person_images
 
     loaders = [(f"images[{i}]", partial(decode_image, data, ctx.max_image_pixels)) for i, data in enumerate(raw)]
-    vectors, original, used, reasons = embed_person_images(ctx.enrol_identifier(), loaders, ctx.augmentations)
+    vectors, original, used, reasons = embed_person_images(ctx.enrol_identifier(), loaders, ctx.augmentations,
+                                                           force=force)
     skipped = [f"{label}: {why}" for label, why in reasons.items()]
     if not used:
         raise CommandError("no usable face in the images: " + "; ".join(skipped))
-    return vectors, original, skipped
+    return vectors, original, used, skipped
 
 
 def _base64_image(index: int, item) -> bytes:

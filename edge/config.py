@@ -113,6 +113,9 @@ class DetectorConfig(_Model):
     )
     min_confidence: float = Field(0.6, gt=0, lt=1)
     min_face_px: int = Field(40, ge=8, le=2000, description="Smaller faces are ignored (too few pixels to identify).")
+    tile_every_n_frames: int = Field(
+        3, ge=0, le=1000, description="Also search overlapping tiles every N frames, for faces far below a fifth "
+        "of the frame width (0 = never; photos are always searched this way).")
     threads: int = Field(0, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
 
 
@@ -126,6 +129,9 @@ class TrackingConfig(_Model):
     max_age_s: float = Field(0.5, gt=0, le=10, description="A track unseen this long is ended.")
     reuse_iou: float = Field(0.8, gt=0, le=1, description="A face that moved less than this reuses its embedding.")
     reembed_every_n_frames: int = Field(5, ge=1, le=1000, description="Re-embed a tracked face at least this often.")
+    split_distance: float = Field(
+        0.9, gt=0, le=2, description="A new face this far from its track's fused identity starts a new track.")
+    fuse_frames: int = Field(8, ge=1, le=100, description="The track's best frames fused into its identity.")
 
 
 class MatcherConfig(_Model):
@@ -137,6 +143,8 @@ class MatcherConfig(_Model):
         None, gt=0, le=2, description="Max L2 distance to the person's enrolled embeddings; null = calibrated."
     )
     svc_max_identities: int = Field(150, ge=2, description="auto uses the SVC up to this many people.")
+    ambiguity_margin: float = Field(
+        0.05, ge=0, le=1, description="A face not this much closer to its best person than to the next is unknown.")
     augmentations: int = Field(20, ge=0, le=100, description="Augmented variants embedded per enrolment photo.")
 
 

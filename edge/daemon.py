@@ -79,7 +79,7 @@ class Daemon:
             augmentations=config.matcher.augmentations, enrol_identifier=self._enrolment_identifier,
             reload_config=self.reloader.config, reload_gallery=self.reloader.gallery, snapshot=self.snapshot,
             health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes,
-            max_image_pixels=config.limits.max_image_pixels), self.jobs)
+            max_image_pixels=config.limits.max_image_pixels, threshold=config.matcher.distance_threshold), self.jobs)
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,6 +17,7 @@ from edge.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from edge.inference.align import align_face
 from edge.inference.augment import augment
 from edge.inference.gallery import Gallery, GalleryError, new_person_id
+from edge.inference.quality import FaceQuality
 from edge.pipeline import Identifier
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,27 @@ class EnrolReport:
     name: str
     used: list[Path] = field(default_factory=list)
     skipped: dict[Path, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+# An enrolment photo sets who a person is for every later match, so it must be better than a passing
+# frame: (minimum face size px, minimum sharpness, minimum frontalness). `--force` skips these.
+ENROL_MIN_FACE_PX = 48
+ENROL_MIN_SHARPNESS = 20.0
+ENROL_MIN_FRONTAL = 0.25
+
+
+def photo_problem(quality: FaceQuality) -> str | None:
+    """Why a face is not good enough to enrol from, or None."""
+    if quality.size_px < ENROL_MIN_FACE_PX:
+        return f"face is {quality.size_px:.0f} px; enrolment needs at least {ENROL_MIN_FACE_PX} px (a closer photo)"
+    if quality.sharpness < ENROL_MIN_SHARPNESS:
+        return (f"too blurred (sharpness {quality.sharpness:.0f}, at least {ENROL_MIN_SHARPNESS:.0f}); "
+                "use a sharper photo")
+    if quality.frontal < ENROL_MIN_FRONTAL:
+        return (f"face strongly turned (frontal {quality.frontal:.2f}, at least {ENROL_MIN_FRONTAL}); "
+                "use a photo looking at the camera")
+    return None
 
 
 def image_paths(paths: list[Path]) -> list[Path]:
@@ -44,13 +66,14 @@ def image_paths(paths: list[Path]) -> list[Path]:
 
 
 def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Callable[[], np.ndarray]]],
-                        augmentations: int, progress: bool = False
+                        augmentations: int, progress: bool = False, force: bool = False
                         ) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, str]]:
     """Embeddings (originals + augmented) of the images that show exactly one usable face.
 
     images are (label, load) pairs; each image is decoded only when its turn comes and dropped after, so
-    twenty large photos never sit in memory together. Returns vectors, original flags, labels used and
-    the reason for each label skipped.
+    twenty large photos never sit in memory together. A photo needs exactly one face, and unless
+    `force`, one large, sharp and frontal enough (photo_problem). Returns vectors, original flags,
+    labels used and the reason for each label skipped.
     """
     vectors, original, used, skipped = [], [], [], {}
     for n, (label, load) in enumerate(images, 1):
@@ -66,10 +89,17 @@ def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Call
             skipped[label] = "no face found (or smaller than detector.min_face_px)"
             continue
         if len(faces) > 1:
-            skipped[label] = f"{len(faces)} faces; enrolment photos must show one person"
+            boxes = ", ".join(f"[{x}, {y}, {w}, {h}]" for x, y, w, h in (f.box for f in faces))
+            skipped[label] = (f"{len(faces)} faces (x, y, w, h: {boxes}); which one? crop the photo to the "
+                              "person being enrolled")
             continue
         face = faces[0]
-        vectors.append(identifier.embed(image, face))
+        embedding, quality = identifier.embed_with_quality(image, face)
+        problem = None if force else photo_problem(quality)
+        if problem is not None:
+            skipped[label] = problem + " (--force accepts it anyway)"
+            continue
+        vectors.append(embedding)
         original.append(True)
         aligned = align_face(image, face, identifier.embedder.input_size, identifier.embedder.align_margin)
         for variant in augment(aligned, augmentations, seed=n):
@@ -84,16 +114,19 @@ def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Call
 
 
 def embed_person(identifier: Identifier, paths: list[Path], augmentations: int, progress: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
     """As embed_person_images, for files: unreadable or oversized ones are skipped with the reason."""
     by_label = {str(p): p for p in paths}
     vectors, original, used, reasons = embed_person_images(
-        identifier, [(str(p), partial(read_image, p, max_pixels)) for p in paths], augmentations, progress)
+        identifier, [(str(p), partial(read_image, p, max_pixels)) for p in paths], augmentations, progress, force)
     return vectors, original, [by_label[label] for label in used], {by_label[k]: v for k, v in reasons.items()}
 
 
 def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Path], person_id: str | None,
-          augmentations: int, progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> EnrolReport:
+          augmentations: int, progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False,
+          threshold: float | None = None) -> EnrolReport:
+    """threshold: the matcher's distance threshold, for the look-alike and wrong-photo warnings."""
     embedder = identifier.embedder
     gallery = Gallery.load_or_new(gallery_path, embedder.model_id, embedder.dim)
     if person_id is None:
@@ -101,16 +134,55 @@ def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Pat
         person_id = existing[0] if existing else new_person_id()
     report = EnrolReport(person_id, name)
     vectors, original, report.used, report.skipped = embed_person(identifier, image_paths(paths), augmentations,
-                                                                  progress, max_pixels)
+                                                                  progress, max_pixels, force)
     if not report.used:
         reasons = "; ".join(f"{p}: {why}" for p, why in report.skipped.items()) or "no images given"
         raise InputError(f"no usable photo of {name}: {reasons}")
+    report.warnings = enrolment_warnings(gallery, person_id, [str(p) for p in report.used], vectors[original],
+                                         threshold)
     try:
         gallery.add(person_id, name, vectors, original, embedder.model_id)
     except GalleryError as exc:
         raise InputError(str(exc)) from None
     gallery.save(gallery_path)
     return report
+
+
+def enrolment_warnings(gallery: Gallery, person_id: str, labels: list[str], photos: np.ndarray,
+                       threshold: float | None) -> list[str]:
+    """Photos that lie within the threshold of someone else (the same person twice, or look-alikes), and a
+    photo far from the person's other photos (a wrong photo in the folder)."""
+    from edge.inference.matcher import resolve_threshold
+
+    if threshold is None:
+        threshold = resolve_threshold(gallery, None)[0]
+    warnings = []
+    originals = gallery.original & (gallery.labels != _index(gallery, person_id))
+    others, who = gallery.embeddings[originals], gallery.labels[originals]
+    for label, vector in zip(labels, photos):
+        if len(others):
+            distances = np.linalg.norm(others - vector, axis=1)
+            nearest = int(np.argmin(distances))
+            if distances[nearest] <= threshold:
+                other = gallery.names[int(who[nearest])]
+                warnings.append(f"{label} lies within the match threshold of {other} (distance "
+                                f"{distances[nearest]:.2f} <= {threshold:.2f}): the same person enrolled twice, or "
+                                "look-alikes the door may refuse as ambiguous")
+    own = np.concatenate([gallery.embeddings[gallery.original & (gallery.labels == _index(gallery, person_id))],
+                          photos]) if person_id in gallery.person_ids else photos
+    if len(own) >= 3:
+        offset = len(own) - len(photos)
+        for i, label in enumerate(labels):
+            rest = np.delete(own, offset + i, axis=0)
+            median = float(np.median(np.linalg.norm(rest - own[offset + i], axis=1)))
+            if median > threshold + 0.2:
+                warnings.append(f"{label} lies far from this person's other photos (median distance "
+                                f"{median:.2f}): a photo of someone else in the folder?")
+    return warnings
+
+
+def _index(gallery: Gallery, person_id: str) -> int:
+    return gallery.person_ids.index(person_id) if person_id in gallery.person_ids else -1
 
 
 def _progress(done: int, total: int, label: str) -> None:

@@ -6,7 +6,8 @@ flows between them. Inference runs here, in the caller's single loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,8 +18,11 @@ from edge.inference.align import align_face
 from edge.inference.detector import FaceBox, FaceDetector
 from edge.inference.embedder import Embedder
 from edge.inference.matcher import Match, Matcher
+from edge.inference.quality import FaceQuality, face_quality
 from edge.timing import StageTimer
 from edge.tracking import IouTracker, iou
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,9 +31,10 @@ class FaceResult:
     face: FaceBox
     match: Match
     embedding: np.ndarray
+    quality: FaceQuality | None = None
 
     def as_dict(self) -> dict:
-        """The face as CONTRACT.md's identify output shows it."""
+        """The face as the identify command's output shows it."""
         return {"box": list(self.face.box), **self.match.as_dict()}
 
 
@@ -51,23 +56,49 @@ class Identifier:
         self.matcher = matcher
         self.timer = timer or StageTimer()
 
-    def faces(self, image: np.ndarray) -> list[FaceBox]:
+    def faces(self, image: np.ndarray, tiles: bool | None = None) -> list[FaceBox]:
+        """tiles: None = the detector's setting (photos: always tiled)."""
         with self.timer.stage("detect"):
-            return self.detector.detect(image)
+            return self.detector.detect(image, tiles)
 
     def embed(self, image: np.ndarray, face: FaceBox) -> np.ndarray:
+        return self.embed_with_quality(image, face)[0]
+
+    def embed_with_quality(self, image: np.ndarray, face: FaceBox) -> tuple[np.ndarray, FaceQuality]:
         with self.timer.stage("align"):
             aligned = align_face(image, face, self.embedder.input_size, self.embedder.align_margin)
+            quality = face_quality(face, aligned)
         with self.timer.stage("embed"):
-            return self.embedder.embed(aligned)
+            return self.embedder.embed(aligned), quality
 
     def identify(self, image: np.ndarray) -> list[FaceResult]:
         """Every face in one still image, embedded and matched (no tracking)."""
         results = []
         for face in self.faces(image):
-            embedding = self.embed(image, face)
-            results.append(FaceResult(0, face, self.match(embedding), embedding))
+            embedding, quality = self.embed_with_quality(image, face)
+            results.append(FaceResult(0, face, self.match(embedding), embedding, quality))
         return results
+
+    def explain(self, result: FaceResult, k: int = 3) -> dict:
+        """Why a face was or was not named: its nearest people, the rules in force and its quality."""
+        matcher = self.matcher
+        if matcher is None:
+            return {"why": "no one is enrolled", "candidates": []}
+        candidates = matcher.candidates(result.embedding, k)
+        threshold, margin = matcher.threshold, matcher.ambiguity_margin
+        best = candidates[0] if candidates else None
+        if result.match.known:
+            why = f"{result.match.name}: distance {result.match.distance:.3f} <= threshold {threshold:.3f}"
+        elif best is None or best.distance > threshold:
+            why = (f"no enrolled person within the threshold {threshold:.3f}"
+                   + (f" (nearest: {best.name} at {best.distance:.3f})" if best else ""))
+        else:
+            runner = candidates[1]
+            why = (f"ambiguous: {best.name} at {best.distance:.3f} and {runner.name} at {runner.distance:.3f} "
+                   f"lie within the ambiguity margin {margin:.2f} of each other")
+        return {"why": why, "threshold": round(threshold, 4), "ambiguity_margin": margin,
+                "candidates": [{"person_id": c.person_id, "name": c.name, "distance": c.distance} for c in candidates],
+                "quality": result.quality.as_dict() if result.quality else None}
 
     def match(self, embedding: np.ndarray) -> Match:
         if self.matcher is None:
@@ -79,17 +110,46 @@ class Identifier:
 
 
 @dataclass
-class _Known:
-    box: tuple[int, int, int, int]
-    embedding: np.ndarray
-    match: Match
-    frame_index: int
-    matcher: object
+class TrackIdentity:
+    """A track's identity evidence: its best-weighted embeddings (at most `keep`), fused into one."""
+
+    keep: int
+    best: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    embedding: np.ndarray | None = None  # the latest frame's
+    quality: FaceQuality | None = None
+    match: Match | None = None
+    matcher: object = None
+    embedded_at: int = 0  # processed-frame count of the latest embedding
+    seen_at: int = 0  # processed-frame count the track was last detected in
+
+    def add(self, embedding: np.ndarray, quality: FaceQuality) -> None:
+        self.best.append((quality.weight, embedding))
+        self.best.sort(key=lambda item: -item[0])
+        del self.best[self.keep:]
+
+    def fused(self) -> np.ndarray:
+        """Quality-weighted mean of the kept embeddings, re-normalised to unit length."""
+        total = sum(w * e for w, e in self.best)
+        norm = float(np.linalg.norm(total))
+        return (total / norm).astype(np.float32) if norm > 0 else self.best[0][1]
+
+
+MIN_SPLIT_WEIGHT = 0.2  # without a gap, frames below this quality weight cannot split a track
+
+
+def embedding_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b))
 
 
 class Pipeline:
+    """One frame at a time. A face track is one person: its identity is fused from its best frames, and
+    a track whose new face is far from that evidence is split, so a person stepping into the place the
+    last one left gets a fresh track and a fresh decision at any frame rate."""
+
     def __init__(self, identifier: Identifier, confirmation: Confirmation, tracker: IouTracker | None = None,
-                 gestures=None, timer: StageTimer | None = None, reuse_iou: float = 0.8, reembed_every: int = 5):
+                 gestures=None, timer: StageTimer | None = None, reuse_iou: float = 0.8, reembed_every: int = 5,
+                 split_distance: float = 0.9, fuse_frames: int = 8, tile_every: int = 3):
         self.identifier = identifier
         self.confirmation = confirmation
         self.tracker = tracker or IouTracker()
@@ -97,27 +157,58 @@ class Pipeline:
         self.timer = timer or identifier.timer
         self.reuse_iou = reuse_iou
         self.reembed_every = reembed_every
-        self._known: dict[int, _Known] = {}
+        self.split_distance = split_distance
+        self.fuse_frames = fuse_frames
+        self.tile_every = tile_every
+        self._tracks: dict[int, TrackIdentity] = {}
+        self._count = 0  # frames processed
         self.embeddings_reused = 0
+        self.tracks_split = 0
+
+    def _reusable(self, track: TrackIdentity, face: FaceBox) -> bool:
+        """The last embedding stands in only for a face seen in the previous frame that barely moved:
+        never across a gap in detections, where a different person may have stepped in."""
+        return (track.matcher is self.identifier.matcher and track.seen_at == self._count - 1
+                and self._count - track.embedded_at < self.reembed_every
+                and iou(track.box, face.box) >= self.reuse_iou)
+
+    def _someone_else(self, track: TrackIdentity, embedding: np.ndarray, quality: FaceQuality) -> bool:
+        """The face is far from the track's identity, and that is evidence: after a gap in detections
+        (someone may have stepped in), or when both the face and the track's best frame are usable
+        (a half-turned or blurred frame jumps around without anyone else being there)."""
+        if embedding_distance(embedding, track.fused()) <= self.split_distance:
+            return False
+        gap = track.seen_at < self._count - 1
+        return gap or min(quality.weight, track.best[0][0]) >= MIN_SPLIT_WEIGHT
 
     def _identify(self, frame: Frame, track_id: int, face: FaceBox) -> FaceResult:
-        """Embed and match a face, or reuse its track's last result while it has barely moved."""
-        known = self._known.get(track_id)
-        if (known is not None and known.matcher is self.identifier.matcher
-                and frame.index - known.frame_index < self.reembed_every and iou(known.box, face.box) >= self.reuse_iou):
+        track = self._tracks.get(track_id)
+        if track is not None and track.embedding is not None and self._reusable(track, face):
             self.embeddings_reused += 1
-            return FaceResult(track_id, face, known.match, known.embedding)
-        embedding = self.identifier.embed(frame.image, face)
-        match = self.identifier.match(embedding)
-        self._known[track_id] = _Known(face.box, embedding, match, frame.index, self.identifier.matcher)
-        return FaceResult(track_id, face, match, embedding)
+            track.box, track.seen_at = face.box, self._count
+            return FaceResult(track_id, face, track.match, track.embedding, track.quality)
+        embedding, quality = self.identifier.embed_with_quality(frame.image, face)
+        if track is not None and track.best and self._someone_else(track, embedding, quality):
+            old_id, track_id = track_id, self.tracker.split(track_id)
+            self.tracks_split += 1
+            log.info("track %d split: a different face; now track %d", old_id, track_id)
+            track = None
+        if track is None:
+            track = self._tracks[track_id] = TrackIdentity(self.fuse_frames)
+        track.add(embedding, quality)
+        track.match = self.identifier.match(track.fused())
+        track.box, track.embedding, track.quality, track.matcher = face.box, embedding, quality, self.identifier.matcher
+        track.embedded_at = track.seen_at = self._count
+        return FaceResult(track_id, face, track.match, embedding, quality)
 
     def process(self, frame: Frame) -> FrameResult:
-        faces = self.identifier.faces(frame.image)
+        self._count += 1
+        tiles = self.tile_every > 0 and self._count % self.tile_every == 1 % self.tile_every
+        faces = self.identifier.faces(frame.image, tiles)
         track_ids = self.tracker.assign([f.box for f in faces], frame.ts)
         results = [self._identify(frame, track_id, face) for track_id, face in zip(track_ids, faces)]
         live = self.tracker.live_ids()
-        self._known = {t: k for t, k in self._known.items() if t in live}
+        self._tracks = {t: k for t, k in self._tracks.items() if t in live}
         gestures: dict[int, str] = {}
         if self.gestures is not None and results and self.gestures.wanted(self.confirmation.awaiting()):
             with self.timer.stage("pose"):

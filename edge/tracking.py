@@ -50,5 +50,14 @@ class IouTracker:
                 self._next_id += 1
         return [int(t) for t in ids]  # type: ignore[arg-type]
 
+    def split(self, track_id: int) -> int:
+        """End track_id and give its box a new id (the face in it turned out to be someone else)."""
+        for track in self._tracks:
+            if track.track_id == track_id:
+                track.track_id = self._next_id
+                self._next_id += 1
+                return track.track_id
+        raise KeyError(track_id)
+
     def live_ids(self) -> set[int]:
         return {t.track_id for t in self._tracks}

@@ -197,3 +197,61 @@ def test_capture_stop_is_prompt_while_waiting_for_a_device():
     start = time.monotonic()
     capture.stop()
     assert time.monotonic() - start < 1.0
+
+
+class StubPicamera2:
+    """Stands in for picamera2 (no Pi camera here): hands out a frame in picamera2's documented byte order
+    for the format it was configured with ("RGB888" = B, G, R in memory; "BGR888" = R, G, B)."""
+
+    opened: list["StubPicamera2"] = []
+    fail_start = False
+
+    def __init__(self, index):
+        self.index, self.format, self.closed = index, None, False
+        StubPicamera2.opened.append(self)
+
+    def create_video_configuration(self, main, controls):
+        return {"main": main, "controls": controls}
+
+    def configure(self, configuration):
+        self.format = configuration["main"]["format"]
+        self.size = configuration["main"]["size"]
+
+    def start(self):
+        if StubPicamera2.fail_start:
+            raise RuntimeError("Camera frontend has timed out!")
+
+    def capture_array(self, stream):
+        w, h = self.size
+        red = {"RGB888": (0, 0, 255), "BGR888": (255, 0, 0)}[self.format]  # a pure red scene
+        return np.tile(np.array(red, np.uint8), (h, w, 1))
+
+    def stop(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_pi_camera_frames_reach_the_pipeline_in_bgr_and_a_failed_start_frees_the_camera(monkeypatch):
+    import sys
+    import types
+
+    from edge.camera.base import SourceUnavailable
+    from edge.camera.picamera import Picamera2Source
+    from edge.config import PiCamera
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=StubPicamera2))
+    source = Picamera2Source(PiCamera(kind="picamera2", width=64, height=48))
+    source.open()
+    image, _ = source.read()
+    assert image.shape == (48, 64, 3)
+    assert tuple(image[0, 0]) == (0, 0, 255), "red arrives as OpenCV's B, G, R = (0, 0, 255)"
+    source.close()
+    StubPicamera2.fail_start = True
+    try:
+        with pytest.raises(SourceUnavailable, match="timed out"):
+            source.open()
+        assert StubPicamera2.opened[-1].closed, "the camera is closed before the capture thread retries"
+    finally:
+        StubPicamera2.fail_start = False

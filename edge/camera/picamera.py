@@ -8,6 +8,9 @@ from edge.camera.base import SourceError, SourceUnavailable
 from edge.config import PiCamera
 
 
+PICAMERA2_BGR = "RGB888"
+
+
 class Picamera2Source:
     def __init__(self, config: PiCamera):
         self.config = config
@@ -23,16 +26,24 @@ class Picamera2Source:
                 "camera.kind picamera2: the picamera2 library is not importable; on Raspberry Pi OS "
                 "`apt install python3-picamera2` and create the venv with --system-site-packages"
             ) from None
+        camera = None
         try:
             camera = Picamera2(self.config.camera_index)
             camera.configure(
                 camera.create_video_configuration(
-                    main={"size": (self.config.width, self.config.height), "format": "BGR888"},
+                    # picamera2 names formats by libcamera's (DRM's) convention: its "RGB888" is B, G, R
+                    # in memory, the order OpenCV and the rest of the pipeline expect ("BGR888" is R, G, B).
+                    main={"size": (self.config.width, self.config.height), "format": PICAMERA2_BGR},
                     controls={"FrameRate": self.config.fps},
                 )
             )
             camera.start()
         except Exception as exc:  # libcamera raises many kinds; all mean "not now"
+            if camera is not None:  # free the device before the capture thread retries
+                try:
+                    camera.close()
+                except Exception:  # noqa: BLE001 - already failing; the original error is the one to report
+                    pass
             raise SourceUnavailable(f"{self.name}: {exc}") from exc
         self._camera = camera
 

@@ -43,6 +43,17 @@ class Match:
 
 UNKNOWN_EMPTY = Match(False, None, None, 0.0, 2.0)
 
+# A face this much closer to its best person than to the next one is not told apart from the next
+# one (look-alikes, twins): it is unknown rather than a coin toss between two people.
+DEFAULT_AMBIGUITY_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class Candidate:
+    person_id: str
+    name: str
+    distance: float  # to the person's nearest original (photo) embedding
+
 
 class Matcher(Protocol):
     kind: str
@@ -51,6 +62,8 @@ class Matcher(Protocol):
     gallery: Gallery
 
     def match(self, embedding: np.ndarray) -> Match: ...
+
+    def candidates(self, embedding: np.ndarray, k: int = 3) -> list[Candidate]: ...
 
 
 def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
@@ -95,8 +108,9 @@ def resolve_threshold(gallery: Gallery, configured: float | None) -> tuple[float
 class _Base:
     kind = "base"
 
-    def __init__(self, gallery: Gallery, threshold: float | None):
+    def __init__(self, gallery: Gallery, threshold: float | None, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN):
         self.gallery = gallery
+        self.ambiguity_margin = ambiguity_margin
         self.threshold, self.threshold_origin = resolve_threshold(gallery, threshold)
         # Per-person blocks of original (photo, not augmented) embeddings for the open-set check:
         # augmented variants widen a person's region and would let look-alikes in.
@@ -111,8 +125,36 @@ class _Base:
         best = float(np.max(block @ embedding)) if len(block) else -1.0
         return float(np.sqrt(max(0.0, 2.0 - 2.0 * best)))
 
-    def _result(self, person: int, score: float, distance: float) -> Match:
-        known = distance <= self.threshold
+    def _person_distances(self, embedding: np.ndarray) -> np.ndarray:
+        """Distance from the embedding to every person's nearest original embedding."""
+        sims = self._sorted @ embedding.astype(np.float32, copy=False)
+        starts = self._bounds[:-1]
+        best = np.full(self.gallery.people, -1.0, np.float32)
+        filled = starts < self._bounds[1:]
+        if filled.any():
+            best[filled] = np.maximum.reduceat(sims, starts[filled])
+        return np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
+
+    def candidates(self, embedding: np.ndarray, k: int = 3) -> list[Candidate]:
+        """The k nearest people, nearest first (for --explain)."""
+        if self.gallery.people == 0:
+            return []
+        distances = self._person_distances(embedding)
+        order = np.argsort(distances, kind="stable")[:k]
+        return [Candidate(self.gallery.person_ids[i], self.gallery.names[i], round(float(distances[i]), 4))
+                for i in order]
+
+    def _runner_up(self, person: int, embedding: np.ndarray) -> float:
+        if self.gallery.people < 2:
+            return float("inf")
+        distances = self._person_distances(embedding)
+        distances[person] = np.inf
+        return float(distances.min())
+
+    def _result(self, person: int, score: float, distance: float, evidence: np.ndarray) -> Match:
+        """evidence: what _runner_up needs (the embedding; the nearest matcher's similarities)."""
+        known = distance <= self.threshold and (
+            self.ambiguity_margin <= 0 or self._runner_up(person, evidence) - distance >= self.ambiguity_margin)
         return Match(known, self.gallery.person_ids[person] if known else None,
                      self.gallery.names[person] if known else None, float(score), float(distance))
 
@@ -122,8 +164,9 @@ class NearestMatcher(_Base):
 
     kind = "nearest"
 
-    def __init__(self, gallery: Gallery, threshold: float | None = None):
-        super().__init__(gallery, threshold)
+    def __init__(self, gallery: Gallery, threshold: float | None = None,
+                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN):
+        super().__init__(gallery, threshold, ambiguity_margin)
         mask = gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
         self._matrix = np.ascontiguousarray(gallery.embeddings[mask], dtype=np.float32)
         self._labels = gallery.labels[mask]
@@ -135,7 +178,14 @@ class NearestMatcher(_Base):
         best = int(np.argmax(sims))
         person = int(self._labels[best])
         distance = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims[best]))))
-        return self._result(person, max(0.0, float(sims[best])), distance)
+        return self._result(person, max(0.0, float(sims[best])), distance, sims)
+
+    def _runner_up(self, person: int, sims: np.ndarray) -> float:
+        """From the similarities already computed: one pass, no second product at 100k."""
+        others = sims[self._labels != person]
+        if not len(others):
+            return float("inf")
+        return float(np.sqrt(max(0.0, 2.0 - 2.0 * float(others.max()))))
 
 
 class SvcMatcher(_Base):
@@ -148,8 +198,9 @@ class SvcMatcher(_Base):
 
     kind = "svc"
 
-    def __init__(self, gallery: Gallery, threshold: float | None = None):
-        super().__init__(gallery, threshold)
+    def __init__(self, gallery: Gallery, threshold: float | None = None,
+                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN):
+        super().__init__(gallery, threshold, ambiguity_margin)
         from sklearn.svm import SVC
 
         if gallery.people < 2:
@@ -166,7 +217,7 @@ class SvcMatcher(_Base):
     def match(self, embedding: np.ndarray) -> Match:
         person = int(self._svc.predict(embedding[None].astype(np.float64))[0])
         distance = self._distance_to(person, embedding)
-        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance)
+        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, embedding)
 
 
 def _per_person_subset(gallery: Gallery, limit: int) -> np.ndarray:
@@ -181,14 +232,15 @@ def _per_person_subset(gallery: Gallery, limit: int) -> np.ndarray:
 
 
 def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None = None,
-                  svc_max_identities: int = 2000) -> Matcher:
+                  svc_max_identities: int = 2000, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN) -> Matcher:
     """The configured matcher; `auto` uses the SVC for 2..svc_max_identities people, else nearest."""
     if kind == "svc" and gallery.people < 2:
         log.warning("matcher.kind svc needs two or more people (roster has %d); using nearest", gallery.people)
         kind = "nearest"
     if kind == "auto":
         kind = "svc" if 2 <= gallery.people <= svc_max_identities else "nearest"
-    matcher: Matcher = SvcMatcher(gallery, threshold) if kind == "svc" else NearestMatcher(gallery, threshold)
+    cls = SvcMatcher if kind == "svc" else NearestMatcher
+    matcher: Matcher = cls(gallery, threshold, ambiguity_margin)
     log.info("matcher %s over %d people, distance threshold %.3f (%s)", matcher.kind, gallery.people,
              matcher.threshold, matcher.threshold_origin)
     return matcher

@@ -1,0 +1,143 @@
+"""A track is one person: queues at the door at 5, 15 and 30 fps, people swapping places, fused identity."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.camera import Frame
+from edge.demo import VISITORS, _visitor
+from edge.samples import sample
+
+BACKGROUND = (190, 200, 205)
+
+
+def paste(frame: np.ndarray, person: np.ndarray, x0: int) -> None:
+    ph, pw = person.shape[:2]
+    x0 = int(np.clip(x0, 0, frame.shape[1] - pw))
+    frame[frame.shape[0] - ph:, x0:x0 + pw] = person
+
+
+def queue_clip(frames_per_visit: int, gap_frames: int) -> list[np.ndarray]:
+    """The demo's four visitors at the same spot, one after another, gap_frames empty frames apart."""
+    rng = np.random.default_rng(1)
+    clip = []
+    for photo, _ in VISITORS:
+        person = _visitor(photo)
+        for _ in range(frames_per_visit):
+            frame = np.full((480, 640, 3), BACKGROUND, np.uint8)
+            paste(frame, person, (640 - person.shape[1]) // 2 + int(rng.integers(-4, 5)))
+            clip.append(frame)
+        clip += [np.full((480, 640, 3), BACKGROUND, np.uint8) for _ in range(gap_frames)]
+    return clip
+
+
+def swap_clip(frames_each_side: int = 12, crossing_frames: int = 4) -> list[np.ndarray]:
+    """Obama on the left and Biden on the right walk past each other and end on the other side."""
+    obama, biden = _visitor("obama-3.jpg", face_px=90), _visitor("biden-1.jpg", face_px=90)
+    left, right = 10, 640 - 10 - biden.shape[1]
+    path = ([0.0] * frames_each_side + list(np.linspace(0, 1, crossing_frames + 2)[1:-1])
+            + [1.0] * frames_each_side)
+    clip = []
+    for t in path:
+        frame = np.full((480, 640, 3), BACKGROUND, np.uint8)
+        paste(frame, biden, int(right + (left - right) * t))
+        paste(frame, obama, int(left + (right - left) * t))  # Obama passes in front
+        clip.append(frame)
+    return clip
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory, facenet_model):
+    from edge.app import build_identifier
+    from edge.config import config_from_dict
+    from edge.enroll import enrol
+
+    root = tmp_path_factory.mktemp("tracks")
+    config = config_from_dict({"embedder": {"model": str(facenet_model)},
+                               "matcher": {"gallery": str(root / "gallery.npz"), "augmentations": 4}}, base_dir=root)
+    identifier = build_identifier(config, with_matcher=False)
+    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+        enrol(identifier, config.matcher.gallery, name, [sample(p) for p in photos], None, 4)
+    return root
+
+
+def run_clip(enrolled: Path, clip: list[np.ndarray], fps: float, **confirmation):
+    from edge.app import build_pipeline
+    from edge.config import config_from_dict
+
+    config = config_from_dict({
+        "embedder": {"model": str(next(Path(__file__).parents[1].glob("models/facenet-keras-int8.tflite")))},
+        "matcher": {"gallery": str(enrolled / "gallery.npz")},
+        "confirmation": {"require_gesture": False, "unknown_frames": 3, "recognise_frames": 2, **confirmation},
+    }, base_dir=enrolled)
+    pipeline = build_pipeline(config)
+    decisions = []
+    for index, image in enumerate(clip):
+        decisions += pipeline.process(Frame(image, index / fps, index, "test")).decisions
+    return [(d.type, d.name) for d in decisions], pipeline
+
+
+EVERY_VISITOR_ONCE = [("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"),
+                      ("unknown_face", None)]
+
+
+@pytest.mark.parametrize("fps", [5, 15, 30])
+@pytest.mark.parametrize("gap_frames", [1, 8])
+def test_a_queue_at_the_door_reports_every_visitor_exactly_once(enrolled, fps, gap_frames):
+    # cooldown 0 and no unknown interval: a track wrongly continued or wrongly split would show here
+    events, pipeline = run_clip(enrolled, queue_clip(15, gap_frames), fps, cooldown_s=0, unknown_interval_s=0)
+    assert events == EVERY_VISITOR_ONCE, f"{fps} fps, {gap_frames} empty frames between visitors"
+
+
+def test_a_new_person_in_the_same_spot_without_any_gap_splits_the_track(enrolled):
+    """Obama, Collins and Biden directly after each other (no empty frame): each is told apart."""
+    clip = queue_clip(12, 0)[:36]
+    events, pipeline = run_clip(enrolled, clip, 30, cooldown_s=0, unknown_interval_s=0)
+    assert events == EVERY_VISITOR_ONCE[:3] and pipeline.tracks_split == 2
+
+
+def test_two_people_swapping_places_are_each_checked_in_once(enrolled):
+    for fps in (5, 15, 30):
+        events, _ = run_clip(enrolled, swap_clip(), fps)
+        assert sorted(events) == [("check_in", "Barack Obama"), ("check_in", "Joe Biden")], f"{fps} fps"
+
+
+def test_an_embedding_is_never_reused_across_a_gap(enrolled):
+    """The 30 fps queue used to give one event for four visitors: the next face inherited the last match."""
+    _, pipeline = run_clip(enrolled, queue_clip(15, 1), 30, cooldown_s=0, unknown_interval_s=0)
+    assert pipeline.embeddings_reused > 0, "still reused while a face stays put"
+
+
+def test_fused_identity_weights_the_better_frames():
+    from edge.inference.quality import FaceQuality
+    from edge.pipeline import TrackIdentity
+
+    track = TrackIdentity(keep=2)
+    sharp, blurred, tiny = FaceQuality(150, 200, 1.0), FaceQuality(150, 3, 1.0), FaceQuality(20, 200, 1.0)
+    a, b = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
+    track.add(b, blurred)
+    track.add(a, sharp)
+    track.add(b, tiny)
+    assert len(track.best) == 2 and track.best[0][0] == 1.0, "the best frames are kept, best first"
+    fused = track.fused()
+    assert np.isclose(np.linalg.norm(fused), 1.0) and fused[0] > 0.95, "the sharp, large frame dominates"
+
+
+def test_quality_measures_on_real_photos():
+    from edge.inference.align import align_face
+    from edge.inference.detector import BlazeFaceDetector
+    from edge.inference.quality import face_quality
+
+    detector = BlazeFaceDetector()
+    image = cv2.imread(str(sample("collins-1.jpg")))
+    face = detector.detect(image)[0]
+    good = face_quality(face, align_face(image, face, 160, 0.1))
+    blurred_image = cv2.GaussianBlur(image, (0, 0), 3)
+    blurred_face = detector.detect(blurred_image)[0]
+    blurred = face_quality(blurred_face, align_face(blurred_image, blurred_face, 160, 0.1))
+    assert good.frontal > 0.9 and good.sharpness > 10 * blurred.sharpness and blurred.weight < 0.3 < good.weight
+    turned = cv2.imread(str(sample("cameraman.jpg")))
+    side = detector.detect(turned)[0]
+    assert face_quality(side, align_face(turned, side, 160, 0.1)).frontal < good.frontal
