@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edge.camera.replay import IMAGE_SUFFIXES
@@ -37,6 +38,13 @@ class EnrolReport:
 ENROL_MIN_FACE_PX = 48
 ENROL_MIN_SHARPNESS = 20.0
 ENROL_MIN_FRONTAL = 0.25
+
+
+def pad_for_detection(image: np.ndarray) -> np.ndarray:
+    """The photo in the middle of a canvas twice its size (edge pixels repeated): BlazeFace misses a face
+    that fills the whole image, as in a tightly cropped badge photo."""
+    h, w = image.shape[:2]
+    return cv2.copyMakeBorder(image, h // 2, h // 2, w // 2, w // 2, cv2.BORDER_REPLICATE)
 
 
 def photo_problem(quality: FaceQuality) -> str | None:
@@ -85,6 +93,9 @@ def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Call
             skipped[label] = str(exc)
             continue
         faces = identifier.faces(image)
+        if not faces:  # a badge-style photo the face fills: the detector needs context around it
+            image = pad_for_detection(image)
+            faces = identifier.faces(image)
         if not faces:
             skipped[label] = "no face found (or smaller than detector.min_face_px)"
             continue

@@ -119,3 +119,24 @@ def test_ambiguous_look_alikes_are_unknown(door):
     assert NearestMatcher(gallery, threshold=0.5, ambiguity_margin=0.0).match(probe).known
     candidates = NearestMatcher(gallery, threshold=0.5).candidates(probe)
     assert [c.person_id for c in candidates] == ["ann", "anna"] and candidates[0].distance < candidates[1].distance
+
+
+def test_a_badge_style_photo_the_face_fills_is_enrolled(door, tmp_path):
+    """Collins's face cropped 10 % inside its detected box and scaled to 150 x 150 (a badge photo): the
+    detector finds nothing in it as it is; enrolment pads it and finds the face."""
+    from edge.inference.detector import BlazeFaceDetector
+
+    config, identifier = door
+    image = cv2.imread(str(sample("collins-1.jpg")))
+    x, y, w, h = BlazeFaceDetector().detect(image)[0].box
+    badge = cv2.resize(image[y + h // 10:y + h - h // 10, x + w // 10:x + w - w // 10], (150, 150))
+    path = tmp_path / "badge.jpg"
+    cv2.imwrite(str(path), badge)
+    assert identifier.faces(badge) == [], "as a door frame, the tight crop shows no face"
+    report = enrol(identifier, config.matcher.gallery, "Eileen Collins", [path], None, 0)
+    assert report.used == [path]
+    # and it is the same person: the full photo matches the badge enrolment
+    from edge.app import build_matcher_for, load_gallery
+
+    identifier.matcher = build_matcher_for(config, load_gallery(config, identifier.embedder))
+    assert identifier.identify(image)[0].match.name == "Eileen Collins"
