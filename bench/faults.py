@@ -87,8 +87,8 @@ def prepare(work: Path) -> dict:
 
     render_clip(work / "frames")
     model = ROOT / "models" / "facenet-keras-int8.tflite"
-    config = config_from_dict({"embedder": {"model": str(model)}, "matcher": {"gallery": str(work / "gallery.npz")}},
-                              base_dir=work)
+    config = config_from_dict({"models": {"dir": str(model.parent)}, "embedder": {"model": str(model)},
+                               "matcher": {"gallery": str(work / "gallery.npz")}}, base_dir=work)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
         enrol(identifier, config.matcher.gallery, name, [sample(p) for p in photos], None, 4)
@@ -96,6 +96,7 @@ def prepare(work: Path) -> dict:
     return {
         "device_id": DEVICE,
         "camera": {"kind": "replay", "path": str(work / "frames"), "fps": 10, "loop": True, "realtime": True},
+        "models": {"dir": str(model.parent)},
         "embedder": {"model": str(model)},
         "matcher": {"gallery": str(work / "gallery.npz"), "augmentations": 4},
         "confirmation": {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0, "cooldown_s": 0},

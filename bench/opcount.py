@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT, write
-from edge.inference.tflite import mediapipe_model
 
 MODELS = {
     "facenet keras (any precision)": ROOT / "models" / "facenet-keras-float32.tflite",
     "facenet sandberg2018 (any precision)": ROOT / "models" / "facenet-sandberg2018-float32.tflite",
-    "blazeface short-range": "face_detection/face_detection_short_range.tflite",
-    "blazeface full-range": "face_detection/face_detection_full_range_sparse.tflite",
-    "blazepose detector": "pose_detection/pose_detection.tflite",
-    "blazepose landmarks (full)": "pose_landmark/pose_landmark_full.tflite",
+    "blazeface short-range": ROOT / "models" / "face_detection_short_range.tflite",
+    "blazeface full-range": ROOT / "models" / "face_detection_full_range_sparse.tflite",
+    "blazepose detector": ROOT / "models" / "pose_detection.tflite",
+    "blazepose landmarks (full)": ROOT / "models" / "pose_landmark_full.tflite",
 }
 
 
@@ -55,7 +54,7 @@ def count_macs(path: Path) -> tuple[int, Counter]:
 def main(argv=None) -> int:
     result = {}
     for label, ref in MODELS.items():
-        path = ref if isinstance(ref, Path) else mediapipe_model(ref)
+        path = ref
         if not path.is_file():
             print(f"skipping {label}: {path} missing", file=sys.stderr)
             continue

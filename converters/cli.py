@@ -10,14 +10,17 @@ import cv2
 import numpy as np
 
 
-def aligned_sample_faces(margin: float) -> np.ndarray:
-    """Aligned uint8 RGB face crops from the shipped sample photos (the parity check's real faces)."""
+def aligned_sample_faces(margin: float, models_dir: Path | None = None) -> np.ndarray:
+    """Aligned uint8 RGB face crops from the shipped sample photos (the parity check's real faces).
+
+    The face detector comes from the bundle in models_dir (default: the one beside --out)."""
     from converters.facenet import INPUT_SIZE
     from edge.inference.align import align_face
     from edge.inference.detector import BlazeFaceDetector
+    from edge.inference.tflite import DEFAULT_MODELS_DIR
     from edge.samples import sample_photos
 
-    detector = BlazeFaceDetector()
+    detector = BlazeFaceDetector(models_dir=models_dir or DEFAULT_MODELS_DIR)
     crops = []
     for path in sample_photos():
         image = cv2.imread(str(path))
@@ -45,7 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     facenet.add_argument("--if-stale", action="store_true",
                          help="do nothing when OUT is intact and built under this version's model contract")
     facenet.add_argument("--min-parity", type=float, help="minimum cosine vs TensorFlow (default 0.999, int8: 0.99)")
+    bundle = sub.add_parser("bundle", help="the whole model bundle: BlazeFace, BlazePose and FaceNet in one folder")
+    bundle.add_argument("--out", required=True, type=Path, help="the bundle folder (config models.dir)")
+    bundle.add_argument("--precision", default="int8", choices=PRECISIONS, help="FaceNet's precision (default int8)")
+    bundle.add_argument("--source", default=DEFAULT_SOURCE, choices=sorted(SOURCES), help="FaceNet's source")
+    bundle.add_argument("--mediapipe-wheel", type=Path,
+                        help="a mediapipe 0.10.18-0.10.21 wheel already at hand (default: pip download, once)")
+    bundle.add_argument("--if-stale", action="store_true", help="rebuild only what is missing or stale")
     args = parser.parse_args(argv)
+    if args.model == "bundle":
+        return _bundle(args)
 
     if args.weights is not None and not args.weights.is_file():
         print(f"facecheck-convert: --weights {args.weights}: file not found", file=sys.stderr)
@@ -54,13 +66,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out} is current (sha256 matches its sidecar, model contract unchanged)")
         return 0
     try:
-        crops = aligned_sample_faces(SOURCES[args.source].align_margin)
+        crops = aligned_sample_faces(SOURCES[args.source].align_margin, args.out.parent)
         meta = build(args.out, args.precision, crops, args.source, weights=args.weights, min_parity=args.min_parity,
                      log=lambda msg: print(msg, file=sys.stderr))
     except (ConversionError, RegistryError) as exc:
         print(f"facecheck-convert: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({meta['model_id']}, sha256 {meta['sha256'][:12]}…, parity {meta['parity_min_cosine']})")
+    return 0
+
+
+def _bundle(args) -> int:
+    from converters import bundle
+    from converters.facenet import ConversionError, build, is_current
+    from converters.registry import RegistryError
+
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    facenet = args.out / f"facenet-{args.source}-{args.precision}.tflite"
+    try:
+        if not (args.if_stale and bundle.is_current(args.out)):
+            bundle.copy_mediapipe_models(args.out, args.mediapipe_wheel, log)
+        if not (args.if_stale and is_current(facenet, args.precision, args.source)):
+            from converters.facenet import SOURCES
+
+            build(facenet, args.precision, aligned_sample_faces(SOURCES[args.source].align_margin, args.out),
+                  args.source, log=log)
+    except (ConversionError, RegistryError) as exc:
+        print(f"facecheck-convert: {exc}", file=sys.stderr)
+        return 2
+    print(f"bundle {args.out}: {', '.join(sorted(p.name for p in args.out.glob('*.tflite')))}")
     return 0
 
 

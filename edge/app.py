@@ -34,7 +34,7 @@ RESTART_SECTIONS = tuple(name for name in Config.model_fields if name not in REL
 def build_detector(config: Config, threads: int | None = None) -> BlazeFaceDetector:
     d = config.detector
     return BlazeFaceDetector(d.model, d.min_confidence, d.min_face_px, d.threads if threads is None else threads,
-                             tiles=True)
+                             tiles=True, models_dir=config.models.dir)
 
 
 def build_embedder(config: Config, threads: int | None = None) -> FaceNetEmbedder:

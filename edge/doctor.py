@@ -29,18 +29,18 @@ class Check:
 
 def check_models(config: Config) -> Check:
     from edge.inference.embedder import read_sidecar
-    from edge.inference.tflite import ModelError, TfliteModel, mediapipe_model
+    from edge.inference.tflite import BUNDLED, ModelError, TfliteModel, bundle_model
 
     try:
-        detector = mediapipe_model("face_detection/face_detection_short_range.tflite"
-                                   if config.detector.model == "short_range"
-                                   else "face_detection/face_detection_full_range_sparse.tflite")
-        TfliteModel(detector, 1)
+        bundled = [bundle_model(config.models.dir, name) for name in BUNDLED]
+        for path in bundled:
+            TfliteModel(path, 1)
         meta = read_sidecar(config.embedder.model)
         TfliteModel(config.embedder.model, 1)
     except ModelError as exc:
         return Check("models", False, str(exc))
-    return Check("models", True, f"{meta['model_id']} (sha256 matches its sidecar), {detector.name}")
+    return Check("models", True, f"{meta['model_id']} and {len(bundled)} bundled models in {config.models.dir} "
+                                 "(sha256 match their sidecars)")
 
 
 def check_gallery(config: Config) -> Check:

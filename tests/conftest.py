@@ -33,6 +33,7 @@ def base_config(tmp_path: Path, facenet_model: Path) -> dict:
     return {
         "device_id": "test-door",
         "camera": {"kind": "replay", "path": str(tmp_path / "frames"), "fps": 10, "realtime": False},
+        "models": {"dir": str(MODELS)},
         "embedder": {"model": str(facenet_model)},
         "matcher": {"gallery": str(tmp_path / "state" / "gallery.npz"), "augmentations": 4},
         "outbox": {"path": str(tmp_path / "state" / "outbox.sqlite")},

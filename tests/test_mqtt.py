@@ -33,7 +33,8 @@ def clip_and_gallery(tmp_path_factory, facenet_model):
 
     root = tmp_path_factory.mktemp("clip")
     render_clip(root / "frames")
-    config = config_from_dict({"embedder": {"model": str(facenet_model)}, "confirmation": {"require_gesture": False},
+    config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
+                               "confirmation": {"require_gesture": False},
                                "matcher": {"gallery": str(root / "gallery.npz")}}, base_dir=root)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():

@@ -286,7 +286,8 @@ def test_snapshot_writes_an_annotated_jpeg(base_config, tmp_path):
 def test_install_service_dry_run_prints_the_steps():
     result = run_cli("install-service", "--dry-run")
     assert result.returncode == 0
-    for step in ("python3 -m venv /opt/facecheck/venv", "facecheck-convert facenet",
+    for step in ("python3 -m venv /opt/facecheck/venv", "facecheck-convert bundle --out models",
+                 "SRC/models/*.tflite SRC/models/*.tflite.json /var/lib/facecheck/models/",
                  "systemd/facecheck.service /etc/systemd/system/facecheck.service", "systemctl enable --now facecheck",
                  "facecheck doctor"):
         assert step in result.stdout, step

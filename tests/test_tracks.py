@@ -9,6 +9,7 @@ import pytest
 from edge.camera import Frame
 from edge.demo import VISITORS, _visitor
 from edge.samples import sample
+from tests.conftest import MODELS
 
 BACKGROUND = (190, 200, 205)
 
@@ -55,7 +56,7 @@ def enrolled(tmp_path_factory, facenet_model):
     from edge.enroll import enrol
 
     root = tmp_path_factory.mktemp("tracks")
-    config = config_from_dict({"embedder": {"model": str(facenet_model)},
+    config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
                                "matcher": {"gallery": str(root / "gallery.npz"), "augmentations": 4}}, base_dir=root)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
@@ -68,7 +69,7 @@ def run_clip(enrolled: Path, clip: list[np.ndarray], fps: float, **confirmation)
     from edge.config import config_from_dict
 
     config = config_from_dict({
-        "embedder": {"model": str(next(Path(__file__).parents[1].glob("models/facenet-keras-int8.tflite")))},
+        "models": {"dir": str(MODELS)}, "embedder": {"model": str(MODELS / "facenet-keras-int8.tflite")},
         "matcher": {"gallery": str(enrolled / "gallery.npz")},
         "confirmation": {"require_gesture": False, "unknown_frames": 3, "recognise_frames": 2, **confirmation},
     }, base_dir=enrolled)

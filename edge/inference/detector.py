@@ -7,12 +7,13 @@ API for every model, a thread count from the config, and the six keypoints align
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
 import numpy as np
 
-from edge.inference.tflite import TfliteModel, mediapipe_model
+from edge.inference.tflite import DEFAULT_MODELS_DIR, TfliteModel, bundle_model
 
 # Keypoint order of BlazeFace: the subject's right eye, left eye, nose tip, mouth, right ear, left ear.
 RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = 0, 1, 2, 3
@@ -42,8 +43,8 @@ class _Spec:
 
 
 _SPECS = {
-    "short_range": _Spec("face_detection/face_detection_short_range.tflite", 128, (8, 16), (2, 6)),
-    "full_range": _Spec("face_detection/face_detection_full_range_sparse.tflite", 192, (4,), (1,)),
+    "short_range": _Spec("face_detection_short_range.tflite", 128, (8, 16), (2, 6)),
+    "full_range": _Spec("face_detection_full_range_sparse.tflite", 192, (4,), (1,)),
 }
 
 
@@ -162,11 +163,11 @@ class BlazeFaceDetector:
     a fifth of the frame's width, far more than a door camera sees at 640x480 or 1280x720."""
 
     def __init__(self, model: str = "short_range", min_confidence: float = 0.6, min_face_px: int = 40,
-                 threads: int = 0, iou: float = 0.3, tiles: bool = False):
+                 threads: int = 0, iou: float = 0.3, tiles: bool = False, models_dir: Path = DEFAULT_MODELS_DIR):
         spec = _SPECS[model]
         self.tiles = tiles
         self.spec = spec
-        self.model = TfliteModel(mediapipe_model(spec.file), threads)
+        self.model = TfliteModel(bundle_model(models_dir, spec.file), threads)
         self.model.expect_input((1, spec.size, spec.size, 3))
         self.anchors = ssd_anchors(spec.size, spec.strides, spec.anchors_per_stride)
         self.min_confidence = min_confidence

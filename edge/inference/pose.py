@@ -1,6 +1,6 @@
 """Body pose landmarks with MediaPipe's BlazePose models, run directly by the TFLite interpreter.
 
-Two models from the mediapipe wheel: pose_detection (finds every person, with hip-centre and
+Two models from the mediapipe wheel (copied into the model bundle by `facecheck-convert bundle`): pose_detection (finds every person, with hip-centre and
 body-scale keypoints) and pose_landmark_full (33 landmarks with visibility inside a rotated crop).
 Running them ourselves, rather than through mediapipe's legacy single-person Pose solution, gives
 landmarks for several people in one frame, so each gesture can be tied to the right face.
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.inference.detector import ssd_anchors, ssd_detect
-from edge.inference.tflite import TfliteModel, mediapipe_model
+from edge.inference.tflite import DEFAULT_MODELS_DIR, TfliteModel, bundle_model
 
 NOSE, LEFT_EYE, RIGHT_EYE = 0, 2, 5
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW = 11, 12, 13, 14
@@ -53,10 +54,11 @@ class BlazePose:
     DETECT_SIZE = 224
     LANDMARK_SIZE = 256
 
-    def __init__(self, threads: int = 0, min_detection: float = 0.6, min_presence: float = 0.5, max_people: int = 3):
-        self.detector = TfliteModel(mediapipe_model("pose_detection/pose_detection.tflite"), threads)
+    def __init__(self, threads: int = 0, min_detection: float = 0.6, min_presence: float = 0.5, max_people: int = 3,
+                 models_dir: Path = DEFAULT_MODELS_DIR):
+        self.detector = TfliteModel(bundle_model(models_dir, "pose_detection.tflite"), threads)
         self.detector.expect_input((1, self.DETECT_SIZE, self.DETECT_SIZE, 3))
-        self.landmarker = TfliteModel(mediapipe_model("pose_landmark/pose_landmark_full.tflite"), threads)
+        self.landmarker = TfliteModel(bundle_model(models_dir, "pose_landmark_full.tflite"), threads)
         self.landmarker.expect_input((1, self.LANDMARK_SIZE, self.LANDMARK_SIZE, 3))
         self.anchors = ssd_anchors(self.DETECT_SIZE, (8, 16, 32), (2, 2, 6))
         self.min_detection = min_detection
@@ -66,7 +68,7 @@ class BlazePose:
 
     @classmethod
     def from_config(cls, config) -> "BlazePose":
-        return cls(config.detector.threads, config.gestures.min_pose_score)
+        return cls(config.detector.threads, config.gestures.min_pose_score, models_dir=config.models.dir)
 
     def people(self, image_bgr: np.ndarray) -> list[Person]:
         people = []

@@ -62,14 +62,36 @@ class TfliteModel:
         return [self.interpreter.get_tensor(o["index"]) for o in self.outputs]
 
 
-def mediapipe_model(relative: str) -> Path:
-    """Path of a .tflite shipped inside the mediapipe wheel (modules/...), located without importing it."""
-    import importlib.util
+# The models besides FaceNet, as `facecheck-convert bundle` copies them out of the mediapipe wheel at build
+# time. The runtime never imports or locates mediapipe: it reads these files from the bundle folder.
+BUNDLED = {
+    "face_detection_short_range.tflite": "face_detection/face_detection_short_range.tflite",
+    "face_detection_full_range_sparse.tflite": "face_detection/face_detection_full_range_sparse.tflite",
+    "pose_detection.tflite": "pose_detection/pose_detection.tflite",
+    "pose_landmark_full.tflite": "pose_landmark/pose_landmark_full.tflite",
+}
+DEFAULT_MODELS_DIR = Path("models")
+_verified: dict[Path, str] = {}
 
-    spec = importlib.util.find_spec("mediapipe")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"mediapipe is not installed; it ships {relative} (pip install 'mediapipe>=0.10.18,<=0.10.21')")
-    path = Path(list(spec.submodule_search_locations)[0]) / "modules" / relative
-    if not path.is_file():
-        raise ModelError(f"{path}: not in this mediapipe release; install mediapipe 0.10.18-0.10.21")
+
+def bundle_model(models_dir: Path, name: str) -> Path:
+    """models_dir/name, checked once per process against the sha256 in its sidecar (name + .json)."""
+    import hashlib
+    import json
+
+    path = Path(models_dir) / name
+    fix = f"build the model bundle with `facecheck-convert bundle --out {models_dir}` (scripts/bootstrap does)"
+    sidecar = path.with_name(name + ".json")
+    if not path.is_file() or not sidecar.is_file():
+        raise ModelError(f"{path}: model {'file' if not path.is_file() else 'sidecar ' + sidecar.name} not found; {fix}")
+    if path not in _verified:
+        try:
+            expected = json.loads(sidecar.read_text())["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ModelError(f"{sidecar}: not a readable model sidecar; {fix}") from None
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise ModelError(f"{path}: sha256 {actual[:12]}... does not match its sidecar ({expected[:12]}...): "
+                             f"a corrupt or replaced file; {fix}")
+        _verified[path] = actual
     return path
