@@ -267,6 +267,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ambiguity-margin", type=float, default=DEFAULT_AMBIGUITY_MARGIN,
                         help="the matcher's ambiguity margin (0 = off) for the door protocol")
     parser.add_argument("--augmentations", type=int, default=20, help="enrolment variants per photo (config default 20)")
+    parser.add_argument("--models", help="comma-separated model file stems to measure (default: every built one)")
     parser.add_argument("--write-operating-points", action="store_true",
                         help="store each model's measured threshold in edge/data/operating_points.json")
     args = parser.parse_args(argv)
@@ -280,6 +281,9 @@ def main(argv=None) -> int:
     ks = (1,) if args.quick else (1, 3, None)
     default_model = config_from_dict({}, ROOT).embedder.model
     models = [default_model] if args.quick else model_files()
+    if args.models:
+        wanted = set(args.models.split(","))
+        models = [m for m in model_files() if m.stem in wanted]
     result: dict = {"machine": machine(), "data": {"photos": len(photos), "people": len({p.person for p in photos}),
                                                    "sources": SOURCES},
                     "default_model": default_model.name, "models": {}, "face_recognition": None}

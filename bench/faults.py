@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -211,14 +212,27 @@ def fuzz_payloads(rng: random.Random, n: int) -> list[tuple[str, bytes]]:
     return [rng.choice(makers)() for _ in range(n)]
 
 
-def scenario_fuzz(work: Path, base: dict, commands: int = 400, seconds: float = 25.0) -> dict:
-    broker = Broker(work / "fuzz-broker").start()
-    config, log, outbox = scenario_dir(work, "fuzz", base, broker.port)
-    sub = Subscriber(broker.port, [f"{BASE}/#"], client_id="fuzz")
+@contextmanager
+def serving_door(work: Path, name: str, base: dict):
+    """A broker, a door serving events on it and a subscriber to all of its topics, for one scenario;
+    yields (door, subscriber, outbox path) once events flow, and kills what is left afterwards."""
+    broker = Broker(work / f"{name}-broker").start()
+    config, log, outbox = scenario_dir(work, name, base, broker.port)
+    sub = Subscriber(broker.port, [f"{BASE}/#"], client_id=name)
     door = Door(config, log)
     try:
         wait_events(sub, 2)
         time.sleep(2)
+        yield door, sub, outbox
+    finally:
+        if door.alive():
+            door.kill()
+        sub.close()
+        broker.kill()
+
+
+def scenario_fuzz(work: Path, base: dict, commands: int = 400, seconds: float = 25.0) -> dict:
+    with serving_door(work, "fuzz", base) as (door, sub, outbox):
         start_health = last_health(sub)
         payloads = fuzz_payloads(random.Random(7), commands)
         jpeg = base64.b64encode(sample("collins-1.jpg").read_bytes()).decode()
@@ -244,23 +258,12 @@ def scenario_fuzz(work: Path, base: dict, commands: int = 400, seconds: float = 
                 "frames_dropped": end_health.get("frames_dropped", 0) - start_health.get("frames_dropped", 0),
                 "frames": end_health.get("frames", 0) - start_health.get("frames", 0),
                 "fps": end_health.get("fps"), "alive_until_stopped": code == 0, "exit_code": code}
-    finally:
-        if door.alive():
-            door.kill()
-        sub.close()
-        broker.kill()
 
 
 def scenario_bomb(work: Path, base: dict) -> dict:
     from tests.test_hostile import jpeg_claiming, png_bomb
 
-    broker = Broker(work / "bomb-broker").start()
-    config, log, outbox = scenario_dir(work, "bomb", base, broker.port)
-    sub = Subscriber(broker.port, [f"{BASE}/#"], client_id="bomb")
-    door = Door(config, log)
-    try:
-        wait_events(sub, 2)
-        time.sleep(2)
+    with serving_door(work, "bomb", base) as (door, sub, outbox):
         start_health = last_health(sub)
         tiny = base64.b64encode(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()).decode()
         big = base64.b64encode(png_bomb(5000, 5000)).decode()
@@ -284,11 +287,6 @@ def scenario_bomb(work: Path, base: dict) -> dict:
                 "peak_rss_mb": round(door.peak_kb / 1024),
                 "frames_dropped": end_health.get("frames_dropped", 0) - start_health.get("frames_dropped", 0),
                 "exit_code": code}
-    finally:
-        if door.alive():
-            door.kill()
-        sub.close()
-        broker.kill()
 
 
 def scenario_disk(work: Path, base: dict) -> dict:
