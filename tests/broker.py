@@ -14,7 +14,17 @@ from paho.mqtt.properties import Properties
 
 from edge.mqtt.embedded import Broker, BrokerUnavailable, mosquitto_binary
 
-__all__ = ["Broker", "Subscriber", "broker"]
+__all__ = ["Broker", "Subscriber", "broker", "wait_until"]
+
+
+def wait_until(predicate, timeout: float = 20.0, every: float = 0.02) -> bool:
+    """Poll predicate until it holds or timeout passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
 
 
 class Subscriber:
@@ -60,12 +70,7 @@ class Subscriber:
         return [json.loads(p) for p in self.on(topic)]
 
     def wait_for(self, predicate, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout, 0.05)
 
     def close(self):
         self.client.disconnect()

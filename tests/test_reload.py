@@ -11,6 +11,7 @@ from edge.inference.gestures import GestureStage
 from edge.inference.pose import BlazePose
 from edge.jobs import BackgroundJobs, JobFailed, Outcome
 from edge.samples import sample
+from tests.broker import wait_until
 from tests.conftest import run_cli, write_yaml
 from tests.test_gestures import ARMS, make_pose
 
@@ -76,15 +77,6 @@ def door(base_config, tmp_path):
     return path, base_config
 
 
-def wait(predicate, timeout=60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_sighup_turns_gestures_on_and_then_an_o_confirms(door):
     from edge.daemon import Daemon
 
@@ -93,20 +85,21 @@ def test_sighup_turns_gestures_on_and_then_an_o_confirms(door):
     runner = threading.Thread(target=daemon.run)
     runner.start()
     try:
-        assert wait(lambda: any(e.type == "check_in" for e in daemon.events)), "face-only check-in first"
+        assert wait_until(lambda: any(e.type == "check_in" for e in daemon.events), 60), "face-only check-in first"
         assert all(e.gesture is None for e in daemon.events) and daemon.pipeline.gestures is None
         data["confirmation"] = dict(data["confirmation"], require_gesture=True)
         write_yaml(path, data)
         before = daemon.pipeline
         daemon.reload_requested.set()  # what SIGHUP sets
-        assert wait(lambda: daemon.pipeline is not before), "the rebuilt pipeline is swapped in"
+        assert wait_until(lambda: daemon.pipeline is not before, 60), "the rebuilt pipeline is swapped in"
         stage = daemon.pipeline.gestures
         assert isinstance(stage, GestureStage) and isinstance(stage.pose, BlazePose), "the real pose stage"
         assert daemon.config.confirmation.require_gesture and daemon.pipeline.identifier.embedder is \
             before.identifier.embedder, "models are reused, not reloaded"
         stage.pose = GestureAtTheFace("confirm")
         count = len(daemon.events)
-        assert wait(lambda: any(e.type == "check_in" and e.gesture == "confirm" for e in list(daemon.events)[count:]))
+        assert wait_until(lambda: any(e.type == "check_in" and e.gesture == "confirm"
+                                      for e in list(daemon.events)[count:]), 60)
         confirmed = next(e for e in list(daemon.events)[count:] if e.type == "check_in")
         assert confirmed.name == "Barack Obama" and stage.pose.calls > 0
     finally:
