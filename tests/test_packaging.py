@@ -1,0 +1,24 @@
+"""What `pip install facecheck-edge` puts on a door: the files the runtime needs, and a lean dependency list."""
+
+import subprocess
+import sys
+import zipfile
+
+from tests.conftest import ROOT
+
+
+def test_the_wheel_carries_the_sample_photos_schemas_and_operating_points_and_no_model_toolchain(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("facecheck_edge-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    for photo in ("obama-1.jpg", "obama-2.jpg", "biden-1.jpg", "collins-1.jpg", "cameraman.jpg"):
+        assert f"edge/data/samples/{photo}" in names, f"facecheck demo needs {photo}"
+    assert "edge/data/operating_points.json" in names and "edge/schemas/event.schema.json" in names
+    runtime = [line.split(":", 1)[1].strip() for line in metadata.splitlines()
+               if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert runtime and not [r for r in runtime if r.startswith(("mediapipe", "tensorflow", "opencv-contrib"))]
+    assert any(r.startswith("ai-edge-litert") and "3.12" in r for r in runtime), "LiteRT 2.3 from Python 3.12 on"
+    assert "Requires-Python: <3.14,>=3.10" in metadata or "Requires-Python: >=3.10,<3.14" in metadata
