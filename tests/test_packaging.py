@@ -1,5 +1,6 @@
 """What `pip install facecheck-edge` puts on a door: the files the runtime needs, and a lean dependency list."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -8,8 +9,15 @@ from tests.conftest import ROOT
 
 
 def test_the_wheel_carries_the_sample_photos_schemas_and_operating_points_and_no_model_toolchain(tmp_path):
+    # from the tracked files alone: an in-tree build/ folder would hand setuptools stale copies
+    source = tmp_path / "src"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    for name in tracked.splitlines():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     wheel = next(tmp_path.glob("facecheck_edge-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
