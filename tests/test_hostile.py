@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.images import ImageError, decode_image, image_size, read_image
+from edge.images import ImageError, decode_image, image_size
 from edge.samples import sample
 from tests.broker import Broker, Subscriber
-from tests.conftest import ROOT, run_cli, small_disk, write_yaml  # noqa: F401  (fixture)
+from tests.conftest import ROOT, run_cli, write_yaml
 from tests.test_mqtt import BASE, SITE_KEY, DaemonProcess, command, looping, signed
 from tests.test_mqtt import clip_and_gallery, mqtt_config  # noqa: F401  (fixtures)
 

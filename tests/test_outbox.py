@@ -7,7 +7,7 @@ import sys
 
 from edge.events import Decision, Event
 from edge.outbox import Outbox
-from tests.conftest import fill, small_disk  # noqa: F401  (fixture)
+from tests.conftest import fill
 
 
 def test_seq_strictly_increases_across_restarts_and_acks(tmp_path):
