@@ -81,8 +81,8 @@ class Outbox:
             event = Event.from_decision(decision, seq=seq, device_id=self.device_id)
             self._last_seq = seq
             created = time.time()
-            if self._spill:
-                self._retry_spill_locked(force=True)  # keep the file in seq order: the spill goes first
+            # While anything is spilled, new events join the spill (the file stays in seq order);
+            # retry_writes() moves them all to disk together once it takes writes again.
             if self._spill or not self._write([(event, created)]):
                 self._to_spill(event, created)
         self._check_bounds()

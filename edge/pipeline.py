@@ -183,7 +183,7 @@ class Pipeline:
 
     def _identify(self, frame: Frame, track_id: int, face: FaceBox) -> FaceResult:
         track = self._tracks.get(track_id)
-        if track is not None and track.embedding is not None and self._reusable(track, face):
+        if track is not None and self._reusable(track, face):
             self.embeddings_reused += 1
             track.box, track.seen_at = face.box, self._count
             return FaceResult(track_id, face, track.match, track.embedding, track.quality)

@@ -179,7 +179,7 @@ class RosterFollower:
         if gallery is None:
             return
 
-        def apply():
+        def write_and_rebuild():
             gallery.save(self.gallery_path)
             return self.reload_gallery()
 
@@ -191,7 +191,7 @@ class RosterFollower:
                 result = {**result, "version": current}
             self.link.publish_json("roster/result", result, qos=1)
 
-        self.jobs.submit(f"roster version {gallery.version}", apply, answer)
+        self.jobs.submit(f"roster version {gallery.version}", write_and_rebuild, answer)
 
 
 def publish(client, topic: str, gallery: Gallery, version: int, previous_chunks: int = 0, timeout: float = 30.0,
