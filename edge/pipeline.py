@@ -16,7 +16,7 @@ from edge.decision import Confirmation, Observation
 from edge.events import Decision
 from edge.inference.align import align_face
 from edge.inference.detector import FaceBox, FaceDetector
-from edge.inference.embedder import Embedder
+from edge.inference.embedder import Embedder, embed_views
 from edge.inference.matcher import Match, Matcher
 from edge.inference.quality import FaceQuality, face_quality
 from edge.timing import StageTimer
@@ -64,12 +64,15 @@ class Identifier:
     def embed(self, image: np.ndarray, face: FaceBox) -> np.ndarray:
         return self.embed_with_quality(image, face)[0]
 
-    def embed_with_quality(self, image: np.ndarray, face: FaceBox) -> tuple[np.ndarray, FaceQuality]:
+    def embed_with_quality(self, image: np.ndarray, face: FaceBox, view: str = "both"
+                           ) -> tuple[np.ndarray, FaceQuality]:
+        """view: "both" for a photo (the face and its mirror image averaged), "plain" or "mirrored" for
+        one frame of a track (see embed_views)."""
         with self.timer.stage("align"):
             aligned = align_face(image, face, self.embedder.input_size, self.embedder.align_margin)
             quality = face_quality(face, aligned)
         with self.timer.stage("embed"):
-            return self.embedder.embed(aligned), quality
+            return embed_views(self.embedder, aligned, view), quality
 
     def identify(self, image: np.ndarray) -> list[FaceResult]:
         """Every face in one still image, embedded and matched (no tracking)."""
@@ -111,7 +114,8 @@ class Identifier:
 
 @dataclass
 class TrackIdentity:
-    """A track's identity evidence: its best-weighted embeddings (at most `keep`), fused into one."""
+    """A track's identity evidence: its best-weighted embeddings (at most `keep`), fused into one. Its
+    frames are embedded plain and mirrored in turn, so the fused identity sees both views of the face."""
 
     keep: int
     best: list[tuple[float, np.ndarray]] = field(default_factory=list)
@@ -121,9 +125,14 @@ class TrackIdentity:
     match: Match | None = None
     matcher: object = None
     embedded_at: int = 0  # processed-frame count of the latest embedding
+    embedded: int = 0  # embeddings taken so far; their views alternate plain, mirrored, plain...
     seen_at: int = 0  # processed-frame count the track was last detected in
 
+    def next_view(self) -> str:
+        return "mirrored" if self.embedded % 2 else "plain"
+
     def add(self, embedding: np.ndarray, quality: FaceQuality) -> None:
+        self.embedded += 1
         self.best.append((quality.weight, embedding))
         self.best.sort(key=lambda item: -item[0])
         del self.best[self.keep:]
@@ -187,7 +196,8 @@ class Pipeline:
             self.embeddings_reused += 1
             track.box, track.seen_at = face.box, self._count
             return FaceResult(track_id, face, track.match, track.embedding, track.quality)
-        embedding, quality = self.identifier.embed_with_quality(frame.image, face)
+        view = track.next_view() if track is not None else "plain"
+        embedding, quality = self.identifier.embed_with_quality(frame.image, face, view)
         if track is not None and track.best and self._someone_else(track, embedding, quality):
             old_id, track_id = track_id, self.tracker.split(track_id)
             self.tracks_split += 1

@@ -74,6 +74,29 @@ def read_sidecar(model: Path, verify_hash: bool = True) -> dict:
     return meta
 
 
+VIEWS = ("plain", "mirrored", "both")
+
+
+def embed_views(embedder: Embedder, aligned_rgb: np.ndarray, view: str = "both") -> np.ndarray:
+    """The embedding of one view of the face: "plain", "mirrored", or "both" averaged and re-normalised.
+
+    A face and its mirror image are the same person seen twice, and their mean is a steadier embedding:
+    on the benchmark's door protocol (k = 1) it recognised 80.9 % of probes against 75.6 % for one
+    view, with no stranger accepted either way (docs/accuracy.md). A photo is embedded as "both"; the
+    daemon alternates "plain" and "mirrored" over a track's frames, so its fused identity averages both
+    views at the cost of one embedding per frame.
+    """
+    if view not in VIEWS:
+        raise ValueError(f"view {view!r}: use one of {', '.join(VIEWS)}")
+    if view == "plain":
+        return embedder.embed(aligned_rgb)
+    mirrored = embedder.embed(np.ascontiguousarray(aligned_rgb[:, ::-1]))
+    if view == "mirrored":
+        return mirrored
+    total = embedder.embed(aligned_rgb) + mirrored
+    return total / max(float(np.linalg.norm(total)), 1e-12)
+
+
 class FaceNetEmbedder:
     def __init__(self, model: Path, threads: int = 0, verify_hash: bool = True):
         meta = read_sidecar(model, verify_hash)
