@@ -317,6 +317,32 @@ def test_a_face_that_barely_moves_is_not_re_embedded_every_frame(identifier):
     assert pipeline.embeddings_reused == 8
 
 
+def test_a_photo_is_both_views_and_a_track_alternates_them(identifier):
+    from edge.camera.base import Frame
+    from edge.decision import Confirmation
+    from edge.images import read_image
+    from edge.inference.align import align_face
+    from edge.inference.embedder import embed_views
+    from edge.pipeline import Pipeline
+
+    config, ident = identifier
+    image = read_image(sample("obama-1.jpg"))
+    face = ident.faces(image)[0]
+    aligned = align_face(image, face, ident.embedder.input_size, ident.embedder.align_margin)
+    plain, mirrored = embed_views(ident.embedder, aligned, "plain"), embed_views(ident.embedder, aligned, "mirrored")
+    mean = (plain + mirrored) / np.linalg.norm(plain + mirrored)
+    assert np.allclose(ident.embed(image, face), mean, atol=1e-6), "a photo is embedded as both views"
+    assert 0.05 < np.linalg.norm(plain - mirrored) < 0.9, "the mirror image is another view of the same person"
+    with pytest.raises(ValueError, match="view 'sideways'"):
+        embed_views(ident.embedder, aligned, "sideways")
+
+    pipeline = Pipeline(ident, Confirmation(config.confirmation), reembed_every=1)
+    frames = [pipeline.process(Frame(image, i / 10, i, "test")) for i in range(3)]
+    embeddings = [f.faces[0].embedding for f in frames]
+    assert np.allclose(embeddings[0], plain, atol=1e-6) and np.allclose(embeddings[1], mirrored, atol=1e-6)
+    assert np.allclose(embeddings[2], plain, atol=1e-6)
+
+
 def test_alignment_is_a_least_squares_similarity_that_moves_smoothly_with_the_keypoints():
     """A robust two-of-three-points fit (LMEDS) jumped between point pairs: a 0.0001 px keypoint change
     moved an embedding by up to 0.19 and x86 and ARM disagreed. Now every point counts."""
@@ -336,3 +362,39 @@ def test_alignment_is_a_least_squares_similarity_that_moves_smoothly_with_the_ke
     for _ in range(20):
         nudged = replace(face, keypoints=face.keypoints + rng.normal(0, 1e-3, face.keypoints.shape).astype(np.float32))
         assert np.abs(alignment_matrix(nudged, 160, 0.1) - base).max() < 0.01, "a hundredth of a pixel at most"
+
+
+def test_compact_search_finds_what_exact_search_finds_and_decides_on_the_exact_distance():
+    from bench.search import roster
+    from edge.inference.search import CompactSearch, ExactSearch
+
+    gallery, probes = roster(3000)
+    compact = NearestMatcher(gallery, threshold=1.0, compact_from=0)
+    exact = NearestMatcher(gallery, threshold=1.0, compact_from=10 ** 9)
+    assert isinstance(compact.search, CompactSearch) and isinstance(exact.search, ExactSearch)
+    assert compact.search.nbytes() < 0.3 * gallery.embeddings.nbytes, "a byte per dimension, no float32 copy"
+    assert exact.search.nbytes() == gallery.embeddings.nbytes
+    answers = [(compact.match(q), exact.match(q)) for q in probes]
+    assert sum(c.person_id == e.person_id for c, e in answers) >= 0.99 * len(probes)
+    for c, e in answers:
+        if c.person_id is not None and c.person_id == e.person_id:
+            assert abs(c.distance - e.distance) < 1e-5, "the open-set rule sees the exact float32 distance"
+    assert sum(e.person_id is not None for _, e in answers[:400]) > 300, "genuine probes are found"
+    assert all(c.person_id is None for c, _ in answers[400:]), "strangers are refused"
+
+
+def test_a_person_with_many_photos_is_not_ambiguous_with_themselves():
+    from edge.inference.gallery import Gallery
+
+    rng = np.random.default_rng(3)
+    centre = rng.standard_normal(128).astype(np.float32)
+    photos = centre + 0.02 * rng.standard_normal((40, 128)).astype(np.float32)  # 40 photos > 16 candidates
+    other = rng.standard_normal((1, 128)).astype(np.float32)
+    emb = np.vstack([photos, other])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    gallery = Gallery("m", 128, emb.astype(np.float32), np.array([0] * 40 + [1], np.int32), np.ones(41, bool),
+                      ["a", "b"], ["A", "B"])
+    query = centre / np.linalg.norm(centre)
+    for compact_from in (0, 10 ** 9):
+        match = NearestMatcher(gallery, threshold=1.0, compact_from=compact_from).match(query)
+        assert match.known and match.person_id == "a"

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.inference.gallery import Gallery
+from edge.inference.search import CANDIDATES, COMPACT_FROM, build_search
 
 log = logging.getLogger(__name__)
 
@@ -112,25 +113,33 @@ class _Base:
         self.gallery = gallery
         self.ambiguity_margin = ambiguity_margin
         self.threshold, self.threshold_origin = resolve_threshold(gallery, threshold)
-        # Per-person blocks of original (photo, not augmented) embeddings for the open-set check:
-        # augmented variants widen a person's region and would let look-alikes in.
-        originals = gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
-        labels = gallery.labels[originals]
-        order = np.argsort(labels, kind="stable")
-        self._sorted = gallery.embeddings[originals][order]
-        self._bounds = np.searchsorted(labels[order], np.arange(gallery.people + 1))
+        self._person_blocks: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-person blocks of original (photo, not augmented) embeddings for the open-set check, built on
+        first use: augmented variants widen a person's region and would let look-alikes in."""
+        if self._person_blocks is None:
+            gallery = self.gallery
+            originals = gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
+            labels = gallery.labels[originals]
+            order = np.argsort(labels, kind="stable")
+            self._person_blocks = (gallery.embeddings[originals][order],
+                                   np.searchsorted(labels[order], np.arange(gallery.people + 1)))
+        return self._person_blocks
 
     def _distance_to(self, person: int, embedding: np.ndarray) -> float:
-        block = self._sorted[self._bounds[person]:self._bounds[person + 1]]
+        ordered, bounds = self._blocks()
+        block = ordered[bounds[person]:bounds[person + 1]]
         best = float(np.max(block @ embedding)) if len(block) else -1.0
         return float(np.sqrt(max(0.0, 2.0 - 2.0 * best)))
 
     def _person_distances(self, embedding: np.ndarray) -> np.ndarray:
         """Distance from the embedding to every person's nearest original embedding."""
-        sims = self._sorted @ embedding.astype(np.float32, copy=False)
-        starts = self._bounds[:-1]
+        ordered, bounds = self._blocks()
+        sims = ordered @ embedding.astype(np.float32, copy=False)
+        starts = bounds[:-1]
         best = np.full(self.gallery.people, -1.0, np.float32)
-        filled = starts < self._bounds[1:]
+        filled = starts < bounds[1:]
         if filled.any():
             best[filled] = np.maximum.reduceat(sims, starts[filled])
         return np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
@@ -160,32 +169,38 @@ class _Base:
 
 
 class NearestMatcher(_Base):
-    """Nearest neighbour over each person's original embeddings (one matrix product)."""
+    """Nearest neighbour over each person's original embeddings: exact for small rosters, compact codes
+    with exact re-scoring for big ones (edge/inference/search.py)."""
 
     kind = "nearest"
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
-                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN):
+                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, compact_from: int = COMPACT_FROM):
         super().__init__(gallery, threshold, ambiguity_margin)
         mask = gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
-        self._matrix = np.ascontiguousarray(gallery.embeddings[mask], dtype=np.float32)
         self._labels = gallery.labels[mask]
+        self.search = build_search(gallery.embeddings, np.nonzero(mask)[0], compact_from)
 
     def match(self, embedding: np.ndarray) -> Match:
-        if len(self._matrix) == 0:
+        if len(self._labels) == 0:
             return UNKNOWN_EMPTY
-        sims = self._matrix @ embedding.astype(np.float32, copy=False)
-        best = int(np.argmax(sims))
-        person = int(self._labels[best])
-        distance = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims[best]))))
-        return self._result(person, max(0.0, float(sims[best])), distance, sims)
+        query = embedding.astype(np.float32, copy=False)
+        rows, sims = self.search.top(query, CANDIDATES)
+        person = int(self._labels[rows[0]])
+        distance = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims[0]))))
+        return self._result(person, max(0.0, float(sims[0])), distance, (query, rows, sims))
 
-    def _runner_up(self, person: int, sims: np.ndarray) -> float:
-        """From the similarities already computed: one pass, no second product at 100k."""
-        others = sims[self._labels != person]
-        if not len(others):
-            return float("inf")
-        return float(np.sqrt(max(0.0, 2.0 - 2.0 * float(others.max()))))
+    def _runner_up(self, person: int, evidence) -> float:
+        """The nearest other person among the candidates already found, looking further only when every
+        candidate is the chosen person (someone enrolled with many photos)."""
+        query, rows, sims = evidence
+        while True:
+            others = sims[self._labels[rows] != person]
+            if len(others):
+                return float(np.sqrt(max(0.0, 2.0 - 2.0 * float(others.max()))))
+            if len(rows) >= len(self._labels):
+                return float("inf")
+            rows, sims = self.search.top(query, 4 * len(rows))
 
 
 class SvcMatcher(_Base):
