@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import threading
 import time
 from pathlib import Path
 
@@ -38,3 +39,28 @@ def write(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+class PeakRss:
+    """A child process's own peak RSS (VmHWM), sampled while it lives. (getrusage(RUSAGE_CHILDREN) is no
+    use here: Linux carries ru_maxrss over fork + exec, so it reports the benchmark's own peak.)"""
+
+    def __init__(self, pid: int, every_s: float = 0.05):
+        self.peak_kb = 0
+        self._status = Path(f"/proc/{pid}/status")
+        self._every_s = every_s
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                line = next(x for x in self._status.read_text().splitlines() if x.startswith("VmHWM:"))
+                self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except (OSError, StopIteration, ValueError):
+                return  # gone, or a zombie without memory figures
+            time.sleep(self._every_s)
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak_kb / 1024, 1)

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +33,7 @@ import cv2
 import numpy as np
 import yaml
 
-from bench.common import ROOT, machine, write
+from bench.common import ROOT, PeakRss, machine, write
 from edge.mqtt.embedded import Broker
 from edge.outbox import Outbox
 from edge.samples import sample
@@ -53,19 +52,7 @@ class Door:
         self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(config)], cwd=ROOT,
                                      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), stdout=subprocess.DEVNULL,
                                      stderr=open(log, "a"))
-        self.peak_kb = 0
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-
-    def _sample(self) -> None:
-        status = Path(f"/proc/{self.proc.pid}/status")
-        while self.proc.poll() is None:
-            try:
-                line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
-                self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-            except (OSError, StopIteration, ValueError):
-                pass
-            time.sleep(0.1)
+        self.rss = PeakRss(self.proc.pid)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -174,7 +161,7 @@ def scenario_kills(work: Path, base: dict, long_outage: float) -> dict:
                 doors.append(Door(config, log))
                 wait_events(sub, len(sub.on(f"{BASE}/events")) + 2)
         code = doors[-1].stop()
-        result = {**delivery(sub, outbox), "peak_rss_mb": round(max(d.peak_kb for d in doors) / 1024),
+        result = {**delivery(sub, outbox), "peak_rss_mb": round(max(d.rss.peak_kb for d in doors) / 1024),
                   "frames_dropped_last_run": last_health(sub).get("frames_dropped"), "exit_code": code,
                   "online_after_broker_return_s": back_s, "broker_kills": 3, "daemon_kills": 2,
                   "long_outage_s": long_outage}
@@ -254,7 +241,7 @@ def scenario_fuzz(work: Path, base: dict, commands: int = 400, seconds: float = 
         return {**delivery(sub, outbox), "commands_sent": commands, "answered": len(results),
                 "accepted": sum(1 for r in results if r["ok"]),
                 "enrolled": sum(1 for r in results if r["ok"] and r.get("person_id")),
-                "peak_rss_mb": round(door.peak_kb / 1024),
+                "peak_rss_mb": round(door.rss.peak_kb / 1024),
                 "frames_dropped": end_health.get("frames_dropped", 0) - start_health.get("frames_dropped", 0),
                 "frames": end_health.get("frames", 0) - start_health.get("frames", 0),
                 "fps": end_health.get("fps"), "alive_until_stopped": code == 0, "exit_code": code}
@@ -284,7 +271,7 @@ def scenario_bomb(work: Path, base: dict) -> dict:
         results = [json.loads(p) for t, p, _ in sub.messages if t.endswith("/result")]
         code = door.stop()
         return {**delivery(sub, outbox), "attacks": len(attacks) * 3, "refused": sum(1 for r in results if not r["ok"]),
-                "peak_rss_mb": round(door.peak_kb / 1024),
+                "peak_rss_mb": round(door.rss.peak_kb / 1024),
                 "frames_dropped": end_health.get("frames_dropped", 0) - start_health.get("frames_dropped", 0),
                 "exit_code": code}
 
@@ -320,7 +307,7 @@ def scenario_disk(work: Path, base: dict) -> dict:
         sub.wait_for(lambda: any(not h["disk_full"] for h in sub.events(f"{BASE}/health")[seen:]), 30)
         code = door.stop()
         return {**delivery(sub, mount / "outbox.sqlite"), "events_while_full": during_full,
-                "peak_rss_mb": round(door.peak_kb / 1024), "exit_code": code,
+                "peak_rss_mb": round(door.rss.peak_kb / 1024), "exit_code": code,
                 "frames_dropped": last_health(sub).get("frames_dropped"),
                 "logged_disk_full": "DISK FULL OR FAILING" in log.read_text(),
                 "logged_recovery": "disk writable again" in log.read_text()}

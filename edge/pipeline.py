@@ -176,8 +176,10 @@ class Pipeline:
 
     def _reusable(self, track: TrackIdentity, face: FaceBox) -> bool:
         """The last embedding stands in only for a face seen in the previous frame that barely moved:
-        never across a gap in detections, where a different person may have stepped in."""
+        never across a gap in detections, where a different person may have stepped in, and not before
+        the track has embedded both views of the face (its first two embedded frames)."""
         return (track.matcher is self.identifier.matcher and track.seen_at == self._count - 1
+                and track.embedded >= 2
                 and self._count - track.embedded_at < self.reembed_every
                 and iou(track.box, face.box) >= self.reuse_iou)
 
