@@ -135,8 +135,9 @@ def stage_latencies(repeat: int, threads: int) -> dict:
     out["detect 640x480 (BlazeFace short)"] = measure(lambda: detector.detect(frame), repeat)
     full = BlazeFaceDetector("full_range", threads=threads)
     out["detect 640x480 (BlazeFace full)"] = measure(lambda: full.detect(frame), repeat)
-    out["align"] = measure(lambda: align_face(frame, face, 160, 0.1), repeat)
-    aligned = align_face(frame, face, 160, 0.1)
+    margin = FaceNetEmbedder(Path(str(MODEL).format("int8")), threads).align_margin  # the model's own contract
+    out["align"] = measure(lambda: align_face(frame, face, 160, margin), repeat)
+    aligned = align_face(frame, face, 160, margin)
     for precision in ("float32", "float16", "int8"):
         embedder = FaceNetEmbedder(Path(str(MODEL).format(precision)), threads)
         out[f"embed {precision}"] = measure(lambda: embedder.embed(aligned), repeat)
