@@ -23,16 +23,14 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from bench.common import ROOT, machine, write
 from edge.config import config_from_dict
-from edge.demo import ENROL, _visitor
+from edge.demo import ENROL, EventListener, render_clip
 from edge.inference.gestures import GestureStage
 from edge.samples import sample
 
@@ -70,59 +68,6 @@ class ScriptedGestures(GestureStage):
         return {index: "confirm" for index in range(len(boxes))}
 
 
-class Receiver:
-    """A subscriber on the broker: when each event arrived, by seq."""
-
-    def __init__(self, port: int):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.received: dict[int, tuple[float, dict]] = {}
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-checkin", protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, *a: c.subscribe("facecheck/+/events", qos=1)
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        if not self._subscribed.wait(10):
-            raise RuntimeError("the benchmark's subscriber could not subscribe")
-
-    def _on_message(self, client, userdata, message) -> None:
-        body = json.loads(message.payload)
-        self.received.setdefault(body["seq"], (time.monotonic(), body))
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def render(folder: Path, fps: float, visits: int, visit_s: float) -> list[tuple[int, int]]:
-    """Writes the clip; returns each visit's (first frame, last frame) index."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    people = [_visitor(photo) for photo, _ in VISITORS]
-    background = np.full((480, 640, 3), (190, 200, 205), np.uint8)
-    spans, n = [], 0
-    for visit in range(visits):
-        person = people[visit % len(people)]
-        ph, pw = person.shape[:2]
-        first = n
-        for _ in range(round(visit_s * fps)):
-            frame = background.copy()
-            dx, dy = rng.integers(-4, 5, 2)
-            x0 = int(np.clip((640 - pw) // 2 + dx, 0, 640 - pw))
-            y0 = int(np.clip(480 - ph + dy, 0, 480 - ph))
-            frame[y0:y0 + ph, x0:x0 + pw] = person
-            cv2.imwrite(str(folder / f"frame-{n:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            n += 1
-        spans.append((first, n - 1))
-        for _ in range(round(GAP_S * fps)):
-            cv2.imwrite(str(folder / f"frame-{n:05d}.jpg"), background, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            n += 1
-    return spans
-
-
 def percentiles(values: list[float]) -> dict:
     if not values:
         return {"n": 0}
@@ -136,7 +81,10 @@ def run(work: Path, port: int, gallery: Path, fps: float, flow: str, recognise: 
     from edge.daemon import Daemon
 
     frames = work / f"frames-{fps:g}-{flow}"
-    spans = render(frames, fps, visits, VISIT_S[flow])
+    in_view, gap = round(VISIT_S[flow] * fps), round(GAP_S * fps)
+    render_clip(frames, visitors=[VISITORS[v % len(VISITORS)] for v in range(visits)], frames_per_visit=in_view,
+                empty_frames=gap)
+    spans = [(v * (in_view + gap), v * (in_view + gap) + in_view - 1) for v in range(visits)]
     config = config_from_dict({
         "device_id": "bench-door",
         "camera": {"kind": "replay", "path": str(frames), "fps": fps, "realtime": True},
@@ -156,17 +104,23 @@ def run(work: Path, port: int, gallery: Path, fps: float, flow: str, recognise: 
     def on_result(result) -> None:
         decisions.extend((result.frame_index, d.type, time.monotonic()) for d in result.decisions)
 
-    receiver = Receiver(port)
+    arrived: dict[int, tuple[float, dict]] = {}  # seq -> (when a subscriber got it, the event)
+
+    def on_event(payload: bytes) -> None:
+        body = json.loads(payload)
+        arrived.setdefault(body["seq"], (time.monotonic(), body))
+
+    receiver = EventListener(port, on_event, client_id="bench-checkin")
     daemon = Daemon(config, pipeline=pipeline, on_result=on_result)
     source = daemon.capture.source = TimedSource(daemon.capture.source)
     try:
         daemon.run()
         deadline = time.monotonic() + 10
-        while len(receiver.received) < daemon.event_count and time.monotonic() < deadline:
+        while len(arrived) < daemon.event_count and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         receiver.close()
-    received = [receiver.received[seq] for seq in sorted(receiver.received)]
+    received = [arrived[seq] for seq in sorted(arrived)]
     total, decide, deliver, checked_in, wrong = [], [], [], set(), 0
     for (frame_index, kind, decided_at), (received_at, body) in zip(decisions, received):
         if kind != "check_in":

@@ -19,10 +19,10 @@ import time
 import numpy as np
 
 from bench.common import machine, measure, write
+from bench.identity import DIM
 from edge.inference.gallery import Gallery
 from edge.inference.matcher import NearestMatcher
 
-DIM = 128
 NOISE = 0.055  # per dimension, before re-normalising: genuine distance ~0.74 at 128-d
 PROBES, STRANGERS = 400, 100
 

@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -42,7 +43,7 @@ def _default_model() -> Path:
     return Path("models/facenet-keras-int8.tflite").resolve()
 
 
-def _visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> np.ndarray:
+def visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> np.ndarray:
     """The sample photo cropped and scaled as a door camera sees someone at arm's length."""
     from edge.inference.detector import BlazeFaceDetector
 
@@ -56,11 +57,15 @@ def _visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> 
     return cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)[:470, :620]
 
 
-def render_clip(folder: Path, seed: int = 0) -> list[str | None]:
-    """Write the clip's frames; returns who is expected in each visit."""
+def render_clip(folder: Path, seed: int = 0, visitors=VISITORS, frames_per_visit: int = FRAMES_PER_VISIT,
+                empty_frames: int = EMPTY_FRAMES) -> list[str | None]:
+    """Write the clip's frames: each visitor in view for frames_per_visit frames, then empty_frames of an
+    empty doorway (visit i starts at frame i * (frames_per_visit + empty_frames)). Returns who is
+    expected in each visit."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     background = np.full((480, 640, 3), (190, 200, 205), np.uint8)
+    crops: dict[str, np.ndarray] = {}
     n = 0
 
     def write(frame: np.ndarray) -> None:
@@ -69,26 +74,29 @@ def render_clip(folder: Path, seed: int = 0) -> list[str | None]:
         n += 1
 
     expected = []
-    for photo, who in VISITORS:
-        person = _visitor(photo)
+    for photo, who in visitors:
+        person = crops.get(photo)
+        if person is None:
+            person = crops[photo] = visitor(photo)
         ph, pw = person.shape[:2]
-        for _ in range(FRAMES_PER_VISIT):
+        for _ in range(frames_per_visit):
             frame = background.copy()
             dx, dy = rng.integers(-4, 5, 2)
             x0 = int(np.clip((640 - pw) // 2 + dx, 0, 640 - pw))
             y0 = int(np.clip(480 - ph + dy, 0, 480 - ph))
             frame[y0:y0 + ph, x0:x0 + pw] = person
             write(frame)
-        for _ in range(EMPTY_FRAMES):
+        for _ in range(empty_frames):
             write(background)
         expected.append(who)
     return expected
 
 
-class _Listener:
-    """Prints every event a real MQTT subscriber receives."""
+class EventListener:
+    """A real MQTT subscriber to every door's events; on_event gets each payload as it arrives (on paho's
+    network thread)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, on_event: Callable[[bytes], None], client_id: str = "facecheck-demo-subscriber"):
         import threading
 
         import paho.mqtt.client as mqtt
@@ -97,19 +105,19 @@ class _Listener:
         self.count = 0
         self._ready = threading.Event()
         self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="facecheck-demo-subscriber",
-                                  protocol=mqtt.MQTTv5)
+        self._on_event = on_event
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.on_connect = lambda c, *a: c.subscribe("facecheck/+/events", qos=1)
         self.client.on_subscribe = lambda *a: self._ready.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self._ready.wait(10):
-            raise RuntimeError("the demo subscriber could not subscribe")
+            raise RuntimeError(f"the subscriber {client_id} could not subscribe")
 
     def _on_message(self, client, userdata, message) -> None:
         with self._lock:
-            print(message.payload.decode(), flush=True)
+            self._on_event(message.payload)
             self.count += 1
 
     def wait_for(self, count: int, timeout: float = 10.0) -> None:
@@ -132,7 +140,7 @@ def _start_broker(work: Path):
     except BrokerUnavailable as exc:
         print(f"# mosquitto did not start ({exc}); printing from the outbox instead", file=sys.stderr)
         return None, None
-    return broker, _Listener(broker.port)
+    return broker, EventListener(broker.port, lambda payload: print(payload.decode(), flush=True))
 
 
 def _build_bundle_if_missing(model: Path) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge.camera import Frame
-from edge.demo import VISITORS, _visitor
+from edge.demo import VISITORS, visitor
 from edge.samples import sample
 from tests.conftest import MODELS
 
@@ -25,7 +25,7 @@ def queue_clip(frames_per_visit: int, gap_frames: int) -> list[np.ndarray]:
     rng = np.random.default_rng(1)
     clip = []
     for photo, _ in VISITORS:
-        person = _visitor(photo)
+        person = visitor(photo)
         for _ in range(frames_per_visit):
             frame = np.full((480, 640, 3), BACKGROUND, np.uint8)
             paste(frame, person, (640 - person.shape[1]) // 2 + int(rng.integers(-4, 5)))
@@ -36,7 +36,7 @@ def queue_clip(frames_per_visit: int, gap_frames: int) -> list[np.ndarray]:
 
 def swap_clip(frames_each_side: int = 12, crossing_frames: int = 4) -> list[np.ndarray]:
     """Obama on the left and Biden on the right walk past each other and end on the other side."""
-    obama, biden = _visitor("obama-3.jpg", face_px=90), _visitor("biden-1.jpg", face_px=90)
+    obama, biden = visitor("obama-3.jpg", face_px=90), visitor("biden-1.jpg", face_px=90)
     left, right = 10, 640 - 10 - biden.shape[1]
     path = ([0.0] * frames_each_side + list(np.linspace(0, 1, crossing_frames + 2)[1:-1])
             + [1.0] * frames_each_side)

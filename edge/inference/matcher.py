@@ -106,6 +106,12 @@ def resolve_threshold(gallery: Gallery, configured: float | None) -> tuple[float
     return threshold, origin + (", tightened by this roster" if threshold < ceiling else "")
 
 
+def _originals(gallery: Gallery) -> np.ndarray:
+    """Mask of the photos' own embeddings (augmented variants excluded); every row for a gallery that
+    marks none as original."""
+    return gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
+
+
 class _Base:
     kind = "base"
 
@@ -120,7 +126,7 @@ class _Base:
         first use: augmented variants widen a person's region and would let look-alikes in."""
         if self._person_blocks is None:
             gallery = self.gallery
-            originals = gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
+            originals = _originals(gallery)
             labels = gallery.labels[originals]
             order = np.argsort(labels, kind="stable")
             self._person_blocks = (gallery.embeddings[originals][order],
@@ -177,7 +183,7 @@ class NearestMatcher(_Base):
     def __init__(self, gallery: Gallery, threshold: float | None = None,
                  ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, compact_from: int = COMPACT_FROM):
         super().__init__(gallery, threshold, ambiguity_margin)
-        mask = gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
+        mask = _originals(gallery)
         self._labels = gallery.labels[mask]
         self.search = build_search(gallery.embeddings, np.nonzero(mask)[0], compact_from)
 

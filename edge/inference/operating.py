@@ -7,9 +7,10 @@ no impostor pair of the benchmark is accepted, less SAFETY. SAFETY covers how fa
 distances move between hosts and their kernels: the int8 model on (emulated) arm64 moved them by at most
 0.0014 against x86_64 (scripts/check-arm64), so 0.02 leaves more than ten times that. Each precision has
 its own point (int8 moves distances by up to 0.016 against float32). SAFETY was 0.05 while the robust
-alignment fit jumped between keypoint pairs and moved distances across hosts by up to 0.045. With none of N impostor pairs accepted, the per-comparison false-accept rate is below 3/N at
-95 % confidence (the rule of three); a stranger meets every enrolled photo, so for a roster of P photos
-the bound is 1 - (1 - 3/N)^P.
+alignment fit jumped between keypoint pairs and moved distances across hosts by up to 0.045. With none
+of N impostor pairs accepted, the per-comparison false-accept rate is below 3/N at 95 % confidence
+(the rule of three); a stranger meets every enrolled photo, so for a roster of P photos the bound is
+1 - (1 - 3/N)^P.
 """
 
 from __future__ import annotations
