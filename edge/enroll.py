@@ -9,13 +9,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge.camera.replay import IMAGE_SUFFIXES
 from edge.errors import InputError
 from edge.images import DEFAULT_MAX_PIXELS, ImageError, read_image
-from edge.inference.align import align_face
 from edge.inference.augment import augment
 from edge.inference.gallery import Gallery, GalleryError, new_person_id
 from edge.inference.quality import FaceQuality
@@ -38,13 +36,6 @@ class EnrolReport:
 ENROL_MIN_FACE_PX = 48
 ENROL_MIN_SHARPNESS = 20.0
 ENROL_MIN_FRONTAL = 0.25
-
-
-def pad_for_detection(image: np.ndarray) -> np.ndarray:
-    """The photo in the middle of a canvas twice its size (edge pixels repeated): BlazeFace misses a face
-    that fills the whole image, as in a tightly cropped badge photo."""
-    h, w = image.shape[:2]
-    return cv2.copyMakeBorder(image, h // 2, h // 2, w // 2, w // 2, cv2.BORDER_REPLICATE)
 
 
 def photo_problem(quality: FaceQuality) -> str | None:
@@ -92,10 +83,7 @@ def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Call
         except ImageError as exc:
             skipped[label] = str(exc)
             continue
-        faces = identifier.faces(image)
-        if not faces:  # a badge-style photo the face fills: the detector needs context around it
-            image = pad_for_detection(image)
-            faces = identifier.faces(image)
+        image, faces, _ = identifier.photo_faces(image)
         if not faces:
             skipped[label] = "no face found (or smaller than detector.min_face_px)"
             continue
@@ -104,15 +92,13 @@ def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Call
             skipped[label] = (f"{len(faces)} faces (x, y, w, h: {boxes}); which one? crop the photo to the "
                               "person being enrolled")
             continue
-        face = faces[0]
-        embedding, quality = identifier.embed_with_quality(image, face)
+        aligned, quality = identifier.aligned(image, faces[0])
         problem = None if force else photo_problem(quality)
         if problem is not None:
             skipped[label] = problem + " (--force accepts it anyway)"
             continue
-        vectors.append(embedding)
+        vectors.append(identifier.embed_aligned(aligned))
         original.append(True)
-        aligned = align_face(image, face, identifier.embedder.input_size, identifier.embedder.align_margin)
         for variant in augment(aligned, augmentations, seed=n):
             vectors.append(identifier.embedder.embed(variant))
             original.append(False)

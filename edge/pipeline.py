@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from edge.camera import Frame
@@ -61,25 +62,42 @@ class Identifier:
         with self.timer.stage("detect"):
             return self.detector.detect(image, tiles)
 
-    def embed(self, image: np.ndarray, face: FaceBox) -> np.ndarray:
-        return self.embed_with_quality(image, face)[0]
+    def photo_faces(self, image: np.ndarray) -> tuple[np.ndarray, list[FaceBox], tuple[int, int]]:
+        """The faces in a still photo, as (image they were found in, faces, where the photo's origin lies in
+        that image). BlazeFace misses a face that fills the whole image, as in a tightly cropped badge
+        photo, so a photo with no face is searched again in the middle of a canvas twice its size (edge
+        pixels repeated)."""
+        faces = self.faces(image)
+        if faces:
+            return image, faces, (0, 0)
+        h, w = image.shape[:2]
+        padded = cv2.copyMakeBorder(image, h // 2, h // 2, w // 2, w // 2, cv2.BORDER_REPLICATE)
+        return padded, self.faces(padded), (w // 2, h // 2)
+
+    def aligned(self, image: np.ndarray, face: FaceBox) -> tuple[np.ndarray, FaceQuality]:
+        """The face cut out and aligned for the embedder, and how usable it is."""
+        with self.timer.stage("align"):
+            aligned = align_face(image, face, self.embedder.input_size, self.embedder.align_margin)
+            return aligned, face_quality(face, aligned)
+
+    def embed_aligned(self, aligned: np.ndarray, view: str = "both") -> np.ndarray:
+        """view: "both" for a photo (the face and its mirror image averaged), "plain" or "mirrored" for
+        one frame of a track (see embed_views)."""
+        with self.timer.stage("embed"):
+            return embed_views(self.embedder, aligned, view)
 
     def embed_with_quality(self, image: np.ndarray, face: FaceBox, view: str = "both"
                            ) -> tuple[np.ndarray, FaceQuality]:
-        """view: "both" for a photo (the face and its mirror image averaged), "plain" or "mirrored" for
-        one frame of a track (see embed_views)."""
-        with self.timer.stage("align"):
-            aligned = align_face(image, face, self.embedder.input_size, self.embedder.align_margin)
-            quality = face_quality(face, aligned)
-        with self.timer.stage("embed"):
-            return embed_views(self.embedder, aligned, view), quality
+        aligned, quality = self.aligned(image, face)
+        return self.embed_aligned(aligned, view), quality
 
     def identify(self, image: np.ndarray) -> list[FaceResult]:
-        """Every face in one still image, embedded and matched (no tracking)."""
+        """Every face in one still photo, embedded and matched (no tracking); boxes in the photo's pixels."""
+        searched, faces, (dx, dy) = self.photo_faces(image)
         results = []
-        for face in self.faces(image):
-            embedding, quality = self.embed_with_quality(image, face)
-            results.append(FaceResult(0, face, self.match(embedding), embedding, quality))
+        for face in faces:
+            embedding, quality = self.embed_with_quality(searched, face)
+            results.append(FaceResult(0, face.moved(dx, dy), self.match(embedding), embedding, quality))
         return results
 
     def explain(self, result: FaceResult, k: int = 3) -> dict:

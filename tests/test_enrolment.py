@@ -125,6 +125,7 @@ def test_a_badge_style_photo_the_face_fills_is_enrolled(door, tmp_path):
     """Collins's face cropped 10 % inside its detected box and scaled to 150 x 150 (a badge photo): the
     detector finds nothing in it as it is; enrolment pads it and finds the face."""
     from edge.inference.detector import BlazeFaceDetector
+    from edge.tracking import iou
 
     config, identifier = door
     image = cv2.imread(str(sample("collins-1.jpg")))
@@ -140,3 +141,10 @@ def test_a_badge_style_photo_the_face_fills_is_enrolled(door, tmp_path):
 
     identifier.matcher = build_matcher_for(config, load_gallery(config, identifier.embedder))
     assert identifier.identify(image)[0].match.name == "Eileen Collins"
+    # identify pads a badge photo as enrolment does, and reports the box in the badge's own pixels
+    [found] = identifier.identify(badge)
+    assert found.match.name == "Eileen Collins"
+    scale_x, scale_y = 150 / (w - 2 * (w // 10)), 150 / (h - 2 * (h // 10))
+    expected = (-(w // 10) * scale_x, -(h // 10) * scale_y, w * scale_x, h * scale_y)  # the full photo's box
+    assert iou(found.face.box, expected) > 0.7, (found.face.box, expected)
+    assert all(found.face.contains(tuple(p)) for p in found.face.keypoints[:4]), "eyes, nose and mouth in the box"

@@ -29,6 +29,11 @@ class FaceBox:
         x, y, w, h = self.box
         return x <= point[0] <= x + w and y <= point[1] <= y + h
 
+    def moved(self, dx: int, dy: int) -> "FaceBox":
+        """The same face in an image whose origin lies at (dx, dy) of this one's."""
+        x, y, w, h = self.box
+        return FaceBox((x - dx, y - dy, w, h), self.score, self.keypoints - np.array([dx, dy], self.keypoints.dtype))
+
 
 class FaceDetector(Protocol):
     def detect(self, image_bgr: np.ndarray, tiles: bool | None = None) -> list[FaceBox]: ...
