@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -57,39 +57,44 @@ def visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> n
     return cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)[:470, :620]
 
 
-def render_clip(folder: Path, seed: int = 0, visitors=VISITORS, frames_per_visit: int = FRAMES_PER_VISIT,
-                empty_frames: int = EMPTY_FRAMES) -> list[str | None]:
-    """Write the clip's frames: each visitor in view for frames_per_visit frames, then empty_frames of an
-    empty doorway (visit i starts at frame i * (frames_per_visit + empty_frames)). Returns who is
-    expected in each visit."""
+DOORWAY = (190, 200, 205)  # BGR of the empty doorway behind the visitors
+
+
+def doorway() -> np.ndarray:
+    return np.full((480, 640, 3), DOORWAY, np.uint8)
+
+
+def clip_frames(seed: int = 0, visitors=VISITORS, frames_per_visit: int = FRAMES_PER_VISIT,
+                empty_frames: int = EMPTY_FRAMES) -> Iterator[np.ndarray]:
+    """The clip in memory: each visitor standing in the doorway (jittered a few pixels) for
+    frames_per_visit frames, then empty_frames of an empty doorway, so visit i starts at frame
+    i * (frames_per_visit + empty_frames)."""
     rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    background = np.full((480, 640, 3), (190, 200, 205), np.uint8)
     crops: dict[str, np.ndarray] = {}
-    n = 0
-
-    def write(frame: np.ndarray) -> None:
-        nonlocal n
-        cv2.imwrite(str(folder / f"frame-{n:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
-        n += 1
-
-    expected = []
-    for photo, who in visitors:
+    for photo, _ in visitors:
         person = crops.get(photo)
         if person is None:
             person = crops[photo] = visitor(photo)
         ph, pw = person.shape[:2]
         for _ in range(frames_per_visit):
-            frame = background.copy()
+            frame = doorway()
             dx, dy = rng.integers(-4, 5, 2)
             x0 = int(np.clip((640 - pw) // 2 + dx, 0, 640 - pw))
             y0 = int(np.clip(480 - ph + dy, 0, 480 - ph))
             frame[y0:y0 + ph, x0:x0 + pw] = person
-            write(frame)
+            yield frame
         for _ in range(empty_frames):
-            write(background)
-        expected.append(who)
-    return expected
+            yield doorway()
+
+
+def render_clip(folder: Path, seed: int = 0, visitors=VISITORS, frames_per_visit: int = FRAMES_PER_VISIT,
+                empty_frames: int = EMPTY_FRAMES) -> list[str | None]:
+    """Write clip_frames as numbered JPEGs (what a recorded camera gives); returns who is expected in
+    each visit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, frame in enumerate(clip_frames(seed, visitors, frames_per_visit, empty_frames)):
+        cv2.imwrite(str(folder / f"frame-{n:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return [who for _, who in visitors]
 
 
 class EventListener:

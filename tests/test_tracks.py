@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 
 from edge.camera import Frame
-from edge.demo import VISITORS, visitor
+from edge.demo import VISITORS, clip_frames, doorway, visitor
 from edge.samples import sample
 from tests.conftest import MODELS
-
-BACKGROUND = (190, 200, 205)
-
 
 def paste(frame: np.ndarray, person: np.ndarray, x0: int) -> None:
     ph, pw = person.shape[:2]
@@ -22,16 +19,7 @@ def paste(frame: np.ndarray, person: np.ndarray, x0: int) -> None:
 
 def queue_clip(frames_per_visit: int, gap_frames: int) -> list[np.ndarray]:
     """The demo's four visitors at the same spot, one after another, gap_frames empty frames apart."""
-    rng = np.random.default_rng(1)
-    clip = []
-    for photo, _ in VISITORS:
-        person = visitor(photo)
-        for _ in range(frames_per_visit):
-            frame = np.full((480, 640, 3), BACKGROUND, np.uint8)
-            paste(frame, person, (640 - person.shape[1]) // 2 + int(rng.integers(-4, 5)))
-            clip.append(frame)
-        clip += [np.full((480, 640, 3), BACKGROUND, np.uint8) for _ in range(gap_frames)]
-    return clip
+    return list(clip_frames(1, VISITORS, frames_per_visit, gap_frames))
 
 
 def swap_clip(frames_each_side: int = 12, crossing_frames: int = 4) -> list[np.ndarray]:
@@ -42,7 +30,7 @@ def swap_clip(frames_each_side: int = 12, crossing_frames: int = 4) -> list[np.n
             + [1.0] * frames_each_side)
     clip = []
     for t in path:
-        frame = np.full((480, 640, 3), BACKGROUND, np.uint8)
+        frame = doorway()
         paste(frame, biden, int(right + (left - right) * t))
         paste(frame, obama, int(left + (right - left) * t))  # Obama passes in front
         clip.append(frame)
