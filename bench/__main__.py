@@ -69,28 +69,32 @@ def _spread(results: list):
 
 
 def targets(result: dict) -> list[dict]:
-    """Each target, judged on the medians over the runs, with the worst run beside it."""
+    """Each target, judged on the medians over the runs, with the worst and best run beside it."""
     spread = result["spread"]
     one_face = "640x480 1 face(s)"
     rows = []
 
-    def row(name, value, worst, limit, higher_is_better, unit):
-        met = value >= limit if higher_is_better else value <= limit
-        rows.append({"target": name, "median": value, "worst_run": worst, "limit": limit, "unit": unit,
-                     "met": met, "met_in_every_run": worst >= limit if higher_is_better else worst <= limit})
+    def row(name, value, runs_range, limit, higher_is_better, unit):
+        def meets(v):
+            return v >= limit if higher_is_better else v <= limit
+        low, high = runs_range
+        worst, best = (low, high) if higher_is_better else (high, low)
+        rows.append({"target": name, "median": value, "worst_run": worst, "best_run": best, "limit": limit,
+                     "unit": unit, "met": meets(value), "met_in_every_run": meets(worst),
+                     "met_in_any_run": meets(best)})
 
     row("one face at 640x480 >= 30 fps", result["pipeline"][one_face]["fps"],
-        spread["pipeline"][one_face]["fps"][0], 30, True, "fps")
+        spread["pipeline"][one_face]["fps"], 30, True, "fps")
     row("p95 frame <= 50 ms (one face)", result["pipeline"][one_face]["p95_ms"],
-        spread["pipeline"][one_face]["p95_ms"][1], 50, False, "ms")
+        spread["pipeline"][one_face]["p95_ms"], 50, False, "ms")
     fr = result["face_recognition"]
     if "speedup_vs_face_recognition" in fr["ours"].get("int8", {}):
         row(">= 20x faster per face than face_recognition (int8)", fr["ours"]["int8"]["speedup_vs_face_recognition"],
-            spread["face_recognition"]["ours"]["int8"]["speedup_vs_face_recognition"][0], 20, True, "x")
+            spread["face_recognition"]["ours"]["int8"]["speedup_vs_face_recognition"], 20, True, "x")
     row("match at 100k identities <= 5 ms p95", result["match"]["100000"]["p95_ms"],
-        spread["match"]["100000"]["p95_ms"][1], 5, False, "ms")
+        spread["match"]["100000"]["p95_ms"], 5, False, "ms")
     row("peak RSS of the daemon <= 400 MB", result["daemon"]["peak_rss_mb"],
-        spread["daemon"]["peak_rss_mb"][1], 400, False, "MB")
+        spread["daemon"]["peak_rss_mb"], 400, False, "MB")
     return rows
 
 
@@ -332,6 +336,9 @@ def main(argv=None) -> int:
     started = time.monotonic()
     result: dict = {"machine": machine(), "interpreter": INTERPRETER, "threads": threads, "runs": runs,
                     "spread": {}}
+    host = result["machine"]
+    print(f"host: {host['cores']} cores {host['machine']}, SIMD {' '.join(host['simd']) or 'unknown'}, {INTERPRETER} "
+          f"with {threads} threads")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         gallery = work / "gallery.npz"
@@ -379,9 +386,11 @@ def main(argv=None) -> int:
     section(f"targets (median of {runs} run(s); worst run beside it)")
     result["targets"] = targets(result)
     for t in result["targets"]:
-        verdict = "met" if t["met"] else "NOT met"
-        every = "in every run" if t["met_in_every_run"] else "not in every run"
-        print(f"{t['target']:52} {t['median']:>8} {t['unit']:3} (worst run {t['worst_run']})  {verdict}, {every}")
+        if t["met"]:
+            verdict = "met in every run" if t["met_in_every_run"] else "met by the median, not in every run"
+        else:
+            verdict = "NOT met, in some run only" if t["met_in_any_run"] else "NOT met in any run"
+        print(f"{t['target']:52} {t['median']:>8} {t['unit']:3} (worst run {t['worst_run']})  {verdict}")
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     path = write("bench", result)
     plot(result, RESULTS / "bench.png")
