@@ -14,6 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
+def default_model() -> Path:
+    """The FaceNet file the shipped config runs (embedder.model's default), in this checkout's models/."""
+    from edge.config import EmbedderConfig
+
+    return ROOT / EmbedderConfig.model_fields["model"].default
+
+
 def measure(fn, repeat: int, warmup: int = 3) -> dict:
     for _ in range(warmup):
         fn()

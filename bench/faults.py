@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import yaml
 
-from bench.common import ROOT, PeakRss, machine, write
+from bench.common import ROOT, PeakRss, default_model, machine, write
 from edge.mqtt.embedded import Broker
 from edge.outbox import Outbox
 from edge.samples import sample
@@ -74,7 +74,7 @@ def prepare(work: Path) -> dict:
     from edge.enroll import enrol
 
     render_clip(work / "frames")
-    model = ROOT / "models" / "facenet-keras-int8.tflite"
+    model = default_model()
     config = config_from_dict({"models": {"dir": str(model.parent)}, "embedder": {"model": str(model)},
                                "matcher": {"gallery": str(work / "gallery.npz")}}, base_dir=work)
     identifier = build_identifier(config, with_matcher=False)

@@ -16,7 +16,7 @@ import sys
 
 import cv2
 
-from bench.common import ROOT, machine, measure, write
+from bench.common import ROOT, default_model, machine, measure, write
 from edge.camera.base import Frame
 from edge.config import config_from_dict
 from edge.decision import Confirmation
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     from edge.app import build_identifier
 
     work = ROOT / "bench" / "results" / "gesture-state"
-    config = config_from_dict({"embedder": {"model": str(ROOT / "models" / "facenet-keras-int8.tflite")},
+    config = config_from_dict({"embedder": {"model": str(default_model())},
                                "detector": {"model": "full_range", "min_face_px": 20},
                                "matcher": {"gallery": str(work / "gallery.npz")},
                                "confirmation": {"require_gesture": True}}, base_dir=ROOT)

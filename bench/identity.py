@@ -25,7 +25,7 @@ from edge.samples import sample
 
 GALLERY_SIZES = (100, 1_000, 10_000, 100_000)
 MODEL_VARIANTS = [f"{source}-{precision}" for source in ("keras", "sandberg2018")
-                  for precision in ("float32", "float16", "int8")]
+                  for precision in ("float32", "float16", "int8")] + ["keras-int8full"]
 
 
 # The default model (the Keras FaceNet) embeds in 128 dimensions; sandberg2018 in 512.

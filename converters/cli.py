@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     facenet.add_argument("--min-parity", type=float, help="minimum cosine vs TensorFlow (default 0.999, int8: 0.99)")
     bundle = sub.add_parser("bundle", help="the whole model bundle: BlazeFace, BlazePose and FaceNet in one folder")
     bundle.add_argument("--out", required=True, type=Path, help="the bundle folder (config models.dir)")
-    bundle.add_argument("--precision", default="int8", choices=PRECISIONS, help="FaceNet's precision (default int8)")
+    bundle.add_argument("--precision", default="int8full", choices=PRECISIONS,
+                        help="FaceNet's precision (default int8full, the full-integer build)")
     bundle.add_argument("--source", default=DEFAULT_SOURCE, choices=sorted(SOURCES), help="FaceNet's source")
     bundle.add_argument("--mediapipe-wheel", type=Path,
                         help="a mediapipe 0.10.18-0.10.21 wheel already at hand (default: pip download, once)")

@@ -125,7 +125,7 @@ class DetectorConfig(_Model):
 
 
 class EmbedderConfig(_Model):
-    model: Path = Field(Path("models/facenet-keras-int8.tflite"), description="FaceNet .tflite built by facecheck-convert.")
+    model: Path = Field(Path("models/facenet-keras-int8full.tflite"), description="FaceNet .tflite built by facecheck-convert.")
     threads: int = Field(0, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
 
 

@@ -40,7 +40,7 @@ def _default_model() -> Path:
             return load_config(path).embedder.model
         except Exception:  # a broken ./config.yaml should not stop the demo; fall back to models/
             pass
-    return Path("models/facenet-keras-int8.tflite").resolve()
+    return Path("models/facenet-keras-int8full.tflite").resolve()
 
 
 def visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> np.ndarray:
@@ -161,7 +161,7 @@ def _build_bundle_if_missing(model: Path) -> None:
         return
     from converters.cli import main as convert
 
-    precision = next((p for p in ("int8", "float16", "float32") if p in model.name), "int8")
+    precision = next((p for p in ("int8full", "int8", "float16", "float32") if p in model.name), "int8full")
     print(f"# building the model bundle in {model.parent} once; later runs reuse it", file=sys.stderr)
     convert(["bundle", "--out", str(model.parent), "--precision", precision, "--if-stale"])
 

@@ -19,7 +19,7 @@ install -m 0644 SRC/models/*.tflite SRC/models/*.tflite.json /var/lib/facecheck/
 install -d -m 0750 -g facecheck /etc/facecheck /etc/facecheck/credentials
 install -m 0640 -g facecheck SRC/config.yaml /etc/facecheck/config.yaml
 #   edit /etc/facecheck/config.yaml: device_id, camera, mqtt.host, models.dir: /var/lib/facecheck/models,
-#   embedder.model: /var/lib/facecheck/models/facenet-keras-int8.tflite, matcher.gallery / outbox.path
+#   embedder.model: /var/lib/facecheck/models/facenet-keras-int8full.tflite, matcher.gallery / outbox.path
 #   under /var/lib/facecheck
 install -m 0600 /dev/stdin /etc/facecheck/credentials/mqtt-password <<< 'the broker password'
 install -m 0644 SRC/systemd/facecheck.service /etc/systemd/system/facecheck.service

@@ -24,7 +24,7 @@ def model_path(variant: str) -> Path:
 
 @pytest.fixture(scope="session")
 def facenet_model() -> Path:
-    return model_path("keras-int8")  # the default in config.yaml
+    return model_path("keras-int8full")  # the default in config.yaml
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ def test_shipped_config_yaml_is_valid_and_resolves_paths_relative_to_itself():
     config = load_config(ROOT / "config.yaml", env={})
     assert isinstance(config, Config)
     assert isinstance(config.camera, V4L2Camera)
-    assert config.embedder.model == ROOT / "models" / "facenet-keras-int8.tflite"
+    assert config.embedder.model == ROOT / "models" / "facenet-keras-int8full.tflite"
     assert config.outbox.path == ROOT / "state" / "outbox.sqlite"
     assert config.base_topic == "facecheck/door-1"
     assert config.source_path == (ROOT / "config.yaml").resolve()

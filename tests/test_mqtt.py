@@ -129,7 +129,7 @@ def test_events_status_and_health_reach_a_subscriber(mqtt_config, tmp_path, brok
     assert health, "a health message was published"
     validate(health[-1], "health")
     assert {"fps", "latency_ms", "outbox_depth", "uptime_s", "models"} <= set(health[-1])
-    assert health[-1]["models"]["embedder"].startswith("facenet-keras-ms1m-int8")
+    assert health[-1]["models"]["embedder"].startswith("facenet-keras-ms1m-int8full-")
     matcher = health[-1]["matcher"]
     assert matcher["operating_point"]["model_id"] == health[-1]["models"]["embedder"]
     assert matcher["threshold"] <= matcher["operating_point"]["threshold"]

@@ -232,7 +232,7 @@ def test_doctor_passes_on_a_good_setup(base_config, tmp_path, broker):
     assert [line.split()[:2] for line in lines[:7]] == [
         ["PASS", "models"], ["PASS", "matching"], ["PASS", "gallery"], ["PASS", "camera"], ["PASS", "broker"],
         ["PASS", "outbox"], ["PASS", "clock"]]
-    assert re.search(r"matching +operating point of facenet-keras-ms1m-int8-\S+: threshold [01]\.\d+, 0 of \d+ impostor",
+    assert re.search(r"matching +operating point of facenet-keras-ms1m-int8full-\S+: threshold [01]\.\d+, 0 of \d+ impostor",
                      lines[1]), lines[1]
     assert lines[-1] == "7/7 checks passed"
 

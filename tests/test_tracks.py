@@ -1,7 +1,5 @@
 """A track is one person: queues at the door at 5, 15 and 30 fps, people swapping places, fused identity."""
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -49,18 +47,19 @@ def enrolled(tmp_path_factory, facenet_model):
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
         enrol(identifier, config.matcher.gallery, name, [sample(p) for p in photos], None, 4)
-    return root
+    return config
 
 
-def run_clip(enrolled: Path, clip: list[np.ndarray], fps: float, **confirmation):
+def run_clip(enrolled, clip: list[np.ndarray], fps: float, **confirmation):
+    """enrolled: the config the gallery was enrolled with (its model and gallery)."""
     from edge.app import build_pipeline
     from edge.config import config_from_dict
 
     config = config_from_dict({
-        "models": {"dir": str(MODELS)}, "embedder": {"model": str(MODELS / "facenet-keras-int8.tflite")},
-        "matcher": {"gallery": str(enrolled / "gallery.npz")},
+        "models": {"dir": str(MODELS)}, "embedder": {"model": str(enrolled.embedder.model)},
+        "matcher": {"gallery": str(enrolled.matcher.gallery)},
         "confirmation": {"require_gesture": False, "unknown_frames": 3, "recognise_frames": 2, **confirmation},
-    }, base_dir=enrolled)
+    }, base_dir=enrolled.matcher.gallery.parent)
     pipeline = build_pipeline(config)
     decisions = []
     for index, image in enumerate(clip):
