@@ -24,6 +24,16 @@ from edge.config import Config
 from edge.mqtt.credentials import broker_password, check_tls_files
 
 log = logging.getLogger(__name__)
+paho_log = logging.getLogger("edge.mqtt.paho")
+
+
+class _AfterOwnDisconnect(logging.Filter):
+    """paho 2.x's network thread may poll once more after a clean disconnect has closed the socket and log
+    "Client is not connected" as an ERROR (7 of 60 stops here). On our own stop that is no error, and an
+    operator should not find one in the journal after a restart."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Client is not connected")
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,7 @@ class MqttLink:
         # deque.append/popleft are atomic, so no lock is held inside paho's own locked callback.
         self.acked_mids: deque[int] = deque()
         self.client = make_client(config, config.client_id)
-        self.client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        self.client.enable_logger(paho_log)
         self.client.will_set(self.topic("status"), "offline", qos=1, retain=True)
         self._set_backoff()
         self.client.max_inflight_messages_set(20)
@@ -123,8 +133,13 @@ class MqttLink:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 log.warning("could not publish the offline status before stopping")
-        self.client.disconnect()
-        self.client.loop_stop()
+        quiet = _AfterOwnDisconnect()
+        paho_log.addFilter(quiet)
+        try:
+            self.client.disconnect()
+            self.client.loop_stop()
+        finally:
+            paho_log.removeFilter(quiet)
 
     def publish_json(self, suffix: str, body: dict, qos: int = 0, retain: bool = False) -> mqtt.MQTTMessageInfo:
         return self.client.publish(self.topic(suffix), json.dumps(body, separators=(",", ":")), qos=qos,
