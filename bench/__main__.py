@@ -38,7 +38,8 @@ from edge.samples import sample
 PEOPLE = {"obama": ["obama-1.jpg", "obama-2.jpg", "obama-3.jpg", "obama-partial.jpg"],
           "biden": ["biden-1.jpg"], "collins": ["collins-1.jpg"], "cameraman": ["cameraman.jpg"]}
 MODEL = ROOT / "models" / "facenet-keras-{}.tflite"  # the default source; sandberg2018 in bench.identity
-DEFAULT = default_model().stem.rsplit("-", 1)[1]  # the shipped config's precision (int8full)
+DEFAULT_MODEL = default_model()
+DEFAULT = DEFAULT_MODEL.stem.rsplit("-", 1)[1]  # the shipped config's precision (int8full)
 PRECISIONS = ("float32", "float16", "int8", "int8full")
 
 
@@ -142,7 +143,7 @@ def stage_latencies(repeat: int, threads: int) -> dict:
     out["detect 640x480 (BlazeFace short)"] = measure(lambda: detector.detect(frame), repeat)
     full = BlazeFaceDetector("full_range", threads=threads)
     out["detect 640x480 (BlazeFace full)"] = measure(lambda: full.detect(frame), repeat)
-    margin = FaceNetEmbedder(Path(str(MODEL).format(DEFAULT)), threads).align_margin  # the model's own contract
+    margin = FaceNetEmbedder(DEFAULT_MODEL, threads).align_margin  # the model's own contract
     out["align"] = measure(lambda: align_face(frame, face, 160, margin), repeat)
     aligned = align_face(frame, face, 160, margin)
     for precision in PRECISIONS:
@@ -177,7 +178,7 @@ def pipeline_fps(frames: int, threads: int, gallery: Path) -> dict:
                 if not reuse and (faces != 1 or w != 640):
                     continue
                 config = config_from_dict({
-                    "embedder": {"model": str(MODEL).format(DEFAULT), "threads": threads},
+                    "embedder": {"model": str(DEFAULT_MODEL), "threads": threads},
                     "detector": {"threads": threads, "model": "short_range" if faces < 3 else "full_range"},
                     "matcher": {"gallery": str(gallery)}, "confirmation": {"require_gesture": False},
                     "tracking": {"reuse_iou": 0.8 if reuse else 1.0, "reembed_every_n_frames": 5 if reuse else 1}},
@@ -214,7 +215,7 @@ def startup_and_rss(gallery: Path, work: Path) -> dict:
     config = work / "startup.yaml"
     config.write_text(yaml.safe_dump({
         "camera": {"kind": "replay", "path": str(frames), "realtime": False},
-        "models": {"dir": str(ROOT / "models")}, "embedder": {"model": str(MODEL).format(DEFAULT)}, "matcher": {"gallery": str(gallery)},
+        "models": {"dir": str(ROOT / "models")}, "embedder": {"model": str(DEFAULT_MODEL)}, "matcher": {"gallery": str(gallery)},
         "outbox": {"path": str(work / "outbox.sqlite")}, "mqtt": {"enabled": False},
         "confirmation": {"require_gesture": True}, "log": {"stage_timing_every_s": 0}}))
     start = time.monotonic()
@@ -347,7 +348,7 @@ def main(argv=None) -> int:
         gallery = work / "gallery.npz"
         from edge.app import build_identifier
 
-        config = config_from_dict({"embedder": {"model": str(MODEL).format(DEFAULT)},
+        config = config_from_dict({"embedder": {"model": str(DEFAULT_MODEL)},
                                    "matcher": {"gallery": str(gallery)}}, base_dir=ROOT)
         identifier = build_identifier(config, with_matcher=False)
         for who, photos in (("Barack Obama", ["obama-1.jpg", "obama-2.jpg"]), ("Joe Biden", ["biden-1.jpg"])):

@@ -27,7 +27,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from bench.common import RESULTS, ROOT, machine, write
+from bench.common import RESULTS, ROOT, default_model, machine, write
 from bench.datasets import SOURCES, Photo, labelled_photos
 from edge.inference.matcher import DEFAULT_AMBIGUITY_MARGIN
 
@@ -272,21 +272,20 @@ def main(argv=None) -> int:
                         help="store each model's measured threshold in edge/data/operating_points.json")
     args = parser.parse_args(argv)
     AMBIGUITY[0] = args.ambiguity_margin
-    from edge.config import config_from_dict
     from edge.inference.operating import OperatingPoint, load_points, save_points
 
     started = time.monotonic()
     photos = labelled_photos()
     detections = detect_largest(photos)
     ks = (1,) if args.quick else (1, 3, None)
-    default_model = config_from_dict({}, ROOT).embedder.model
-    models = [default_model] if args.quick else model_files()
+    default = default_model()
+    models = [default] if args.quick else model_files()
     if args.models:
         wanted = set(args.models.split(","))
         models = [m for m in model_files() if m.stem in wanted]
     result: dict = {"machine": machine(), "data": {"photos": len(photos), "people": len({p.person for p in photos}),
                                                    "sources": SOURCES},
-                    "default_model": default_model.name, "models": {}, "face_recognition": None}
+                    "default_model": default.name, "models": {}, "face_recognition": None}
     print(f"{len(photos)} photos of {result['data']['people']} people; BlazeFace found a face in "
           f"{sum(face is not None for _, face in detections)}")
     for model in models:
@@ -311,7 +310,7 @@ def main(argv=None) -> int:
     print(f"\n{'system (door protocol: k=1, ' + str(GROUP) + ' people enrolled per round)':44} {'AUC':>6} {'EER':>6} "
           f"{'TAR@1%':>7} {'@0.1%':>7}   recognised  wrong strangers accepted")
     for name, r in result["models"].items():
-        print(table_row(name + (" (default)" if name == default_model.stem else ""), r["pairs"], r["door"])
+        print(table_row(name + (" (default)" if name == default.stem else ""), r["pairs"], r["door"])
               + f"   threshold {r['operating_point']['threshold']}")
     if result["face_recognition"]:
         fr_result = result["face_recognition"]

@@ -16,9 +16,9 @@ RESULTS = ROOT / "bench" / "results"
 
 def default_model() -> Path:
     """The FaceNet file the shipped config runs (embedder.model's default), in this checkout's models/."""
-    from edge.config import EmbedderConfig
+    from edge.config import config_from_dict
 
-    return ROOT / EmbedderConfig.model_fields["model"].default
+    return config_from_dict({}, ROOT).embedder.model
 
 
 def measure(fn, repeat: int, warmup: int = 3) -> dict:

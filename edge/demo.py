@@ -38,9 +38,9 @@ def _default_model() -> Path:
     if path is not None:
         try:
             return load_config(path).embedder.model
-        except Exception:  # a broken ./config.yaml should not stop the demo; fall back to models/
+        except Exception:  # a broken ./config.yaml should not stop the demo; fall back to the default model
             pass
-    return Path("models/facenet-keras-int8full.tflite").resolve()
+    return config_from_dict({}, Path.cwd()).embedder.model
 
 
 def visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> np.ndarray:

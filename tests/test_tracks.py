@@ -9,6 +9,7 @@ from edge.demo import VISITORS, clip_frames, doorway, visitor
 from edge.samples import sample
 from tests.conftest import MODELS
 
+
 def paste(frame: np.ndarray, person: np.ndarray, x0: int) -> None:
     ph, pw = person.shape[:2]
     x0 = int(np.clip(x0, 0, frame.shape[1] - pw))
