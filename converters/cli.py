@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     facenet.add_argument("--if-stale", action="store_true",
                          help="do nothing when OUT is intact and built under this version's model contract")
     facenet.add_argument("--min-parity", type=float, help="minimum cosine vs TensorFlow (default 0.999, int8: 0.99)")
-    bundle = sub.add_parser("bundle", help="the whole model bundle: BlazeFace, BlazePose and FaceNet in one folder")
+    bundle = sub.add_parser("bundle", help="the whole model bundle: BlazeFace, BlazePose, FaceNet and MiniFASNet in one folder")
     bundle.add_argument("--out", required=True, type=Path, help="the bundle folder (config models.dir)")
     bundle.add_argument("--precision", default="int8full", choices=PRECISIONS,
                         help="FaceNet's precision (default int8full, the full-integer build)")
@@ -87,6 +87,7 @@ def _bundle(args) -> int:
     try:
         if not (args.if_stale and bundle.is_current(args.out)):
             bundle.copy_mediapipe_models(args.out, args.mediapipe_wheel, log)
+        bundle.copy_liveness_models(args.out, log)
         if not (args.if_stale and is_current(facenet, args.precision, args.source)):
             from converters.facenet import SOURCES
 

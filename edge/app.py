@@ -9,6 +9,7 @@ from edge.decision import Confirmation
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder
 from edge.inference.gallery import Gallery
+from edge.inference.liveness import Liveness, LivenessRule, MiniFasNet
 from edge.inference.matcher import Matcher, build_matcher
 from edge.pipeline import Identifier, Pipeline
 from edge.timing import StageTimer
@@ -51,18 +52,29 @@ def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
     return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities, m.ambiguity_margin)
 
 
+def build_liveness(config: Config) -> Liveness | None:
+    """The anti-spoofing models and their thresholds; None with liveness.policy off."""
+    lv = config.liveness
+    if lv.policy == "off":
+        return None
+    return Liveness(MiniFasNet(config.models.dir, tuple(lv.models), lv.threads),
+                    LivenessRule(lv.spoof_below, lv.live_from))
+
+
 def build_identifier(config: Config, with_matcher: bool = True, timer: StageTimer | None = None,
                      threads: int | None = None) -> Identifier:
-    """threads overrides the config's interpreter threads (the jobs thread embeds with one)."""
+    """threads overrides the config's interpreter threads (the jobs thread embeds with one). Without the
+    matcher (enrolment) no anti-spoofing model is loaded either."""
     embedder = build_embedder(config, threads)
     matcher = build_matcher_for(config, load_gallery(config, embedder)) if with_matcher else None
-    return Identifier(build_detector(config, threads), embedder, matcher, timer)
+    liveness = build_liveness(config) if with_matcher else None
+    return Identifier(build_detector(config, threads), embedder, matcher, timer, liveness)
 
 
 def build_pipeline(config: Config, timer: StageTimer | None = None) -> Pipeline:
     identifier = build_identifier(config, timer=timer)
-    return _assemble(config, identifier, Confirmation(config.confirmation), build_tracker(config),
-                     build_gestures(config))
+    return _assemble(config, identifier, Confirmation(config.confirmation, config.liveness.policy),
+                     build_tracker(config), build_gestures(config))
 
 
 def build_tracker(config: Config) -> IouTracker:
@@ -80,9 +92,10 @@ def _assemble(config: Config, identifier: Identifier, confirmation: Confirmation
 def rebuild_pipeline(current: Pipeline, old: Config, new: Config, matcher: Matcher) -> Pipeline:
     """A whole new pipeline for a reloaded config, reusing the loaded detector, embedder and every stage
     whose sections did not change; the caller swaps it in at once. Raises if a new stage cannot be built."""
-    identifier = Identifier(current.identifier.detector, current.identifier.embedder, matcher, current.timer)
+    identifier = Identifier(current.identifier.detector, current.identifier.embedder, matcher, current.timer,
+                            current.identifier.liveness)
     confirmation = (current.confirmation if new.confirmation == old.confirmation
-                    else Confirmation(new.confirmation))
+                    else Confirmation(new.confirmation, new.liveness.policy))
     tracker = current.tracker if new.tracking == old.tracking else build_tracker(new)
     gestures_same = new.gestures == old.gestures and current.gestures is not None
     gestures = (current.gestures if gestures_same and new.confirmation.require_gesture

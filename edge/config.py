@@ -173,6 +173,25 @@ class ConfirmationConfig(_Model):
     include_image_on_capture: bool = Field(False, description="Opt in to a JPEG of the face on capture events.")
 
 
+class LivenessConfig(_Model):
+    policy: Literal["refuse", "flag", "off"] = Field(
+        "refuse", description="refuse: a track judged a spoof is never checked in (a spoof_suspected event "
+        "instead); flag: it is checked in with its verdict; off: no anti-spoofing model runs.")
+    models: list[Literal["v2", "v1se"]] = Field(
+        ["v2"], min_length=1, description="MiniFASNet models whose live probabilities are averaged "
+        "(docs/liveness.md: v2 alone separated live faces from attacks best).")
+    spoof_below: float = Field(0.005, ge=0, le=1, description="A track's mean score below this is a spoof.")
+    live_from: float = Field(0.05, ge=0, le=1, description="From this up it is live; between: uncertain (flagged).")
+    threads: int = Field(1, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LivenessConfig":
+        if self.live_from < self.spoof_below:
+            raise ValueError(f"live_from {self.live_from} is below spoof_below {self.spoof_below}; "
+                             "set live_from >= spoof_below")
+        return self
+
+
 # --------------------------------------------------------------------------- MQTT and outbox
 
 
@@ -279,6 +298,7 @@ class Config(_Model):
     matcher: MatcherConfig = MatcherConfig()
     gestures: GestureConfig = GestureConfig()
     confirmation: ConfirmationConfig = ConfirmationConfig()
+    liveness: LivenessConfig = LivenessConfig()
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()
     roster: RosterConfig = RosterConfig()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import partial
 
 from edge.app import build_identifier, build_pipeline
+from edge.inference.liveness import VerdictCounts
 from edge.camera import Frame, open_capture
 from edge.commands import CommandContext, CommandService
 from edge.config import Config
@@ -55,6 +56,7 @@ class Daemon:
         self.frames = 0
         self.events: deque[Event] = deque(maxlen=1000)  # the most recent ones (the demo summarises them)
         self.event_count = 0
+        self.liveness_verdicts = VerdictCounts()
         self.started = time.monotonic()
         self.last_frame: Frame | None = None
         self.last_result: FrameResult | None = None
@@ -178,6 +180,7 @@ class Daemon:
                     event = self.outbox.append(decision)
                     self.events.append(event)
                     self.event_count += 1
+                    self.liveness_verdicts.count(decision.type, decision.extra.get("liveness"))
                     log.info("event %s #%d %s %s", event.type, event.seq, event.name or "-", event.event_id)
                     if self.publisher is not None:
                         for sink in self.sinks:

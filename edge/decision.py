@@ -36,6 +36,7 @@ class Observation:
     embedding: Any = None  # numpy vector; serialised only for capture events
     keypoints: Any = None  # the face's 6 keypoints (pixels), for the passive liveness check
     face_size: float = 0.0
+    liveness: dict | None = None  # the track's anti-spoofing verdict so far: {"score", "verdict", "frames"}
 
 
 @dataclass
@@ -53,8 +54,12 @@ class _TrackState:
 
 
 class Confirmation:
-    def __init__(self, config: ConfirmationConfig):
+    """liveness_policy: refuse (a track judged a spoof never checks in, rejects or captures: it gives a
+    spoof_suspected event carrying the identity it claimed), flag (it does, with its verdict), off."""
+
+    def __init__(self, config: ConfirmationConfig, liveness_policy: str = "off"):
         self.config = config
+        self.liveness_policy = liveness_policy
         self._tracks: dict[int, _TrackState] = {}
         self._last_check_in: dict[str, float] = {}
         self._last_unknown = float("-inf")
@@ -151,10 +156,15 @@ class Confirmation:
         return last is not None and ts - last < self.config.cooldown_s
 
     def _decide(self, ts: float, obs: Observation, track: _TrackState, kind: str, gesture: str | None) -> Decision:
+        spoof = obs.liveness is not None and obs.liveness["verdict"] == "spoof"
+        if spoof and self.liveness_policy == "refuse":
+            kind = "spoof_suspected"
+            log.warning("track %d claims to be %s but looks like a photo or a screen (liveness %s); not checked in",
+                        obs.track_id, obs.name, obs.liveness["score"])
         if kind in ("check_in", "rejected"):
             self._last_check_in[obs.person_id or ""] = ts
         score = sum(track.scores) / len(track.scores) if track.scores else obs.score
-        extra: dict = {"track_id": obs.track_id, "liveness": self.liveness(track, gesture)}
+        extra: dict = {"track_id": obs.track_id, "liveness": {**self.liveness(track, gesture), **(obs.liveness or {})}}
         if kind == "capture" and self.config.include_embedding_on_capture and obs.embedding is not None:
             extra["embedding"] = [round(float(v), 5) for v in obs.embedding]
         return Decision(kind, person_id=obs.person_id, name=obs.name, score=score, gesture=gesture, extra=extra)

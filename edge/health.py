@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 from edge import __version__
 from edge.events import rfc3339_now
@@ -45,4 +46,5 @@ def health_payload(daemon) -> dict:
         "roster": {"people": matcher.gallery.people if matcher else 0,
                    "version": matcher.gallery.version if matcher else 0},
         "matcher": matcher_summary(matcher) if matcher else None,
+        "liveness": {"policy": daemon.config.liveness.policy, **asdict(daemon.liveness_verdicts)},
     }

@@ -18,6 +18,7 @@ from edge.events import Decision
 from edge.inference.align import align_face
 from edge.inference.detector import FaceBox, FaceDetector
 from edge.inference.embedder import Embedder, embed_views
+from edge.inference.liveness import Liveness, TrackLiveness
 from edge.inference.matcher import Match, Matcher
 from edge.inference.quality import FaceQuality, face_quality
 from edge.timing import StageTimer
@@ -33,10 +34,13 @@ class FaceResult:
     match: Match
     embedding: np.ndarray
     quality: FaceQuality | None = None
+    liveness: dict | None = None  # {"score", "verdict"[, "frames"]}; None with liveness.policy off
+    evidence: object = None  # a still photo's liveness Assessment, for --explain
 
     def as_dict(self) -> dict:
         """The face as the identify command's output shows it."""
-        return {"box": list(self.face.box), **self.match.as_dict()}
+        return {"box": list(self.face.box), **self.match.as_dict(),
+                **({"liveness": self.liveness} if self.liveness is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,12 @@ class Identifier:
     """detect -> align -> embed -> match for every face in an image (also used by enroll/identify)."""
 
     def __init__(self, detector: FaceDetector, embedder: Embedder, matcher: Matcher | None,
-                 timer: StageTimer | None = None):
+                 timer: StageTimer | None = None, liveness: Liveness | None = None):
         self.detector = detector
         self.embedder = embedder
         self.matcher = matcher
         self.timer = timer or StageTimer()
+        self.liveness = liveness
 
     def faces(self, image: np.ndarray, tiles: bool | None = None) -> list[FaceBox]:
         """tiles: None = the detector's setting (photos: always tiled)."""
@@ -97,8 +102,17 @@ class Identifier:
         results = []
         for face in faces:
             embedding, quality = self.embed_with_quality(searched, face)
-            results.append(FaceResult(0, face.moved(dx, dy), self.match(embedding), embedding, quality))
+            verdict, evidence = self.liveness.photo(searched, face) if self.liveness else (None, None)
+            results.append(FaceResult(0, face.moved(dx, dy), self.match(embedding), embedding, quality,
+                                      verdict, evidence))
         return results
+
+    def live_score(self, image: np.ndarray, face: FaceBox) -> float | None:
+        """One frame's liveness score for a face (None: no model, or a frame it cannot judge)."""
+        if self.liveness is None:
+            return None
+        with self.timer.stage("liveness"):
+            return self.liveness.model.score(image, face)
 
     def explain(self, result: FaceResult, k: int = 3) -> dict:
         """Why a face was or was not named: its nearest people, the rules in force and its quality."""
@@ -119,7 +133,8 @@ class Identifier:
                    f"lie within the ambiguity margin {margin:.2f} of each other")
         return {"why": why, "threshold": round(threshold, 4), "ambiguity_margin": margin,
                 "candidates": [{"person_id": c.person_id, "name": c.name, "distance": c.distance} for c in candidates],
-                "quality": result.quality.as_dict() if result.quality else None}
+                "quality": result.quality.as_dict() if result.quality else None,
+                **({"liveness": self.liveness.explain(result.evidence)} if self.liveness and result.evidence else {})}
 
     def match(self, embedding: np.ndarray) -> Match:
         if self.matcher is None:
@@ -145,6 +160,7 @@ class TrackIdentity:
     embedded_at: int = 0  # processed-frame count of the latest embedding
     embedded: int = 0  # embeddings taken so far; their views alternate plain, mirrored, plain...
     seen_at: int = 0  # processed-frame count the track was last detected in
+    liveness: TrackLiveness = field(default_factory=TrackLiveness)
 
     def next_view(self) -> str:
         return "mirrored" if self.embedded % 2 else "plain"
@@ -215,7 +231,7 @@ class Pipeline:
         if track is not None and self._reusable(track, face):
             self.embeddings_reused += 1
             track.box, track.seen_at = face.box, self._count
-            return FaceResult(track_id, face, track.match, track.embedding, track.quality)
+            return FaceResult(track_id, face, track.match, track.embedding, track.quality, self._liveness(track))
         view = track.next_view() if track is not None else "plain"
         embedding, quality = self.identifier.embed_with_quality(frame.image, face, view)
         if track is not None and track.best and self._someone_else(track, embedding, quality):
@@ -226,10 +242,16 @@ class Pipeline:
         if track is None:
             track = self._tracks[track_id] = TrackIdentity(self.fuse_frames)
         track.add(embedding, quality)
+        track.liveness.add(self.identifier.live_score(frame.image, face))
         track.match = self.identifier.match(track.fused())
         track.box, track.embedding, track.quality, track.matcher = face.box, embedding, quality, self.identifier.matcher
         track.embedded_at = track.seen_at = self._count
-        return FaceResult(track_id, face, track.match, embedding, quality)
+        return FaceResult(track_id, face, track.match, embedding, quality, self._liveness(track))
+
+    def _liveness(self, track: TrackIdentity) -> dict | None:
+        """The track's liveness so far (fused over its scored frames), None with liveness off."""
+        liveness = self.identifier.liveness
+        return track.liveness.as_dict(liveness.rule) if liveness else None
 
     def process(self, frame: Frame) -> FrameResult:
         self._count += 1
@@ -246,7 +268,8 @@ class Pipeline:
                                                    [r.track_id for r in results])
         observations = [
             Observation(r.track_id, r.match.known, r.match.person_id, r.match.name, r.match.score,
-                        gestures.get(i), r.embedding, r.face.keypoints, float(max(r.face.box[2], r.face.box[3])))
+                        gestures.get(i), r.embedding, r.face.keypoints, float(max(r.face.box[2], r.face.box[3])),
+                        r.liveness)
             for i, r in enumerate(results)
         ]
         with self.timer.stage("decide"):

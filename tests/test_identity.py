@@ -239,7 +239,8 @@ def test_cli_enroll_identify_roster_round_trip(base_config, tmp_path):
     assert obama["image"] == str(sample("obama-3.jpg"))
     face = obama["faces"][0]
     assert face["known"] and face["name"] == "Barack Obama" and len(face["box"]) == 4
-    assert set(face) == {"box", "known", "person_id", "name", "score", "distance"}
+    assert set(face) == {"box", "known", "person_id", "name", "score", "distance", "liveness"}
+    assert set(face["liveness"]) == {"score", "verdict"} and face["liveness"]["verdict"] in ("live", "uncertain")
     assert collins["faces"][0]["known"] is False and collins["faces"][0]["person_id"] is None
 
     obama_id = next(p["person_id"] for p in listing if p["name"] == "Barack Obama")
