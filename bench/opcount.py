@@ -23,6 +23,8 @@ MODELS = {
     "blazeface full-range": ROOT / "models" / "face_detection_full_range_sparse.tflite",
     "blazepose detector": ROOT / "models" / "pose_detection.tflite",
     "blazepose landmarks (full)": ROOT / "models" / "pose_landmark_full.tflite",
+    "minifasnet v2 (liveness, default)": ROOT / "models" / "minifasnet_v2_2.7.tflite",
+    "minifasnet v1se (liveness)": ROOT / "models" / "minifasnet_v1se_4.0.tflite",
 }
 
 

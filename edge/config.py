@@ -180,7 +180,7 @@ class LivenessConfig(_Model):
     models: list[Literal["v2", "v1se"]] = Field(
         ["v2"], min_length=1, description="MiniFASNet models whose live probabilities are averaged "
         "(docs/liveness.md: v2 alone separated live faces from attacks best).")
-    spoof_below: float = Field(0.005, ge=0, le=1, description="A track's mean score below this is a spoof.")
+    spoof_below: float = Field(0.0032, ge=0, le=1, description="A track's mean score below this is a spoof.")
     live_from: float = Field(0.05, ge=0, le=1, description="From this up it is live; between: uncertain (flagged).")
     threads: int = Field(1, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
 

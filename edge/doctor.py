@@ -29,10 +29,14 @@ class Check:
 
 def check_models(config: Config) -> Check:
     from edge.inference.embedder import read_sidecar
+    from edge.inference.liveness import MODELS as LIVENESS_MODELS
     from edge.inference.tflite import BUNDLED, ModelError, TfliteModel, bundle_model
 
+    names = list(BUNDLED)
+    if config.liveness.policy != "off":
+        names += [LIVENESS_MODELS[name][0] for name in config.liveness.models]
     try:
-        bundled = [bundle_model(config.models.dir, name) for name in BUNDLED]
+        bundled = [bundle_model(config.models.dir, name) for name in names]
         for path in bundled:
             TfliteModel(path, 1)
         meta = read_sidecar(config.embedder.model)

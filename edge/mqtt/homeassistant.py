@@ -6,6 +6,7 @@ import json
 
 from edge import __version__
 from edge.config import Config
+from edge.events import EVENT_TYPES
 
 
 def discovery_messages(config: Config) -> dict[str, dict]:
@@ -20,7 +21,7 @@ def discovery_messages(config: Config) -> dict[str, dict]:
     return {
         f"{prefix}/event/{node}/attendance/config": {
             **common, "name": "Attendance", "unique_id": f"{node}_attendance", "state_topic": f"{base}/events",
-            "event_types": ["check_in", "rejected", "unknown_face", "capture"],
+            "event_types": list(EVENT_TYPES),
             "value_template": "{{ {'event_type': value_json.type, 'name': value_json.name, "
                               "'person_id': value_json.person_id, 'score': value_json.score, "
                               "'event_id': value_json.event_id} | tojson }}",
