@@ -68,7 +68,7 @@ class Door:
 
 def prepare(work: Path) -> dict:
     """The demo clip, a gallery with Obama and Biden, a site key: a config dict for one door."""
-    from edge.app import build_identifier
+    from edge.app import build_identifier, gallery_file
     from edge.config import config_from_dict
     from edge.demo import render_clip
     from edge.enroll import enrol
@@ -79,7 +79,7 @@ def prepare(work: Path) -> dict:
                                "matcher": {"gallery": str(work / "gallery.npz")}}, base_dir=work)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
-        enrol(identifier, config.matcher.gallery, name, [sample(p) for p in photos], None, 4)
+        enrol(identifier, gallery_file(config), name, [sample(p) for p in photos], None, 4)
     (work / "command-key").write_text(SITE_KEY + "\n")
     return {
         "device_id": DEVICE,
@@ -98,7 +98,9 @@ def scenario_dir(work: Path, name: str, base: dict, broker_port: int, **changes)
     folder = work / name
     folder.mkdir()
     gallery = folder / "gallery.npz"
-    shutil.copy(base["matcher"]["gallery"], gallery)
+    source = Path(base["matcher"]["gallery"])
+    shutil.copy(source, gallery)
+    shutil.copy2(source.with_suffix(".key"), gallery.with_suffix(".key"))  # sealed: no use without its key
     data = dict(base, matcher=dict(base["matcher"], gallery=str(gallery)),
                 outbox={"path": str(folder / "outbox.sqlite")},
                 mqtt={"port": broker_port, "keepalive_s": 5, "health_interval_s": 1}, **changes)

@@ -8,7 +8,7 @@ from edge.config import Config
 from edge.decision import Confirmation
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder
-from edge.inference.gallery import Gallery
+from edge.inference.gallery import Gallery, GalleryFile
 from edge.inference.liveness import Liveness, LivenessRule, MiniFasNet
 from edge.inference.matcher import Matcher, build_matcher
 from edge.pipeline import Identifier, Pipeline
@@ -42,9 +42,15 @@ def build_embedder(config: Config, threads: int | None = None) -> FaceNetEmbedde
     return FaceNetEmbedder(config.embedder.model, config.embedder.threads if threads is None else threads)
 
 
+def gallery_file(config: Config) -> GalleryFile:
+    """The gallery and its key file (privacy.gallery_key_file, else <gallery>.key beside it)."""
+    gallery = config.matcher.gallery
+    return GalleryFile(gallery, config.privacy.gallery_key_file or gallery.with_suffix(".key"))
+
+
 def load_gallery(config: Config, embedder: FaceNetEmbedder) -> Gallery:
-    """The enrolled gallery (empty if none yet); refuses one from another model."""
-    return Gallery.load_or_new(config.matcher.gallery, embedder.model_id, embedder.dim)
+    """The enrolled gallery (empty if none yet); refuses one from another model, or sealed under another key."""
+    return gallery_file(config).load_or_new(embedder.model_id, embedder.dim)
 
 
 def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
@@ -73,8 +79,18 @@ def build_identifier(config: Config, with_matcher: bool = True, timer: StageTime
 
 def build_pipeline(config: Config, timer: StageTimer | None = None) -> Pipeline:
     identifier = build_identifier(config, timer=timer)
-    return _assemble(config, identifier, Confirmation(config.confirmation, config.liveness.policy),
-                     build_tracker(config), build_gestures(config))
+    return _assemble(config, identifier, build_confirmation(config), build_tracker(config), build_gestures(config))
+
+
+def build_confirmation(config: Config) -> Confirmation:
+    """The decision stage; a capture's embedding is sealed to the backend's public key (never sent in the clear)."""
+    seal_embedding = None
+    if config.confirmation.include_embedding_on_capture:
+        from edge.sealing import backend_public_key, seal_to
+
+        public = backend_public_key(config.privacy.backend_public_key_file)
+        seal_embedding = lambda vector: seal_to(public, vector.tobytes())  # noqa: E731
+    return Confirmation(config.confirmation, config.liveness.policy, seal_embedding)
 
 
 def build_tracker(config: Config) -> IouTracker:
@@ -94,8 +110,7 @@ def rebuild_pipeline(current: Pipeline, old: Config, new: Config, matcher: Match
     whose sections did not change; the caller swaps it in at once. Raises if a new stage cannot be built."""
     identifier = Identifier(current.identifier.detector, current.identifier.embedder, matcher, current.timer,
                             current.identifier.liveness)
-    confirmation = (current.confirmation if new.confirmation == old.confirmation
-                    else Confirmation(new.confirmation, new.liveness.policy))
+    confirmation = current.confirmation if new.confirmation == old.confirmation else build_confirmation(new)
     tracker = current.tracker if new.tracking == old.tracking else build_tracker(new)
     gestures_same = new.gestures == old.gestures and current.gestures is not None
     gestures = (current.gestures if gestures_same and new.confirmation.require_gesture

@@ -45,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     publish = roster_sub.add_parser("publish", help="publish this gallery as the site roster every door applies")
     publish.add_argument("--site", help="site name (default: roster.site of the config)")
     publish.add_argument("--version", type=int, help="roster version (default: now in milliseconds; must grow)")
+    roster_sub.add_parser("seal", help="seal a plaintext gallery from before (once), under this door's gallery key")
+    roster_sub.add_parser("rekey", help="re-seal the gallery under a new gallery key (the old key file is kept as .old)")
+    keys = sub.add_parser("keys", help="make key files for sealing galleries, site rosters and capture embeddings")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_sub.add_parser("generate", help="a new key file (0600); signing and backend also write a .pub")
+    generate.add_argument("kind", choices=["gallery", "roster", "signing", "backend"],
+                          help="gallery: a door's own key; roster: the site roster key; signing: the enrolment "
+                               "station's Ed25519 pair; backend: the X25519 pair capture embeddings are sealed to")
+    generate.add_argument("--out", required=True, type=Path, help="the key file to create (never overwritten)")
 
     identify = with_config(sub.add_parser("identify", help="who is in these images (JSON per image)"))
     identify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
@@ -126,6 +135,12 @@ def _dispatch(args) -> int:
         return _enroll(args)
     if args.command == "roster":
         return _roster(args)
+    if args.command == "keys":
+        from edge.sealing import generate
+
+        for path in generate(args.kind, args.out):
+            print(f"wrote {path}")
+        return EXIT_OK
     if args.command == "identify":
         return _identify(args)
     if args.command == "gesture":
@@ -153,7 +168,7 @@ def _dispatch(args) -> int:
 
 
 def _enroll(args) -> int:
-    from edge.app import build_identifier
+    from edge.app import build_identifier, gallery_file
     from edge.enroll import enrol
 
     if bool(args.folders) == bool(args.name):
@@ -173,7 +188,7 @@ def _enroll(args) -> int:
     failed = 0
     for name, paths in people:
         try:
-            report = enrol(identifier, config.matcher.gallery, name, paths,
+            report = enrol(identifier, gallery_file(config), name, paths,
                            args.person_id if args.name else None, config.matcher.augmentations,
                            progress=sys.stderr.isatty(), max_pixels=config.limits.max_image_pixels,
                            force=args.force, threshold=config.matcher.distance_threshold)
@@ -192,29 +207,71 @@ def _enroll(args) -> int:
 
 
 def _roster(args) -> int:
-    from edge.inference.gallery import Gallery
+    from edge.app import gallery_file
 
     config = _config(args)
-    path = config.matcher.gallery
+    stored = gallery_file(config)
+    path = stored.path
+    if args.roster_command in ("seal", "rekey"):
+        return _roster_reseal(stored, args.roster_command)
     if args.roster_command == "list":
         if not path.exists():
             print(f"no one enrolled yet ({path} does not exist)", file=sys.stderr)
             return EXIT_OK
-        gallery = Gallery.load(path)
+        gallery = stored.load()
         counts = gallery.counts()
         for pid, name in zip(gallery.person_ids, gallery.names):
             photos, total = counts[pid]
             print(json.dumps({"person_id": pid, "name": name, "photos": photos, "embeddings": total}))
         return EXIT_OK
     if args.roster_command == "publish":
-        return _roster_publish(config, Gallery.load(path), args)
-    gallery = Gallery.load(path)
+        return _roster_publish(config, stored.load(), args)
+    gallery = stored.load()
     if args.person_id not in gallery.person_ids:
         raise InputError(f"roster remove: no person with id {args.person_id!r} in {path} (see `facecheck roster list`)")
     name = gallery.name_of(args.person_id)
     gallery.remove(args.person_id)
-    gallery.save(path)
+    stored.save(gallery)
     print(f"removed {name} ({args.person_id}) and all their embeddings")
+    if config.roster_topic:
+        print("this door follows a site roster: remove them at the enrolment station and publish, or the next "
+              "roster version brings them back", file=sys.stderr)
+    return EXIT_OK
+
+
+def _roster_reseal(stored, command: str) -> int:
+    """seal: a plaintext gallery from before, sealed in place (the plaintext file is replaced atomically);
+    rekey: the sealed gallery under a fresh key file, the old key kept beside it as .old until removed."""
+    from edge.inference.gallery import Gallery
+    from edge.sealing import is_sealed, new_key, write_key_file
+
+    path = stored.path
+    if not path.exists():
+        raise InputError(f"roster {command}: {path} does not exist; nothing to seal")
+    sealed = is_sealed(path.read_bytes())
+    if command == "seal":
+        if sealed:
+            print(f"{path} is sealed already (key: {stored.key().source})")
+            return EXIT_OK
+        gallery = Gallery.load_plaintext(path)
+        stored.save(gallery)
+        print(f"sealed {path} ({gallery.people} people) under the gallery key from {stored.key().source}; "
+              "the plaintext file is gone (replaced in place)")
+        return EXIT_OK
+    if not sealed:
+        raise InputError(f"roster rekey: {path} is plaintext; run `facecheck roster seal` first")
+    gallery = stored.load()
+    if not stored.key_file.exists() or stored.key().source != f"file {stored.key_file}":
+        raise InputError(f"roster rekey: the gallery key comes from {stored.key().source}, not the key file "
+                         f"{stored.key_file}: replace it at its source, then seal again")
+    old = stored.key_file.with_name(stored.key_file.name + ".old")
+    if old.exists():
+        raise InputError(f"roster rekey: {old} is still there from the last rotation; remove it first")
+    stored.key_file.rename(old)
+    write_key_file(stored.key_file, new_key())
+    stored.save(gallery)
+    print(f"re-sealed {path} under a new key in {stored.key_file}; the old key is in {old}: delete it once "
+          "backups sealed with it are gone")
     return EXIT_OK
 
 
@@ -222,13 +279,18 @@ def _roster_publish(config: Config, gallery, args) -> int:
     import time
 
     from edge.mqtt.link import connect_blocking, make_client
-    from edge.roster import publish, read_retained_manifest
+    from edge.roster import publish, read_retained_manifest, roster_key
+    from edge.sealing import signing_key
 
     site = args.site or config.roster.site
     if not site:
         raise InputError("roster publish: name the site with --site SITE or set roster.site in the config")
     topic = config.roster.topic or f"facecheck/site/{site}/roster"
     version = args.version if args.version is not None else int(time.time() * 1000)
+    if config.privacy.roster_signing_key_file is None:
+        raise InputError("roster publish: set privacy.roster_signing_key_file (the enrolment station's Ed25519 key, "
+                         "`facecheck keys generate signing`): doors apply only signed rosters")
+    key, signer = roster_key(config.privacy), signing_key(config.privacy.roster_signing_key_file)
     client = make_client(config, f"facecheck-roster-publisher-{site}")
     try:
         connect_blocking(client, config)
@@ -240,7 +302,7 @@ def _roster_publish(config: Config, gallery, args) -> int:
         if previous and previous["version"] >= version:
             raise InputError(f"roster publish: version {version} is not newer than the published "
                              f"{previous['version']}; doors would ignore it")
-        manifest = publish(client, topic, gallery, version, previous["chunks"] if previous else 0)
+        manifest = publish(client, topic, gallery, version, key, signer, previous["chunks"] if previous else 0)
     finally:
         client.disconnect()
         client.loop_stop()

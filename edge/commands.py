@@ -47,7 +47,7 @@ class CommandContext:
 
     model_id: str
     dim: int
-    gallery_path: Any
+    gallery: Any  # edge.inference.gallery.GalleryFile
     augmentations: int
     enrol_identifier: Callable[[], Any]  # () -> edge.pipeline.Identifier
     reload_config: Callable[[], Outcome]
@@ -125,7 +125,7 @@ class CommandService:
             raise ConfigError(f"commands.allow has {', '.join(signed)}, which need signed requests: set "
                               "commands.signing_key_file (or FACECHECK_COMMAND_KEY, or systemd credential "
                               "command-key), or take them out of commands.allow")
-        self.ledger = NonceLedger(Path(ctx.gallery_path).parent / "command-nonces.json")
+        self.ledger = NonceLedger(Path(ctx.gallery.path).parent / "command-nonces.json")
 
     def submit(self, name: str, payload: bytes, respond: Callable[[dict], None]) -> None:
         """Answer through respond: at once for refusals and light commands; heavy ones (enroll, remove,
@@ -173,7 +173,7 @@ class CommandService:
 
 
 def _gallery(ctx: CommandContext) -> Gallery:
-    return Gallery.load_or_new(ctx.gallery_path, ctx.model_id, ctx.dim)
+    return ctx.gallery.load_or_new(ctx.model_id, ctx.dim)
 
 
 def _reload(body: dict, ctx: CommandContext) -> Work:
@@ -213,7 +213,7 @@ def _remove(body: dict, ctx: CommandContext) -> Work:
     def work() -> Outcome:
         gallery = _gallery(ctx)
         gallery.remove(person_id)
-        gallery.save(ctx.gallery_path)
+        ctx.gallery.save(gallery)
         return _with_gallery_reload({"person_id": person_id}, ctx)
 
     return work
@@ -251,7 +251,7 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
         gallery = _gallery(ctx)
         warnings = enrolment_warnings(gallery, person_id, labels, vectors[original], ctx.threshold)
         gallery.add(person_id, name, vectors, original, ctx.model_id)
-        gallery.save(ctx.gallery_path)
+        ctx.gallery.save(gallery)
         return _with_gallery_reload({"person_id": person_id, "name": name, "skipped": skipped,
                                      "warnings": warnings}, ctx)
 

@@ -169,7 +169,8 @@ class ConfirmationConfig(_Model):
     unknown_frames: int = Field(10, ge=1, le=1000, description="Frames a face must stay unknown to report it.")
     unknown_interval_s: float = Field(30.0, ge=0, description="At most one unknown_face event per interval.")
     cooldown_s: float = Field(60.0, ge=0, description="No second check-in for the same person within this.")
-    include_embedding_on_capture: bool = True
+    include_embedding_on_capture: bool = Field(
+        False, description="Send the capture's embedding, sealed to privacy.backend_public_key_file.")
     include_image_on_capture: bool = Field(False, description="Opt in to a JPEG of the face on capture events.")
 
 
@@ -273,6 +274,22 @@ class RosterConfig(_Model):
     _site = field_validator("site")(classmethod(lambda cls, value: _topic_name(value)))
 
 
+class PrivacyConfig(_Model):
+    gallery_key_file: Path | None = Field(
+        None, description="The door's own gallery key (0600; created at the first enrolment); null: beside "
+        "the gallery (<gallery>.key). FACECHECK_GALLERY_KEY or the systemd credential gallery-key take precedence.")
+    roster_key_file: Path | None = Field(
+        None, description="The site roster key (AES-256; or FACECHECK_ROSTER_KEY, or the systemd credential "
+        "roster-key): the site's doors and its enrolment station share it.")
+    roster_verify_key_file: Path | None = Field(
+        None, description="Doors: the enrolment station's Ed25519 public key (.pub); rosters it did not sign "
+        "are refused.")
+    roster_signing_key_file: Path | None = Field(
+        None, description="The enrolment station only: its Ed25519 private key for `facecheck roster publish`.")
+    backend_public_key_file: Path | None = Field(
+        None, description="X25519 public key (.pub) that capture embeddings are sealed to.")
+
+
 class HomeAssistantConfig(_Model):
     enabled: bool = Field(False, description="Announce the device to Home Assistant by MQTT discovery.")
     discovery_prefix: str = "homeassistant"
@@ -302,12 +319,24 @@ class Config(_Model):
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()
     roster: RosterConfig = RosterConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     commands: CommandsConfig = CommandsConfig()
     limits: LimitsConfig = LimitsConfig()
     sinks: SinksConfig = SinksConfig()
     log: LogConfig = LogConfig()
     source_path: Path | None = Field(None, exclude=True, description="Set by the loader, not the file.")
+
+    @model_validator(mode="after")
+    def _keys_for_what_is_on(self) -> "Config":
+        if self.confirmation.include_embedding_on_capture and self.privacy.backend_public_key_file is None:
+            raise ValueError("confirmation.include_embedding_on_capture needs privacy.backend_public_key_file (the "
+                             "embedding is sent sealed to the backend, never in the clear); set it or turn it off")
+        if self.roster_topic and self.privacy.roster_verify_key_file is None:
+            raise ValueError("following a site roster (roster.site / roster.topic) needs "
+                             "privacy.roster_verify_key_file (the enrolment station's public key: a door applies "
+                             "only rosters it signed)")
+        return self
 
     _device_id = field_validator("device_id")(
         classmethod(lambda cls, value: _topic_name(value, " (it becomes part of MQTT topics)")))
@@ -337,6 +366,11 @@ _PATH_KEYS = (
     ("outbox", "path"),
     ("mqtt", "password_file"),
     ("commands", "signing_key_file"),
+    ("privacy", "gallery_key_file"),
+    ("privacy", "roster_key_file"),
+    ("privacy", "roster_verify_key_file"),
+    ("privacy", "roster_signing_key_file"),
+    ("privacy", "backend_public_key_file"),
     ("mqtt", "tls", "ca_file"),
     ("mqtt", "tls", "cert_file"),
     ("mqtt", "tls", "key_file"),
@@ -446,6 +480,9 @@ def _describe(exc: ValidationError, where: str) -> str:
             continue
         if kind == "union_tag_not_found":
             lines.append(f"  {key}: set 'kind' (v4l2, url, gstreamer, file, replay or picamera2)")
+            continue
+        if kind == "value_error" and isinstance(value, dict):  # a section's own rule across its keys
+            lines.append(f"  {key}: {err['msg'].removeprefix('Value error, ')}")
             continue
         shown = repr(value) if not isinstance(value, dict) else "a mapping"
         lines.append(f"  {key}: {shown} is not allowed: {err['msg']}")

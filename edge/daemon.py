@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-from edge.app import build_identifier, build_pipeline
+from edge.app import build_identifier, build_pipeline, gallery_file
 from edge.inference.liveness import VerdictCounts
 from edge.camera import Frame, open_capture
 from edge.commands import CommandContext, CommandService
@@ -64,20 +64,20 @@ class Daemon:
         self.jobs = BackgroundJobs()
         self.reloader = Reloader(self)
         embedder = self.pipeline.identifier.embedder
-        self.link = self.publisher = None
+        self.link = self.publisher = self.roster = None
         if config.mqtt.enabled:
             from edge.mqtt.link import MqttLink
             from edge.mqtt.publisher import OutboxPublisher
-            from edge.roster import RosterFollower
+            from edge.roster import follower
 
             self.link = MqttLink(config)
             self.publisher = OutboxPublisher(self.outbox, self.link)
-            self.roster = RosterFollower(self.link, embedder.model_id, config.matcher.gallery,
-                                         self._roster_version, self.reloader.gallery, self.jobs)
+            self.roster = follower(config, self.link, embedder.model_id, self._roster_version,
+                                   self.reloader.gallery, self.jobs)
         self.ready_sent = False
         self._enrol_identifier = None
         self.commands = CommandService(config, CommandContext(
-            model_id=embedder.model_id, dim=embedder.dim, gallery_path=config.matcher.gallery,
+            model_id=embedder.model_id, dim=embedder.dim, gallery=gallery_file(config),
             augmentations=config.matcher.augmentations, enrol_identifier=self._enrolment_identifier,
             reload_config=self.reloader.config, reload_gallery=self.reloader.gallery, snapshot=self.snapshot,
             health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes,
@@ -133,7 +133,8 @@ class Daemon:
             self.jobs.submit("reload", self.reloader.config, _log_reload)
         if self.link is None:
             return last_health
-        self.roster.pump()
+        if self.roster is not None:
+            self.roster.pump()
         for _ in range(COMMANDS_PER_FRAME):
             try:
                 command = self.link.commands.get_nowait()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,9 +57,13 @@ class Confirmation:
     """liveness_policy: refuse (a track judged a spoof never checks in, rejects or captures: it gives a
     spoof_suspected event carrying the identity it claimed), flag (it does, with its verdict), off."""
 
-    def __init__(self, config: ConfirmationConfig, liveness_policy: str = "off"):
+    def __init__(self, config: ConfirmationConfig, liveness_policy: str = "off",
+                 seal_embedding: Callable[[np.ndarray], dict] | None = None):
+        """seal_embedding: how a capture's embedding is sealed to the backend (edge.sealing.seal_to); a capture
+        carries one only with confirmation.include_embedding_on_capture and this given."""
         self.config = config
         self.liveness_policy = liveness_policy
+        self.seal_embedding = seal_embedding
         self._tracks: dict[int, _TrackState] = {}
         self._last_check_in: dict[str, float] = {}
         self._last_unknown = float("-inf")
@@ -165,6 +169,7 @@ class Confirmation:
             self._last_check_in[obs.person_id or ""] = ts
         score = sum(track.scores) / len(track.scores) if track.scores else obs.score
         extra: dict = {"track_id": obs.track_id, "liveness": {**self.liveness(track, gesture), **(obs.liveness or {})}}
-        if kind == "capture" and self.config.include_embedding_on_capture and obs.embedding is not None:
-            extra["embedding"] = [round(float(v), 5) for v in obs.embedding]
+        if (kind == "capture" and self.config.include_embedding_on_capture and self.seal_embedding is not None
+                and obs.embedding is not None):
+            extra["embedding_sealed"] = self.seal_embedding(np.asarray(obs.embedding, "<f4"))
         return Decision(kind, person_id=obs.person_id, name=obs.name, score=score, gesture=gesture, extra=extra)

@@ -48,22 +48,26 @@ def check_models(config: Config) -> Check:
 
 
 def check_gallery(config: Config) -> Check:
+    from edge.app import gallery_file
     from edge.inference.embedder import read_sidecar
-    from edge.inference.gallery import Gallery, GalleryError
+    from edge.inference.gallery import GalleryError
     from edge.inference.tflite import ModelError
+    from edge.sealing import SealError
 
-    path = config.matcher.gallery
+    stored = gallery_file(config)
+    path = stored.path
     if not path.exists():
         return Check("gallery", False, f"{path} does not exist: nobody is enrolled (facecheck enroll)")
     try:
-        gallery = Gallery.load(path)
+        gallery = stored.load()
         model_id = read_sidecar(config.embedder.model, verify_hash=False)["model_id"]
         gallery.require_model(model_id, path)
-    except (GalleryError, ModelError) as exc:
+    except (GalleryError, ModelError, SealError) as exc:
         return Check("gallery", False, str(exc))
     if gallery.people == 0:
         return Check("gallery", False, f"{path} holds nobody; enrol people with facecheck enroll")
-    return Check("gallery", True, f"{gallery.people} people, version {gallery.version}, model {gallery.model_id}")
+    return Check("gallery", True, f"{gallery.people} people, version {gallery.version}, model {gallery.model_id}; "
+                                  f"sealed (AES-256-GCM) with the key from {stored.key().source}")
 
 
 def check_threshold(config: Config) -> Check:

@@ -15,7 +15,7 @@ from edge.camera.replay import IMAGE_SUFFIXES
 from edge.errors import InputError
 from edge.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from edge.inference.augment import augment
-from edge.inference.gallery import Gallery, GalleryError, new_person_id
+from edge.inference.gallery import Gallery, GalleryError, GalleryFile, new_person_id
 from edge.inference.quality import FaceQuality
 from edge.pipeline import Identifier
 
@@ -120,12 +120,12 @@ def embed_person(identifier: Identifier, paths: list[Path], augmentations: int, 
     return vectors, original, [by_label[label] for label in used], {by_label[k]: v for k, v in reasons.items()}
 
 
-def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Path], person_id: str | None,
+def enrol(identifier: Identifier, gallery_file: GalleryFile, name: str, paths: list[Path], person_id: str | None,
           augmentations: int, progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False,
           threshold: float | None = None) -> EnrolReport:
     """threshold: the matcher's distance threshold, for the look-alike and wrong-photo warnings."""
     embedder = identifier.embedder
-    gallery = Gallery.load_or_new(gallery_path, embedder.model_id, embedder.dim)
+    gallery = gallery_file.load_or_new(embedder.model_id, embedder.dim)
     if person_id is None:
         existing = [pid for pid, n in zip(gallery.person_ids, gallery.names) if n == name]
         person_id = existing[0] if existing else new_person_id()
@@ -141,7 +141,7 @@ def enrol(identifier: Identifier, gallery_path: Path, name: str, paths: list[Pat
         gallery.add(person_id, name, vectors, original, embedder.model_id)
     except GalleryError as exc:
         raise InputError(str(exc)) from None
-    gallery.save(gallery_path)
+    gallery_file.save(gallery)
     return report
 
 

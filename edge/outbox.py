@@ -2,7 +2,10 @@
 
 It assigns the per-device `seq` (AUTOINCREMENT never reuses a number, across restarts and deletes)
 and the `event_id`, and forgets an event only when a publisher acknowledges it (MQTT: PUBACK).
-It never drops: past its size or age bounds it keeps everything and warns loudly.
+It never drops: past its size or age bounds it keeps everything and warns loudly. What it forgets it
+forgets for good: rows are deleted with SQLite's secure_delete (freed content zeroed) and, once acknowledged
+events are gone, the WAL is checkpointed and truncated, so no name or id of an acknowledged event stays
+readable in the file, its WAL or its free pages (tests/test_outbox.py greps them).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class OutboxError(BadInputError):
 
 SPILL_EVENTS = 10_000  # decided events held in memory while the disk is full (~0.5 KB each)
 RETRY_WRITE_S = 5.0
+SCRUB_EVERY_S = 2.0  # at most this often the WAL is truncated after acknowledgements
 
 
 class Outbox:
@@ -56,6 +60,8 @@ class Outbox:
         self._spill: dict[int, tuple[Event, float]] = {}  # seq -> (event, created), in seq order
         self._unsaved_acks: set[int] = set()  # acknowledged, but the delete could not be written yet
         self._last_write_try = 0.0
+        self._acked_since_scrub = False
+        self._last_scrub = 0.0
         self.disk_full = False
         self.events_lost = 0  # only when the spill itself overflows
         try:
@@ -63,6 +69,7 @@ class Outbox:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
             self._db.execute("SELECT count(*) FROM events").fetchone()
             self._last_seq = self._stored_last_seq()
@@ -126,9 +133,23 @@ class Outbox:
         self._spill[event.seq] = (event, created)
 
     def retry_writes(self) -> None:
-        """Called from the loop: once the disk takes writes again, move the spill and pending deletes there."""
+        """Called from the loop: once the disk takes writes again, move the spill and pending deletes there;
+        after acknowledgements, truncate the WAL so the deleted events' old pages leave it too."""
         with self._lock:
             self._retry_spill_locked(force=False)
+            self._scrub_locked(force=False)
+
+    def _scrub_locked(self, force: bool) -> None:
+        now = time.monotonic()
+        if not self._acked_since_scrub or (not force and now - self._last_scrub < SCRUB_EVERY_S):
+            return
+        self._last_scrub = now
+        try:
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            log.debug("outbox WAL checkpoint failed (%s); tried again later", exc)
+            return
+        self._acked_since_scrub = bool(busy)
 
     def _retry_spill_locked(self, force: bool) -> None:
         if not self.disk_full:
@@ -173,6 +194,7 @@ class Outbox:
                 return
             if not self._delete([seq]):
                 self._unsaved_acks.add(seq)
+            self._acked_since_scrub = True
 
     def depth(self) -> int:
         with self._lock:
@@ -207,6 +229,7 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._retry_spill_locked(force=True)
+            self._scrub_locked(force=True)
             if self._spill:
                 log.critical("stopping with %d events only in memory (the disk is full): they are lost unless "
                              "they were published", len(self._spill))

@@ -1,13 +1,18 @@
 """One roster for a whole site: published once (retained, chunked), applied by every door atomically.
 
 Layout under `facecheck/site/<site>/roster` (config `roster.topic`):
-- `.../manifest` (retained, QoS 1): {"version", "model_id", "dim", "people", "bytes", "sha256", "chunks"}
-- `.../chunk/<i>` (retained, QoS 1): {"version", "index", "data": base64 of that slice of the gallery file}
+- `.../manifest` (retained, QoS 1): {"version", "model_id", "dim", "people", "bytes", "sha256", "chunks",
+  "signature"}: signed (Ed25519) by the enrolment station over every other field
+- `.../chunk/<i>` (retained, QoS 1): {"version", "index", "data": base64 of that slice of the sealed roster}
 
-The gallery file is the same pickle-free .npz a device keeps locally. A device applies a version only
-when every chunk of it has arrived, the checksum matches, the file parses, and its model id is the
-device's own; then it replaces its gallery in one atomic write, so a person removed from the site
-roster leaves no embedding on any door that applied it. Until then it keeps serving the old roster.
+The roster is the gallery's pickle-free .npz sealed (AES-256-GCM) under the site roster key, so the broker,
+its backups and every client that reads the topic see ciphertext. A door applies a version only when its
+manifest's signature verifies against the station's public key (privacy.roster_verify_key_file: a key
+taken from a door cannot sign), it is newer than the one in force (an old version replayed is ignored),
+every chunk has arrived, the checksum matches, it opens under the roster key, the file parses, and its
+model id is the door's own; then it replaces its gallery (sealed under the door's own key) in one atomic
+write, so a person removed from the site roster leaves no template on any door that applied it. Until
+then it keeps serving the old roster.
 """
 
 from __future__ import annotations
@@ -16,13 +21,12 @@ import base64
 import hashlib
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from edge.inference.gallery import Gallery, GalleryError, check_name, check_person_id
+from edge.inference.gallery import Gallery, GalleryError, GalleryFile, check_name, check_person_id
+from edge.sealing import Key, SealError, decode_key, seal, sign, unseal, verified
 
 log = logging.getLogger(__name__)
 
@@ -34,34 +38,47 @@ class RosterError(Exception):
     """A roster package is malformed, incomplete, corrupt or for another model."""
 
 
-def gallery_bytes(gallery: Gallery) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "roster.npz"
-        gallery.save(path)
-        return path.read_bytes()
+ROSTER_KEY_CREDENTIAL = "roster-key"
+
+
+def roster_key(privacy, env: dict[str, str] | None = None) -> Key:
+    """privacy.roster_key_file, else $FACECHECK_ROSTER_KEY, else the systemd credential roster-key."""
+    from edge.mqtt.credentials import secret
+
+    text = secret(privacy.roster_key_file, "privacy.roster_key_file", "FACECHECK_ROSTER_KEY",
+                  ROSTER_KEY_CREDENTIAL, env)
+    if text is None:
+        raise SealError("no site roster key: set privacy.roster_key_file, FACECHECK_ROSTER_KEY or the systemd "
+                        "credential roster-key (the key the site's enrolment station seals rosters with)")
+    return Key(decode_key(text, "the site roster key"), "the site roster key")
 
 
 def gallery_from_bytes(data: bytes) -> Gallery:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "roster.npz"
-        path.write_bytes(data)
-        try:
-            gallery = Gallery.load(path)
-            for person_id, name in zip(gallery.person_ids, gallery.names):
-                check_person_id(person_id)
-                check_name(name)
-            return gallery
-        except GalleryError as exc:
-            raise RosterError(str(exc).replace(str(path), "roster package")) from None
+    try:
+        gallery = Gallery.from_bytes(data, "roster package")
+        for person_id, name in zip(gallery.person_ids, gallery.names):
+            check_person_id(person_id)
+            check_name(name)
+        return gallery
+    except GalleryError as exc:
+        raise RosterError(str(exc)) from None
 
 
-def package(gallery: Gallery, version: int, chunk_bytes: int = CHUNK_BYTES) -> tuple[dict, list[dict]]:
-    """The manifest and chunk payloads for one roster version."""
+def signed_part(manifest: dict) -> bytes:
+    """What the station signs: every manifest field but the signature, canonically encoded."""
+    return json.dumps({k: v for k, v in manifest.items() if k != "signature"}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def package(gallery: Gallery, version: int, key: Key, signer, chunk_bytes: int = CHUNK_BYTES
+            ) -> tuple[dict, list[dict]]:
+    """The signed manifest and the chunks of one roster version, sealed under the site roster key."""
     gallery.version = version
-    data = gallery_bytes(gallery)
+    data = seal(gallery.to_bytes(), key.value, "roster")
     pieces = [data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
     manifest = {"version": version, "model_id": gallery.model_id, "dim": gallery.dim, "people": gallery.people,
                 "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": len(pieces)}
+    manifest["signature"] = sign(signer, signed_part(manifest))
     chunks = [{"version": version, "index": i, "data": base64.b64encode(p).decode()} for i, p in enumerate(pieces)]
     return manifest, chunks
 
@@ -71,7 +88,8 @@ def parse_manifest(payload: bytes) -> dict:
         body = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RosterError(f"manifest is not JSON: {exc}") from None
-    needed = {"version": int, "model_id": str, "dim": int, "people": int, "bytes": int, "sha256": str, "chunks": int}
+    needed = {"version": int, "model_id": str, "dim": int, "people": int, "bytes": int, "sha256": str, "chunks": int,
+              "signature": str}
     if not isinstance(body, dict):
         raise RosterError("manifest must be a JSON object")
     for key, kind in needed.items():
@@ -92,14 +110,21 @@ def parse_chunk(payload: bytes) -> tuple[int, int, bytes]:
 
 @dataclass
 class RosterAssembler:
-    """Collects manifest and chunks (in any order) and yields a verified gallery once complete."""
+    """Collects manifest and chunks (in any order) and yields a verified gallery once complete.
+    key: the site roster key; verify_key: the enrolment station's Ed25519 public key."""
 
     model_id: str
+    key: Key
+    verify_key: object
     manifest: dict | None = None
     chunks: dict[int, dict[int, bytes]] = field(default_factory=dict)  # version -> index -> bytes
 
     def add_manifest(self, manifest: dict) -> None:
         """A manifest already checked by parse_manifest."""
+        if not verified(self.verify_key, signed_part(manifest), manifest["signature"]):
+            raise RosterError(f"roster version {manifest['version']}: the manifest's signature does not verify "
+                              "against privacy.roster_verify_key_file: not published by this site's enrolment "
+                              "station (forged or altered)")
         if manifest["model_id"] != self.model_id:
             raise RosterError(f"roster version {manifest['version']} is for model {manifest['model_id']!r}; "
                               f"this device runs {self.model_id!r}")
@@ -124,7 +149,11 @@ class RosterAssembler:
         self.manifest, self.chunks = None, {}
         if len(data) != m["bytes"] or hashlib.sha256(data).hexdigest() != m["sha256"]:
             raise RosterError(f"roster version {m['version']}: checksum mismatch (corrupt or mixed chunks)")
-        gallery = gallery_from_bytes(data)
+        try:
+            opened = unseal(data, self.key, "roster", f"roster version {m['version']}")
+        except SealError as exc:
+            raise RosterError(str(exc)) from None
+        gallery = gallery_from_bytes(opened)
         if gallery.model_id != self.model_id or gallery.dim != m["dim"]:
             raise RosterError(f"roster version {m['version']}: gallery is for model {gallery.model_id!r}")
         if gallery.people != m["people"] or gallery.version != m["version"]:
@@ -139,10 +168,11 @@ class RosterFollower:
     is complete and verified, saves it and swaps the matcher; until then the old roster keeps serving.
     Every outcome is answered on <base>/roster/result."""
 
-    def __init__(self, link, model_id: str, gallery_path: Path, current_version, reload_gallery, jobs):
+    def __init__(self, link, assembler: RosterAssembler, gallery_file: GalleryFile, current_version,
+                 reload_gallery, jobs):
         self.link = link
-        self.assembler = RosterAssembler(model_id)
-        self.gallery_path = gallery_path
+        self.assembler = assembler
+        self.gallery_file = gallery_file
         self.current_version = current_version  # () -> int
         self.reload_gallery = reload_gallery  # () -> edge.jobs.Outcome, on the jobs thread
         self.jobs = jobs  # edge.jobs.BackgroundJobs: the write and the matcher rebuild happen there
@@ -180,7 +210,7 @@ class RosterFollower:
             return
 
         def write_and_rebuild():
-            gallery.save(self.gallery_path)
+            self.gallery_file.save(gallery)
             return self.reload_gallery()
 
         def answer(result: dict) -> None:
@@ -194,10 +224,22 @@ class RosterFollower:
         self.jobs.submit(f"roster version {gallery.version}", write_and_rebuild, answer)
 
 
-def publish(client, topic: str, gallery: Gallery, version: int, previous_chunks: int = 0, timeout: float = 30.0,
-            chunk_bytes: int = CHUNK_BYTES) -> dict:
+def follower(config, link, model_id: str, current_version, reload_gallery, jobs) -> "RosterFollower | None":
+    """The door's roster follower for roster.site, with the site's keys (None without a site). A missing or
+    malformed key stops the start-up with the reason (exit 2), never a door that takes unsigned rosters."""
+    from edge.app import gallery_file
+    from edge.sealing import verify_key
+
+    if not config.roster_topic:
+        return None
+    assembler = RosterAssembler(model_id, roster_key(config.privacy), verify_key(config.privacy.roster_verify_key_file))
+    return RosterFollower(link, assembler, gallery_file(config), current_version, reload_gallery, jobs)
+
+
+def publish(client, topic: str, gallery: Gallery, version: int, key: Key, signer, previous_chunks: int = 0,
+            timeout: float = 30.0, chunk_bytes: int = CHUNK_BYTES) -> dict:
     """Publish chunks first, then the manifest (all retained, QoS 1); clear chunks the old version had beyond."""
-    manifest, chunks = package(gallery, version, chunk_bytes)
+    manifest, chunks = package(gallery, version, key, signer, chunk_bytes)
     infos = [client.publish(f"{topic}/chunk/{c['index']}", json.dumps(c), qos=1, retain=True) for c in chunks]
     infos += [client.publish(f"{topic}/chunk/{i}", b"", qos=1, retain=True)
               for i in range(len(chunks), previous_chunks)]

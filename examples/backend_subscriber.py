@@ -9,6 +9,12 @@ Several copies of this program can split the load through an MQTT 5 shared subsc
 
 Each event goes to one worker of the group. Use a persistent session (the default here) so events
 published while a worker is down are queued for it by the broker.
+
+Capture events carry the face's embedding only when the door is told to (confirmation.
+include_embedding_on_capture), and then sealed to this backend's X25519 public key
+(privacy.backend_public_key_file on the door; make the pair with `facecheck keys generate backend --out
+backend.key`). `open_embedding` below is the whole recipe to read it (needs the `cryptography` package);
+the store keeps the payload as it came, sealed.
 """
 
 from __future__ import annotations
@@ -69,6 +75,29 @@ class AttendanceStore:
     def count(self) -> int:
         with self.lock:
             return self.db.execute("SELECT count(*) FROM attendance").fetchone()[0]
+
+
+def open_embedding(event: dict, private_key: bytes) -> list[float]:
+    """The capture's embedding from `embedding_sealed` (alg X25519-HKDF-SHA256-AES256GCM): an X25519
+    exchange of this backend's private key (32 raw bytes: base64-decode backend.key) with the door's
+    ephemeral key `epk`, HKDF-SHA256 (no salt, info b"facecheck capture embedding") to a 32-byte key, then
+    AES-256-GCM with `nonce`, `epk` as associated data; the plaintext is little-endian float32s."""
+    import base64
+    import struct
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    sealed = event["embedding_sealed"]
+    if sealed.get("alg") != "X25519-HKDF-SHA256-AES256GCM":
+        raise ValueError(f"unknown embedding seal {sealed.get('alg')!r}")
+    epk = base64.b64decode(sealed["epk"])
+    shared = X25519PrivateKey.from_private_bytes(private_key).exchange(X25519PublicKey.from_public_bytes(epk))
+    key = HKDF(hashes.SHA256(), 32, salt=None, info=b"facecheck capture embedding").derive(shared)
+    raw = AESGCM(key).decrypt(base64.b64decode(sealed["nonce"]), base64.b64decode(sealed["ciphertext"]), epk)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 
 class Worker:

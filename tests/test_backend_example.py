@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from backend_subscriber import AttendanceStore, Worker  # noqa: E402
+from backend_subscriber import AttendanceStore, Worker, open_embedding  # noqa: E402
 
 
 def event(seq: int) -> dict:
@@ -24,6 +24,35 @@ def test_store_is_idempotent_by_event_id(tmp_path):
     assert store.store(e) is True
     assert store.store(e) is False
     assert store.count() == 1
+
+
+def test_the_backend_recipe_opens_a_capture_embedding_sealed_by_a_door(tmp_path):
+    """The door's sealing (edge.sealing) and the example's self-contained recipe agree, with key files made by
+    `facecheck keys generate backend`."""
+    import base64
+
+    import numpy as np
+
+    from edge.config import config_from_dict
+    from edge.decision import Observation
+    from edge.sealing import generate
+    from tests.conftest import ROOT
+
+    key, pub = generate("backend", tmp_path / "backend.key")
+    config = config_from_dict({"models": {"dir": str(ROOT / "models")},
+                               "confirmation": {"include_embedding_on_capture": True, "require_gesture": True,
+                                                "recognise_frames": 1, "hold_frames": 1},
+                               "privacy": {"backend_public_key_file": str(pub)}, "liveness": {"policy": "off"}}, ROOT)
+    from edge.app import build_confirmation
+
+    machine = build_confirmation(config)
+    vector = np.random.default_rng(0).normal(size=128).astype(np.float32)
+    decisions = [d for i, gesture in enumerate((None, "capture"))
+                 for d in machine.update(i / 10, [Observation(1, True, "p", "Ann", 0.9, gesture, vector)])]
+    (capture,) = decisions
+    event = {**capture.extra, "type": capture.type}
+    opened = open_embedding(event, base64.b64decode(key.read_text()))
+    assert np.allclose(opened, vector) and "embedding" not in event
 
 
 def test_two_workers_in_a_share_group_split_the_events(tmp_path, broker):

@@ -74,13 +74,26 @@ def test_unknown_face_reported_once_then_rate_limited():
     assert [d.type for _, d in much_later] == ["unknown_face"]
 
 
-def test_capture_event_carries_the_embedding_never_an_image():
-    machine = Confirmation(cfg())
+def test_capture_event_carries_the_embedding_only_sealed_to_the_backend_never_an_image():
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from edge.sealing import open_sealed, seal_to
+
+    backend = X25519PrivateKey.generate()
     emb = np.linspace(-1, 1, 8, dtype=np.float32)
-    decisions = play(machine, [[alice(embedding=emb)]] * 2 + [[alice(gesture="capture", embedding=emb)]] * 3)
-    (_, decision), = decisions
-    assert decision.type == "capture"
-    assert np.allclose(decision.extra["embedding"], emb, atol=1e-5)
+    visit = [[alice(embedding=emb)]] * 2 + [[alice(gesture="capture", embedding=emb)]] * 3
+    (_, plain), = play(Confirmation(cfg(include_embedding_on_capture=False)), visit)
+    assert plain.type == "capture" and "embedding" not in plain.extra and "embedding_sealed" not in plain.extra
+
+    machine = Confirmation(cfg(include_embedding_on_capture=True), seal_embedding=lambda v: seal_to(
+        backend.public_key(), v.tobytes()))
+    (_, decision), = play(machine, visit)
+    sealed = decision.extra["embedding_sealed"]
+    assert set(decision.extra) == {"track_id", "liveness", "embedding_sealed"}
+    assert emb.tobytes() not in repr(sealed).encode()
+    raw = backend.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    assert np.array_equal(np.frombuffer(open_sealed(raw, sealed), "<f4"), emb)
     assert "image" not in decision.extra
 
 

@@ -3,15 +3,19 @@ and Home Assistant discovery. Two device instances run in this test process agai
 
 import json
 import threading
+from base64 import b64decode as base64_decode
+from base64 import b64encode as base64_encode_bytes
 
 import numpy as np
 import pytest
 
+from edge.app import gallery_file
 from edge.config import config_from_dict
 from edge.daemon import Daemon
-from edge.inference.gallery import Gallery
+from edge.inference.gallery import Gallery, GalleryFile
 from edge.roster import package
 from edge.samples import sample
+from edge.sealing import Key, decode_key, generate, new_key, signing_key
 from tests.broker import Subscriber
 from tests.conftest import run_cli, validate, write_yaml
 
@@ -20,11 +24,27 @@ ROSTER = f"facecheck/site/{SITE}/roster"
 
 
 @pytest.fixture
-def station(base_config, tmp_path, broker):
+def site_keys(tmp_path):
+    """The site's roster key and the station's signing pair, as `facecheck keys generate` makes them."""
+    keys = tmp_path / "keys"
+    generate("roster", keys / "roster.key")
+    generate("signing", keys / "station.key")
+    return {"roster_key_file": str(keys / "roster.key"), "roster_verify_key_file": str(keys / "station.pub"),
+            "signing": str(keys / "station.key")}
+
+
+def door_privacy(site_keys):
+    return {"roster_key_file": site_keys["roster_key_file"],
+            "roster_verify_key_file": site_keys["roster_verify_key_file"]}
+
+
+@pytest.fixture
+def station(base_config, tmp_path, broker, site_keys):
     """The enrolment station: its own gallery, publishing to the site."""
     cfg = dict(base_config, device_id="station", mqtt={"enabled": True, "port": broker.port},
                roster={"site": SITE}, matcher={"gallery": str(tmp_path / "station" / "gallery.npz"),
-                                               "augmentations": 2})
+                                               "augmentations": 2},
+               privacy={**door_privacy(site_keys), "roster_signing_key_file": site_keys["signing"]})
     path = write_yaml(tmp_path / "station.yaml", cfg)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
         result = run_cli("enroll", "-c", str(path), "--name", name, *[str(sample(p)) for p in photos])
@@ -32,8 +52,8 @@ def station(base_config, tmp_path, broker):
     return path
 
 
-def start_door(name, base_config, tmp_path, broker, clip):
-    cfg = dict(base_config, device_id=name,
+def start_door(name, base_config, tmp_path, broker, clip, site_keys):
+    cfg = dict(base_config, device_id=name, privacy=door_privacy(site_keys),
                camera={"kind": "replay", "path": str(clip), "fps": 20, "loop": True, "realtime": True},
                matcher={"gallery": str(tmp_path / name / "gallery.npz")},
                outbox={"path": str(tmp_path / name / "outbox.sqlite")},
@@ -46,12 +66,12 @@ def start_door(name, base_config, tmp_path, broker, clip):
 
 
 @pytest.fixture
-def doors(base_config, tmp_path, broker):
+def doors(base_config, tmp_path, broker, site_keys):
     from edge.demo import render_clip
 
     clip = tmp_path / "clip"
     render_clip(clip)
-    running = [start_door(n, base_config, tmp_path, broker, clip) for n in ("door-a", "door-b")]
+    running = [start_door(n, base_config, tmp_path, broker, clip, site_keys) for n in ("door-a", "door-b")]
     for daemon, _ in running:
         assert daemon.link.connected.wait(30)
     yield [d for d, _ in running]
@@ -64,9 +84,21 @@ def results(sub, door):
     return sub.events(f"facecheck/{door}/roster/result")
 
 
-def gallery_names(tmp_path, door):
+def door_gallery(tmp_path, door) -> GalleryFile:
     path = tmp_path / door / "gallery.npz"
-    return sorted(Gallery.load(path).names) if path.exists() else []
+    return GalleryFile(path, path.with_suffix(".key"))
+
+
+def gallery_names(tmp_path, door):
+    stored = door_gallery(tmp_path, door)
+    return sorted(stored.load().names) if stored.exists() else []
+
+
+def readable_forms(gallery: Gallery) -> list[bytes]:
+    """How a name or a template would show in a file or a payload that held them in the clear: the names as
+    UTF-8 and as the UTF-32 NumPy stores, and every float32 template row."""
+    forms = [n.encode() for n in gallery.names] + [n.encode("utf-32-le") for n in gallery.names]
+    return forms + [row.astype("<f4").tobytes() for row in gallery.embeddings[gallery.original]]
 
 
 def test_roster_update_and_erasure_reach_every_door(station, doors, tmp_path, broker):
@@ -88,7 +120,7 @@ def test_roster_update_and_erasure_reach_every_door(station, doors, tmp_path, br
     assert run_cli("roster", "-c", str(station), "publish", "--version", "101").returncode == 0
     for door in ("door-a", "door-b"):
         assert sub.wait_for(lambda: any(r["ok"] and r["version"] == 101 for r in results(sub, door)), 30)
-        gallery = Gallery.load(tmp_path / door / "gallery.npz")
+        gallery = door_gallery(tmp_path, door).load()
         assert gallery.names == ["Barack Obama"] and biden not in gallery.person_ids
         assert gallery.people == 1 and set(np.unique(gallery.labels)) == {0}, "no embedding of Biden is left"
     for result in results(sub, "door-a"):
@@ -99,38 +131,95 @@ def test_roster_update_and_erasure_reach_every_door(station, doors, tmp_path, br
     sub.close()
 
 
-def test_corrupt_or_mismatched_roster_is_refused_and_the_old_one_keeps_serving(station, doors, tmp_path, broker):
+def base64_encode(raw: bytes) -> str:
+    return base64_encode_bytes(raw).decode()
+
+
+def publish_raw(sub, manifest, chunks):
+    for chunk in chunks:
+        sub.client.publish(f"{ROSTER}/chunk/{chunk['index']}", json.dumps(chunk), qos=1, retain=True)
+    sub.client.publish(f"{ROSTER}/manifest", json.dumps(manifest), qos=1, retain=True)
+
+
+def test_the_broker_and_the_doors_files_hold_no_name_and_no_template(station, doors, tmp_path, broker):
+    import base64
+
+    sub = Subscriber(broker.port, ["facecheck/+/roster/result", f"{ROSTER}/#"])
+    assert run_cli("roster", "-c", str(station), "publish", "--version", "300").returncode == 0
+    for door in ("door-a", "door-b"):
+        assert sub.wait_for(lambda: any(r["ok"] and r["version"] == 300 for r in results(sub, door)), 30)
+    station_gallery = gallery_file(config_from_dict({"matcher": {"gallery": str(tmp_path / "station" / "gallery.npz")}},
+                                                    tmp_path)).load()
+    forms = readable_forms(station_gallery)
+    assert len(forms) > 4
+    retained = Subscriber(broker.port, [f"{ROSTER}/#"], client_id="late-reader")  # what any reader gets
+    assert retained.wait_for(lambda: retained.on(f"{ROSTER}/manifest"), 10)
+    chunks = [json.loads(p) for t, p, _ in retained.messages if "/chunk/" in t and p]
+    on_broker = b"".join(base64.b64decode(c["data"]) for c in sorted(chunks, key=lambda c: c["index"]))
+    on_broker += b"".join(p for _, p, _ in retained.messages)
+    files = [(tmp_path / d / "gallery.npz").read_bytes() for d in ("station", "door-a", "door-b")]
+    for blob in [on_broker, *files]:
+        assert not any(form in blob for form in forms), "a name or a float32 template is readable"
+    with pytest.raises(ValueError):  # the door's file is not an .npz numpy can open
+        np.load(tmp_path / "door-a" / "gallery.npz", allow_pickle=False)
+    retained.close()
+    sub.close()
+
+
+def test_forged_tampered_or_replayed_rosters_are_refused_and_the_old_one_keeps_serving(
+        station, doors, tmp_path, broker, site_keys):
     sub = Subscriber(broker.port, ["facecheck/+/roster/result"])
     assert run_cli("roster", "-c", str(station), "publish", "--version", "200").returncode == 0
     for door in ("door-a", "door-b"):
         assert sub.wait_for(lambda: any(r["ok"] for r in results(sub, door)), 30)
 
-    gallery = Gallery.load(tmp_path / "station" / "gallery.npz")
-    manifest, chunks = package(gallery, 201)
-    validate(chunks[0], "roster-chunk")
-    manifest["sha256"] = "0" * 64  # corrupt: the checksum does not match the chunks
-    for chunk in chunks:
-        sub.client.publish(f"{ROSTER}/chunk/{chunk['index']}", json.dumps(chunk), qos=1, retain=True)
-    sub.client.publish(f"{ROSTER}/manifest", json.dumps(manifest), qos=1, retain=True)
-    for door in ("door-a", "door-b"):
-        assert sub.wait_for(lambda: any(not r["ok"] and "checksum" in r["error"] for r in results(sub, door)), 30)
+    roster_key = Key(decode_key(open(site_keys["roster_key_file"]).read(), "roster"), "roster")
+    signer = signing_key(tmp_path / "keys" / "station.key")
+    gallery = door_gallery(tmp_path, "door-a").load()
+    attacker = Gallery(gallery.model_id, gallery.dim)
+    attacker.add("mallory", "Mallory", gallery.embeddings[:1], np.array([True]), gallery.model_id)
 
+    def refused_by_both(why: str) -> None:
+        for door in ("door-a", "door-b"):
+            assert sub.wait_for(lambda: any(not r["ok"] and why in r["error"] for r in results(sub, door)), 30), why
+        with sub.lock:
+            sub.messages.clear()
+
+    # 1. a roster sealed and signed with keys that are not the site's (a stolen broker password is not enough)
+    generate("signing", tmp_path / "keys" / "attacker.key")
+    manifest, chunks = package(attacker, 201, Key(new_key(), "wrong"), signing_key(tmp_path / "keys" / "attacker.key"))
+    validate(chunks[0], "roster-chunk")
+    publish_raw(sub, manifest, chunks)
+    refused_by_both("signature")
+    # 2. a roster sealed with a wrong key but signed by the station (a misconfigured station)
+    publish_raw(sub, *package(attacker, 202, Key(new_key(), "wrong"), signer))
+    refused_by_both("cannot be opened")
+    # 3. one changed byte in a chunk of a properly signed roster
+    manifest, chunks = package(attacker, 203, roster_key, signer)
+    data = bytearray(base64_decode(chunks[0]["data"]))
+    data[len(data) // 2] ^= 1
+    chunks[0]["data"] = base64_encode(bytes(data))
+    publish_raw(sub, manifest, chunks)
+    refused_by_both("checksum")
+    # 4. the manifest altered after signing (a bigger version to override the door's)
+    manifest, chunks = package(attacker, 204, roster_key, signer)
+    manifest["version"] = 10**12
+    publish_raw(sub, manifest, chunks)
+    refused_by_both("signature")
+    # 5. another model's roster, properly signed and sealed
     other = Gallery(model_id="facenet-20180408-102900-float32-m10", dim=512)
     other.add("x1", "Someone Else", np.eye(1, 512, dtype=np.float32), np.array([True]), other.model_id)
-    manifest, chunks = package(other, 202)
-    for chunk in chunks:
-        sub.client.publish(f"{ROSTER}/chunk/{chunk['index']}", json.dumps(chunk), qos=1, retain=True)
-    sub.client.publish(f"{ROSTER}/manifest", json.dumps(manifest), qos=1, retain=True)
-    for door in ("door-a", "door-b"):
-        assert sub.wait_for(lambda: any(not r["ok"] and "model" in r["error"] for r in results(sub, door)), 30)
-
+    publish_raw(sub, *package(other, 205, roster_key, signer))
+    refused_by_both("model")
+    # 6. an old, genuinely signed version replayed: not newer than the one in force, so ignored
+    publish_raw(sub, *package(attacker, 150, roster_key, signer))
     sub.client.publish(f"{ROSTER}/manifest", b"{broken", qos=1, retain=True)
-    for door in ("door-a", "door-b"):
-        assert sub.wait_for(lambda: any(not r["ok"] and "not JSON" in r["error"] for r in results(sub, door)), 30)
+    refused_by_both("not JSON")
 
     for daemon in doors:
         matcher = daemon.pipeline.identifier.matcher
         assert matcher.gallery.version == 200 and sorted(matcher.gallery.names) == ["Barack Obama", "Joe Biden"]
+
     for door in ("door-a", "door-b"):
         assert gallery_names(tmp_path, door) == ["Barack Obama", "Joe Biden"]
     sub.client.publish(f"{ROSTER}/manifest", b"", qos=1, retain=True)

@@ -109,11 +109,12 @@ def test_config_option_works_after_the_sub_command(base_config, tmp_path):
 
 def bare_context(config, identifier):
     """A command context over real models whose reloads change nothing (no daemon running)."""
+    from edge.app import gallery_file
     from edge.commands import CommandContext
     from edge.jobs import Outcome
 
     unchanged = lambda: Outcome({"people": 0, "roster_version": 0})  # noqa: E731
-    return CommandContext(identifier.embedder.model_id, identifier.embedder.dim, config.matcher.gallery, 0,
+    return CommandContext(identifier.embedder.model_id, identifier.embedder.dim, gallery_file(config), 0,
                           lambda: identifier, unchanged, unchanged, lambda: {}, lambda: {"fps": 0}, 4_000_000,
                           25_000_000)
 
@@ -167,8 +168,11 @@ def test_flood_is_rate_limited_and_a_nonce_outlives_a_restart(base_config, tmp_p
 
 
 def test_person_ids_and_names_have_a_character_set_everywhere(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from edge.inference.gallery import Gallery, GalleryError
-    from edge.roster import RosterAssembler, RosterError, gallery_bytes, package
+    from edge.roster import RosterAssembler, RosterError, package
+    from edge.sealing import Key, new_key
 
     gallery = Gallery("m", 4)
     vector = np.array([[1, 0, 0, 0]], np.float32)
@@ -181,14 +185,14 @@ def test_person_ids_and_names_have_a_character_set_everywhere(tmp_path):
     gallery.add("ada.lovelace_1815-2", "Ada Lovelace (Countess)", vector, np.array([True]), "m")
     # a roster package carrying a bad id (written by something other than facecheck) is refused at apply
     gallery.person_ids[0] = "../../etc/passwd"
-    manifest, chunks = package(gallery, 5)
-    assembler = RosterAssembler("m")
+    key, station = Key(new_key(), "site"), Ed25519PrivateKey.generate()
+    manifest, chunks = package(gallery, 5, key, station)  # even a properly sealed and signed one
+    assembler = RosterAssembler("m", key, station.public_key())
     assembler.add_manifest(manifest)
     for chunk in chunks:
         assembler.add_chunk(json.dumps(chunk).encode())
     with pytest.raises(RosterError, match="person_id"):
         assembler.complete()
-    assert gallery_bytes  # the same writer the publisher uses
 
 
 def test_bombs_over_mqtt_are_refused_and_the_door_keeps_serving(mqtt_config, tmp_path, broker, bomb):
@@ -268,6 +272,19 @@ def test_broker_acl_keeps_doors_to_their_own_topics(mqtt_config, tmp_path):
             assert anonymous_connect(secured.port) == "Not authorized"
             unsigned = command(admin, "enroll", b'{"name": "Eve", "images": ["AAAA"]}')
             assert "must be signed" in unsigned["error"], "even the admin account needs the site key"
+            # each door reads its own site's roster and no other
+            readers = {user: Subscriber(secured.port, ["facecheck/site/+/roster/#"], client_id=f"{user}-roster",
+                                        auth=(user, password))
+                       for user, password in (("test-door", "door-pw"), ("door-2", "door2-pw"))}
+            for site in ("hq", "branch"):
+                admin.client.publish(f"facecheck/site/{site}/roster/manifest", site.encode(), qos=1, retain=True)
+            assert readers["test-door"].wait_for(lambda: readers["test-door"].on("facecheck/site/hq/roster/manifest"))
+            assert readers["door-2"].wait_for(lambda: readers["door-2"].on("facecheck/site/branch/roster/manifest"))
+            time.sleep(1)
+            assert readers["test-door"].on("facecheck/site/branch/roster/manifest") == []
+            assert readers["door-2"].on("facecheck/site/hq/roster/manifest") == []
+            for reader in readers.values():
+                reader.close()
         finally:
             assert daemon.terminate() == 0
             admin.close()

@@ -27,7 +27,7 @@ BASE = "facecheck/test-door"
 @pytest.fixture(scope="session")
 def clip_and_gallery(tmp_path_factory, facenet_model):
     """The demo's clip and a gallery with Obama and Biden, built once with the real models."""
-    from edge.app import build_identifier
+    from edge.app import build_identifier, gallery_file
     from edge.config import config_from_dict
     from edge.enroll import enrol
 
@@ -38,13 +38,14 @@ def clip_and_gallery(tmp_path_factory, facenet_model):
                                "matcher": {"gallery": str(root / "gallery.npz")}}, base_dir=root)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
-        enrol(identifier, config.matcher.gallery, name, [sample(p) for p in photos], None, 4)
+        enrol(identifier, gallery_file(config), name, [sample(p) for p in photos], None, 4)
     return root
 
 
 @pytest.fixture
 def mqtt_config(base_config, tmp_path, broker, clip_and_gallery):
-    shutil.copy(clip_and_gallery / "gallery.npz", tmp_path / "gallery.npz")
+    for name in ("gallery.npz", "gallery.key"):  # the sealed gallery is no use without its key
+        shutil.copy2(clip_and_gallery / name, tmp_path / name)
     base_config.update({
         "camera": {"kind": "replay", "path": str(clip_and_gallery / "frames"), "fps": 10, "realtime": False},
         "matcher": {"gallery": str(tmp_path / "gallery.npz")},

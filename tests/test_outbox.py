@@ -92,3 +92,29 @@ def test_a_full_disk_spills_events_to_memory_and_loses_none(small_disk, caplog):
     assert [e.seq for e in reopened.pending(limit=100)] == [*range(12, 32), 32], "the spill reached the file"
     assert reopened.pending(limit=100)[0] == spilled[10]
     assert reopened.events_lost == 0
+
+
+def test_acknowledged_events_leave_no_name_or_id_in_the_file_its_wal_or_free_pages(tmp_path):
+    import edge.outbox
+
+    path = tmp_path / "outbox.sqlite"
+    box = Outbox(path, "door-1")
+    names = [f"Person Number{i:03d}" for i in range(40)]
+    events = [box.append(Decision("check_in", f"pid-{i:03d}-x", name, 0.9)) for i, name in enumerate(names)]
+    kept = box.append(Decision("check_in", "pid-still-pending", "Still Pending", 0.9))
+
+    def files() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.glob("outbox.sqlite*"))
+
+    assert all(name.encode() in files() for name in names[:3]), "the names were on disk before the acks"
+    for event in events:
+        box.ack(event.seq)
+    box._last_scrub -= edge.outbox.SCRUB_EVERY_S  # do not wait in a test
+    box.retry_writes()
+    on_disk = files()
+    for event, name in zip(events, names):
+        assert name.encode() not in on_disk and event.event_id.encode() not in on_disk
+        assert f"pid-{event.seq - 1:03d}-x".encode() not in on_disk
+    assert b"Still Pending" in on_disk, "an unacknowledged event stays"
+    box.close()
+    assert [e.event_id for e in Outbox(path, "door-1").pending()] == [kept.event_id]

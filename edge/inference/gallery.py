@@ -1,10 +1,13 @@
-"""The enrolled roster: embeddings, person ids and names, persisted without pickle and written atomically.
+"""The enrolled roster: embeddings, person ids and names, persisted sealed, without pickle, atomically.
 
-The file is a NumPy .npz read with allow_pickle=False, so loading a gallery can never run code.
+Inside, the roster is a NumPy .npz read with allow_pickle=False, so loading a gallery can never run code;
+on disk that .npz is sealed (AES-256-GCM, edge/sealing.py) under the door's gallery key, so the file alone
+gives no name and no template. A plaintext gallery from before is refused until `facecheck roster seal`.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 import zipfile
@@ -15,6 +18,7 @@ import numpy as np
 
 from edge.atomic import atomic_write
 from edge.errors import BadInputError
+from edge.sealing import Key, SealError, is_sealed, seal, unseal
 
 FORMAT_VERSION = 1
 
@@ -106,10 +110,11 @@ class Gallery:
         del self.person_ids[index], self.names[index]
         self.version += 1
 
-    def save(self, path: Path) -> None:
-        """Atomic: a reader sees the old file or the new one, never half of one."""
-        atomic_write(path, lambda handle: np.savez(
-            handle,
+    def to_bytes(self) -> bytes:
+        """The roster as an uncompressed, pickle-free .npz (what is sealed at rest and on the wire)."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
             format_version=np.int32(FORMAT_VERSION),
             model_id=np.str_(self.model_id),
             dim=np.int32(self.dim),
@@ -119,26 +124,54 @@ class Gallery:
             original=self.original.astype(bool),
             person_ids=np.array(self.person_ids, dtype=np.str_),
             names=np.array(self.names, dtype=np.str_),
-        ))
+        )
+        return buffer.getvalue()
+
+    def save(self, path: Path, key: Key) -> None:
+        """Sealed under key, and atomic: a reader sees the old file or the new one, never half of one."""
+        sealed = seal(self.to_bytes(), key.value, "gallery")
+        atomic_write(path, lambda handle: handle.write(sealed))
 
     @classmethod
-    def load(cls, path: Path) -> "Gallery":
+    def load(cls, path: Path, key: Key | None) -> "Gallery":
+        """The sealed gallery at path, opened with key; a plaintext or unopenable file is an error."""
         try:
-            with zipfile.ZipFile(path) as archive:  # np.savez stores; a deflated member could be a zip bomb
-                if any(member.compress_type != zipfile.ZIP_STORED for member in archive.infolist()):
-                    raise GalleryError(f"{path}: compressed members; a gallery is written uncompressed by "
-                                       "facecheck: restore a backup or re-enrol")
-            with np.load(path, allow_pickle=False) as data:
-                fields = {key: data[key] for key in data.files}
+            data = Path(path).read_bytes()
         except FileNotFoundError:
             raise GalleryError(f"{path}: gallery file not found; enrol people with `facecheck enroll`") from None
+        except OSError as exc:
+            raise GalleryError(f"{path}: not readable ({exc.strerror})") from None
+        if not is_sealed(data):
+            raise GalleryError(f"{path}: a plaintext gallery (written before galleries were sealed): run "
+                               "`facecheck roster seal` once to seal it under this door's key")
+        if key is None:
+            raise SealError(f"{path}: the gallery is sealed but no gallery key was found: set "
+                            "FACECHECK_GALLERY_KEY, the systemd credential gallery-key, or "
+                            "privacy.gallery_key_file to the key it was sealed with")
+        return cls.from_bytes(unseal(data, key, "gallery", str(path)), str(path))
+
+    @classmethod
+    def load_plaintext(cls, path: Path) -> "Gallery":
+        """A gallery written before sealing (for `facecheck roster seal` only)."""
+        return cls.from_bytes(Path(path).read_bytes(), str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> "Gallery":
+        """A gallery from its .npz bytes, checked for consistency; GalleryError naming `where` otherwise."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:  # np.savez stores; deflate could be a zip bomb
+                if any(member.compress_type != zipfile.ZIP_STORED for member in archive.infolist()):
+                    raise GalleryError(f"{where}: compressed members; a gallery is written uncompressed by "
+                                       "facecheck: restore a backup or re-enrol")
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                fields = {key: npz[key] for key in npz.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise GalleryError(f"{path}: not a readable gallery ({exc}); restore a backup or re-enrol") from None
+            raise GalleryError(f"{where}: not a readable gallery ({exc}); restore a backup or re-enrol") from None
         needed = {"format_version", "model_id", "dim", "version", "embeddings", "labels", "original", "person_ids", "names"}
         if not needed <= set(fields):
-            raise GalleryError(f"{path}: gallery lacks {sorted(needed - set(fields))}; restore a backup or re-enrol")
+            raise GalleryError(f"{where}: gallery lacks {sorted(needed - set(fields))}; restore a backup or re-enrol")
         if int(fields["format_version"]) != FORMAT_VERSION:
-            raise GalleryError(f"{path}: gallery format {int(fields['format_version'])}, this build reads {FORMAT_VERSION}")
+            raise GalleryError(f"{where}: gallery format {int(fields['format_version'])}, this build reads {FORMAT_VERSION}")
         dim = int(fields["dim"])
         embeddings, labels = fields["embeddings"], fields["labels"]
         person_ids, names = [str(s) for s in fields["person_ids"]], [str(s) for s in fields["names"]]
@@ -150,17 +183,17 @@ class Gallery:
             and np.isfinite(embeddings).all()
         )
         if not consistent:
-            raise GalleryError(f"{path}: gallery arrays are inconsistent (corrupt file); restore a backup or re-enrol")
+            raise GalleryError(f"{where}: gallery arrays are inconsistent (corrupt file); restore a backup or re-enrol")
         return cls(model_id=str(fields["model_id"]), dim=dim, embeddings=embeddings, labels=labels.astype(np.int32),
                    original=fields["original"].astype(bool), person_ids=person_ids, names=names,
                    version=int(fields["version"]))
 
     @classmethod
-    def load_or_new(cls, path: Path, model_id: str, dim: int) -> "Gallery":
+    def load_or_new(cls, path: Path, model_id: str, dim: int, key: Key | None) -> "Gallery":
         """The gallery at path (which must match model_id), or an empty one if there is none yet."""
         if not path.exists():
             return cls(model_id=model_id, dim=dim)
-        gallery = cls.load(path)
+        gallery = cls.load(path, key)
         gallery.require_model(model_id, path)
         return gallery
 
@@ -174,3 +207,30 @@ class Gallery:
 
 def new_person_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class GalleryFile:
+    """Where a door's gallery lives and the key it is sealed under: the one way every path (enrolment,
+    commands, the site roster, the CLI, doctor) reads and writes it. The first save on a door without a
+    key creates one (privacy.gallery_key_file, 0600); a sealed gallery without its key is an error."""
+
+    path: Path
+    key_file: Path
+
+    def key(self, create: bool = False) -> Key | None:
+        from edge.sealing import door_gallery_key
+
+        return door_gallery_key(self.key_file, create)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> Gallery:
+        return Gallery.load(self.path, self.key())
+
+    def load_or_new(self, model_id: str, dim: int) -> Gallery:
+        return Gallery.load_or_new(self.path, model_id, dim, None if not self.path.exists() else self.key())
+
+    def save(self, gallery: Gallery) -> None:
+        gallery.save(self.path, self.key(create=True))
