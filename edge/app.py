@@ -55,7 +55,8 @@ def load_gallery(config: Config, embedder: FaceNetEmbedder) -> Gallery:
 
 def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
     m = config.matcher
-    return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities, m.ambiguity_margin)
+    return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities, m.ambiguity_margin,
+                         m.stranger_far)
 
 
 def build_liveness(config: Config) -> Liveness | None:

@@ -148,6 +148,9 @@ class MatcherConfig(_Model):
         None, gt=0, le=2, description="Max L2 distance to the person's enrolled embeddings; null = calibrated."
     )
     svc_max_identities: int = Field(150, ge=2, description="auto uses the SVC up to this many people.")
+    stranger_far: float = Field(
+        1e-4, gt=0, lt=0.5, description="Strangers accepted per visit that the roster's own bound on the "
+        "threshold aims at (a normal model of the enrolled people's impostor distances; docs/accuracy.md).")
     ambiguity_margin: float = Field(
         0.05, ge=0, le=1, description="A face not this much closer to its best person than to the next is unknown.")
     augmentations: int = Field(20, ge=0, le=100, description="Augmented variants embedded per enrolment photo.")

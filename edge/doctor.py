@@ -92,8 +92,32 @@ def check_threshold(config: Config) -> Check:
                 f"genuine pair")
     if configured is not None and configured > point.threshold:
         return Check("matching", True, f"threshold {configured} from config is LOOSER than the {measured}")
-    return Check("matching", True, (f"threshold {configured} from config; " if configured is not None else "") + measured
-                 + "; enrolment calibration may only tighten it")
+    if configured is not None:
+        return Check("matching", True, f"threshold {configured} from config; {measured}")
+    return Check("matching", True, measured + "; " + roster_bound(config))
+
+
+def roster_bound(config: Config) -> str:
+    """What the enrolled roster does to the threshold, and the stranger FAR its normal model gives."""
+    from edge.app import build_embedder, build_matcher_for, load_gallery
+    from edge.inference.gallery import GalleryError
+    from edge.sealing import SealError
+
+    try:
+        matcher = build_matcher_for(config, load_gallery(config, build_embedder(config, 1)))
+    except (GalleryError, SealError) as exc:
+        return f"the roster's bound is unknown ({exc})"
+    roster = matcher.roster
+    if roster is None or roster.threshold is None:
+        return f"threshold in force {matcher.threshold:.3f} (too few people for the roster to bound it)"
+    far = roster.modelled_far(matcher.threshold)
+    text = (f"threshold in force {matcher.threshold:.3f} ({matcher.threshold_origin}); this roster: {roster.people} "
+            f"people, {roster.impostor_pairs} impostor pairs, nearest {roster.nearest_impostor:.3f}, modelled "
+            f"stranger FAR {far:.1e} per visit (target {roster.target:g}; a normal model, not a measurement)")
+    if roster.threshold < 0.85:
+        text += ("; WARNING: this roster's people lie close together for this model, so the threshold is tight "
+                 "and fewer faces will be recognised (docs/accuracy.md: populations)")
+    return text
 
 
 def check_camera(config: Config) -> Check:

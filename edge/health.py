@@ -15,7 +15,8 @@ def matcher_summary(matcher) -> dict:
 
     gallery = matcher.gallery
     return {"kind": matcher.kind, **summary(matcher.threshold, matcher.threshold_origin,
-                                            operating_point(gallery.model_id), int(gallery.original.sum()))}
+                                            operating_point(gallery.model_id), int(gallery.original.sum()),
+                                            getattr(matcher, "roster", None))}
 
 
 def health_payload(daemon) -> dict:

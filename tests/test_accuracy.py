@@ -64,3 +64,45 @@ def test_door_protocol_one_photo_each_names_nobody_wrongly(measured):
     assert counts["wrong_person"] == 0, counts
     assert counts["recognised"] / counts["genuine_probes"] >= MIN_RECOGNISED_K1, counts
 
+
+
+# East Asian faces (faces-east-asian in the shared data folder; docs/accuracy.md). FaceNet separates these
+# people far less well (AUC 0.941 against 0.996), and the targets (0 strangers, 0 wrong, >= 70 %
+# recognised at k = 3) are NOT met: the floors below hold what the roster's bound on the threshold bought
+# (strangers accepted 36 % -> 1.9 % at k = 1, 1.3 % at k = 3; measured 2026-12-01), so a change that lets
+# more strangers in, names more people wrongly, or stops recognising fails CI.
+EA_MIN_AUC = 0.93
+EA_MAX_STRANGER_RATE = 0.025
+EA_MAX_WRONG_RATE = 0.004
+EA_MIN_RECOGNISED = {1: 0.35, 3: 0.40}
+
+
+@pytest.fixture(scope="module")
+def east_asian():
+    from bench.datasets import east_asian_photos
+
+    try:
+        photos = east_asian_photos()
+    except DatasetMissing as exc:
+        pytest.skip(f"East Asian regression skipped: {exc}")
+    config = config_from_dict({}, ROOT)
+    view = embed_ours(config.embedder.model, detect_largest(photos, pad=True),
+                      augmentations=config.matcher.augmentations)
+    return photos, view, read_sidecar(config.embedder.model, verify_hash=False)["model_id"]
+
+
+def test_east_asian_faces_are_found_and_separated(east_asian):
+    photos, view, _ = east_asian
+    assert len(photos) == 312 and sum(v is not None for v in view.vectors) >= 300
+    assert pair_metrics(view, photos)["auc"] >= EA_MIN_AUC
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_east_asian_door_protocol_at_the_shipped_point_bounded_by_the_roster(east_asian, k):
+    photos, view, model_id = east_asian
+    point = operating_point(model_id)
+    counts = door_protocol(view, photos, k, lambda v, p, e: ours_identify(v, p, e, point.threshold))
+    assert counts["rounds"] == 286
+    assert counts["strangers_accepted"] / counts["stranger_probes"] <= EA_MAX_STRANGER_RATE, counts
+    assert counts["wrong_person"] / counts["genuine_probes"] <= EA_MAX_WRONG_RATE, counts
+    assert counts["recognised"] / counts["genuine_probes"] >= EA_MIN_RECOGNISED[k], counts

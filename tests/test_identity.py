@@ -403,3 +403,28 @@ def test_a_person_with_many_photos_is_not_ambiguous_with_themselves():
     for compact_from in (0, 10 ** 9):
         match = NearestMatcher(gallery, threshold=1.0, compact_from=compact_from).match(query)
         assert match.known and match.person_id == "a"
+
+
+def test_the_roster_bounds_the_threshold_from_its_own_impostor_distances():
+    from edge.inference.operating import roster_point
+
+    def pairs(impostor, genuine=()):
+        return np.array([*impostor, *genuine]), np.array([False] * len(impostor) + [True] * len(genuine))
+
+    # a population like the accuracy photos: people lie far apart, the roster leaves the model's point alone
+    western = roster_point(*pairs([1.40, 1.45, 1.38]), photos=3, people=3, prior_std=0.085)
+    assert western.threshold > 1.058 and western.rule.startswith("normal model")
+    # a population whose people lie closer together (as FaceNet sees East Asian faces): much tighter
+    closer = roster_point(*pairs([1.05, 1.10, 1.02]), photos=3, people=3, prior_std=0.085)
+    assert 0.6 < closer.threshold < 0.75
+    assert closer.modelled_far(closer.threshold) == pytest.approx(1e-4, rel=0.1)
+    # two enrolled people who look alike: never closer to each other than the threshold
+    alike = roster_point(*pairs([0.55, 1.3, 1.3]), photos=3, people=3, prior_std=0.085)
+    assert alike.threshold <= 0.53
+    one_pair_alike = roster_point(*pairs([0.9] + [1.4] * 20), photos=21, people=7, prior_std=0.085)
+    assert one_pair_alike.threshold == 0.88 and one_pair_alike.rule.startswith("nearest impostor pair")
+    # one person: the roster says nothing
+    assert roster_point(*pairs([], [0.5]), photos=2, people=1, prior_std=0.085).threshold is None
+    # more photos, same distances: a stranger meets more of them, so the bound tightens
+    many = roster_point(*pairs([1.05, 1.10, 1.02]), photos=300, people=3, prior_std=0.085)
+    assert many.threshold < closer.threshold

@@ -92,18 +92,47 @@ def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
     return float(min(ceiling, max(ceiling - MAX_TIGHTENING, midpoint)))
 
 
-def resolve_threshold(gallery: Gallery, configured: float | None) -> tuple[float, str]:
-    """(distance threshold, where it came from): the config's number, else the model's measured
-    operating point (tightened by calibration), else a strict fallback (tightened likewise)."""
-    from edge.inference.operating import operating_point
+def roster_evidence(gallery: Gallery, target: float):
+    """The roster's own bound on the threshold (edge/inference/operating.py: roster_point), from its original
+    embeddings (at most CALIBRATION_SAMPLE of them, a fixed random subset)."""
+    from edge.inference.operating import operating_point, roster_point
+
+    emb, labels = gallery.embeddings[gallery.original], gallery.labels[gallery.original]
+    if len(emb) > CALIBRATION_SAMPLE:
+        pick = np.random.default_rng(0).choice(len(emb), CALIBRATION_SAMPLE, replace=False)
+        emb, labels = emb[pick], labels[pick]
+    upper = np.triu_indices(len(emb), 1)
+    distances = np.sqrt(np.clip(2.0 - 2.0 * emb @ emb.T, 0.0, 4.0))[upper]
+    point = operating_point(gallery.model_id)
+    return roster_point(distances, (labels[:, None] == labels[None, :])[upper], int(gallery.original.sum()),
+                        gallery.people, point.impostor_std if point else None, target)
+
+
+def resolve_threshold(gallery: Gallery, configured: float | None, target: float | None = None
+                      ) -> tuple[float, str]:
+    return resolve(gallery, configured, target)[:2]
+
+
+def resolve(gallery: Gallery, configured: float | None, target: float | None = None):
+    """(distance threshold, where it came from, the roster's evidence or None): the config's number, else the
+    model's measured operating point, tightened by calibration and by the roster's own bound (never
+    loosened), else a strict fallback (tightened likewise). target: strangers accepted per visit the
+    roster's bound aims at."""
+    from edge.inference.operating import DEFAULT_STRANGER_FAR, operating_point
 
     if configured is not None:
-        return configured, "config matcher.distance_threshold"
+        return configured, "config matcher.distance_threshold", None
     point = operating_point(gallery.model_id)
     ceiling = point.threshold if point else FALLBACK_THRESHOLD
-    threshold = calibrate_threshold(gallery, ceiling)
+    calibrated = calibrate_threshold(gallery, ceiling)
+    roster = roster_evidence(gallery, DEFAULT_STRANGER_FAR if target is None else target)
+    threshold = min(calibrated, roster.threshold if roster.threshold is not None else calibrated)
     origin = "operating point" if point else "fallback (no operating point measured for this model)"
-    return threshold, origin + (", tightened by this roster" if threshold < ceiling else "")
+    if threshold < calibrated:
+        origin += f", tightened by this roster ({roster.rule})"
+    elif threshold < ceiling:
+        origin += ", tightened by this roster"
+    return threshold, origin, roster
 
 
 def _originals(gallery: Gallery) -> np.ndarray:
@@ -115,10 +144,12 @@ def _originals(gallery: Gallery) -> np.ndarray:
 class _Base:
     kind = "base"
 
-    def __init__(self, gallery: Gallery, threshold: float | None, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN):
+    def __init__(self, gallery: Gallery, threshold: float | None, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
+                 stranger_far: float | None = None):
         self.gallery = gallery
         self.ambiguity_margin = ambiguity_margin
-        self.threshold, self.threshold_origin = resolve_threshold(gallery, threshold)
+        self.stranger_far = stranger_far
+        self.threshold, self.threshold_origin, self.roster = resolve(gallery, threshold, stranger_far)
         self._person_blocks: tuple[np.ndarray, np.ndarray] | None = None
 
     def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
@@ -181,8 +212,9 @@ class NearestMatcher(_Base):
     kind = "nearest"
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
-                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, compact_from: int = COMPACT_FROM):
-        super().__init__(gallery, threshold, ambiguity_margin)
+                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
+                 compact_from: int = COMPACT_FROM):
+        super().__init__(gallery, threshold, ambiguity_margin, stranger_far)
         mask = _originals(gallery)
         self._labels = gallery.labels[mask]
         self.search = build_search(gallery.embeddings, np.nonzero(mask)[0], compact_from)
@@ -220,8 +252,8 @@ class SvcMatcher(_Base):
     kind = "svc"
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
-                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN):
-        super().__init__(gallery, threshold, ambiguity_margin)
+                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None):
+        super().__init__(gallery, threshold, ambiguity_margin, stranger_far)
         from sklearn.svm import SVC
 
         if gallery.people < 2:
@@ -253,7 +285,8 @@ def _per_person_subset(gallery: Gallery, limit: int) -> np.ndarray:
 
 
 def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None = None,
-                  svc_max_identities: int = 2000, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN) -> Matcher:
+                  svc_max_identities: int = 2000, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
+                  stranger_far: float | None = None) -> Matcher:
     """The configured matcher; `auto` uses the SVC for 2..svc_max_identities people, else nearest."""
     if kind == "svc" and gallery.people < 2:
         log.warning("matcher.kind svc needs two or more people (roster has %d); using nearest", gallery.people)
@@ -261,7 +294,7 @@ def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None 
     if kind == "auto":
         kind = "svc" if 2 <= gallery.people <= svc_max_identities else "nearest"
     cls = SvcMatcher if kind == "svc" else NearestMatcher
-    matcher: Matcher = cls(gallery, threshold, ambiguity_margin)
+    matcher: Matcher = cls(gallery, threshold, ambiguity_margin, stranger_far)
     log.info("matcher %s over %d people, distance threshold %.3f (%s)", matcher.kind, gallery.people,
              matcher.threshold, matcher.threshold_origin)
     return matcher

@@ -11,6 +11,11 @@ alignment fit jumped between keypoint pairs and moved distances across hosts by 
 of N impostor pairs accepted, the per-comparison false-accept rate is below 3/N at 95 % confidence
 (the rule of three); a stranger meets every enrolled photo, so for a roster of P photos the bound is
 1 - (1 - 3/N)^P.
+
+A point measured on one population proves nothing about another: on East Asian faces the same model's
+impostor distances lie 0.35 lower (docs/accuracy.md). So the threshold in force is also bounded by the
+enrolled roster itself (`roster_point`): its people are the door's population, and the distances between
+different enrolled people are impostor pairs of that population, even with one photo each.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 POINTS_FILE = Path(__file__).resolve().parents[1] / "data" / "operating_points.json"
 SAFETY = 0.02
@@ -33,6 +39,8 @@ class OperatingPoint:
     far_bound_95: float  # upper 95 % bound on it
     tar: float  # measured true accepts per genuine comparison at the threshold
     dataset: str
+    impostor_mean: float | None = None  # the measured impostor distances' mean and spread (roster_point's prior)
+    impostor_std: float | None = None
 
     def stranger_far_bound(self, photos: int) -> float:
         """Upper bound on a stranger being accepted by a roster of `photos` enrolled photos."""
@@ -50,17 +58,81 @@ def from_distances(model_id: str, impostor, genuine, dataset: str) -> OperatingP
     threshold = float(np.floor((impostor.min() - SAFETY) * 1000) / 1000)
     return OperatingPoint(model_id, threshold, int(impostor.size), int(genuine.size),
                           float((impostor <= threshold).mean()), min(1.0, 3.0 / impostor.size),
-                          float((genuine <= threshold).mean()), dataset)
+                          float((genuine <= threshold).mean()), dataset, float(impostor.mean()), float(impostor.std()))
 
 
-def summary(threshold: float, origin: str, point: OperatingPoint | None, photos: int) -> dict:
+# The roster's bound. The smallest distance between two different enrolled people, less NEAREST_MARGIN:
+# no enrolled person may be taken for another. And a normal model of the roster's impostor distances: the
+# threshold at which a stranger of this population meets any of the roster's P photos within it with
+# probability `target` per visit, so per comparison target / P. The roster's own spread is pooled with
+# PRIOR_PAIRS pseudo-pairs of the model's measured spread, so two or three people (one to three pairs)
+# cannot claim a narrow spread; the mean is the roster's own. FALLBACK_IMPOSTOR_STD stands in for a model
+# without a measured spread (the default model's, on the accuracy photos).
+NEAREST_MARGIN = 0.02
+PRIOR_PAIRS = 20
+FALLBACK_IMPOSTOR_STD = 0.085
+DEFAULT_STRANGER_FAR = 1e-4
+
+
+@dataclass(frozen=True)
+class RosterPoint:
+    """What the enrolled roster says about the threshold: its bound and the evidence behind it."""
+
+    threshold: float | None  # None: fewer than two people, the roster says nothing
+    rule: str  # which bound is the tighter one
+    people: int
+    photos: int
+    impostor_pairs: int
+    nearest_impostor: float | None
+    impostor_mean: float | None
+    impostor_std: float | None  # pooled with the prior
+    target: float  # stranger false accepts per visit the normal model aims at
+
+    def modelled_far(self, threshold: float) -> float | None:
+        """The normal model's stranger false-accept rate per visit at a threshold (a model, not a measure)."""
+        if self.impostor_mean is None or not self.impostor_std:
+            return None
+        per_comparison = NormalDist(self.impostor_mean, self.impostor_std).cdf(threshold)
+        return 1.0 - (1.0 - per_comparison) ** max(self.photos, 1)
+
+    def as_dict(self, threshold: float) -> dict:
+        body = {key: (round(value, 5) if isinstance(value, float) else value) for key, value in asdict(self).items()}
+        far = self.modelled_far(threshold)
+        return {**body, "modelled_stranger_far_per_visit": None if far is None else float(f"{far:.3g}")}
+
+
+def roster_point(distances, same, photos: int, people: int, prior_std: float | None,
+                 target: float = DEFAULT_STRANGER_FAR) -> RosterPoint:
+    """The roster's bound from the pairwise distances of its (original) photos: `distances` and `same`
+    (same person) over the pairs, `photos` enrolled photos of `people` people."""
+    import numpy as np
+
+    impostor = np.asarray(distances)[~np.asarray(same, bool)]
+    if people < 2 or impostor.size == 0:
+        return RosterPoint(None, "fewer than two people", people, photos, 0, None, None, None, target)
+    prior = prior_std or FALLBACK_IMPOSTOR_STD
+    n = int(impostor.size)
+    spread = float(impostor.var(ddof=1)) if n > 1 else 0.0
+    std = float(np.sqrt((PRIOR_PAIRS * prior ** 2 + (n - 1) * spread) / (PRIOR_PAIRS + n - 1)))
+    mean, nearest = float(impostor.mean()), float(impostor.min())
+    tail = mean - NormalDist().inv_cdf(1.0 - target / max(photos, 1)) * std
+    bounds = {f"nearest impostor pair less {NEAREST_MARGIN}": nearest - NEAREST_MARGIN,
+              f"normal model of {n} impostor pairs at {target:g} per visit": tail}
+    rule = min(bounds, key=bounds.get)
+    return RosterPoint(float(np.floor(bounds[rule] * 1000) / 1000), rule, people, photos, n, nearest, mean, std,
+                       target)
+
+
+def summary(threshold: float, origin: str, point: OperatingPoint | None, photos: int,
+            roster: RosterPoint | None = None) -> dict:
     """What the health payload and doctor say about the threshold in force and what it buys."""
     measured = None
     if point is not None:
         measured = {"model_id": point.model_id, "threshold": point.threshold, "far_bound_95": point.far_bound_95,
                     "tar": round(point.tar, 4), "impostor_pairs": point.impostor_pairs,
                     "stranger_far_bound": round(point.stranger_far_bound(photos), 4), "roster_photos": photos}
-    return {"threshold": round(threshold, 4), "threshold_origin": origin, "operating_point": measured}
+    return {"threshold": round(threshold, 4), "threshold_origin": origin, "operating_point": measured,
+            "roster_point": None if roster is None else roster.as_dict(threshold)}
 
 
 def load_points(path: Path = POINTS_FILE) -> dict[str, OperatingPoint]:
