@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--camera-frames", type=int, default=0, metavar="N", help="take N frames from the camera")
     record.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
     gestures_sub.add_parser("train", help="fit the classifier on the recorded samples (gestures.classifier: trained)")
+    evaluate = gestures_sub.add_parser("evaluate", help="the confusion table of the classifier in force on "
+                                       "labelled photos")
+    evaluate.add_argument("labelled", nargs="+", metavar="LABEL=FOLDER",
+                          help="a gesture (confirm, reject, capture, standby, none) and a folder of its photos")
     with_config(sub.add_parser("doctor", help="check camera, models, gallery, broker and disk"))
     snapshot = with_config(sub.add_parser("snapshot", help="save the current camera frame with faces drawn"))
     snapshot.add_argument("-o", "--output", required=True, type=Path, help="JPEG file to write")
@@ -380,6 +384,34 @@ def _gesture(args) -> int:
     return status
 
 
+def _gestures_evaluate(config: Config, labelled: list[str]) -> int:
+    """Each LABEL=FOLDER's photos through the pose model and the classifier in force: the confusion table."""
+    from edge.camera.replay import IMAGE_SUFFIXES
+    from edge.images import read_image
+    from edge.inference.gestures import GESTURES, Confusion, build_classifier, read_gesture
+    from edge.inference.pose import BlazePose
+
+    folders = []
+    for item in labelled:
+        label, _, folder = item.partition("=")
+        if label not in GESTURES or not folder:
+            raise InputError(f"gestures evaluate: {item!r} is not LABEL=FOLDER with LABEL one of {', '.join(GESTURES)}")
+        photos = sorted(p for p in Path(folder).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not photos:
+            raise InputError(f"gestures evaluate: {folder} holds no JPEG, PNG, BMP or WebP photo")
+        folders.append((label, photos))
+    g = config.gestures
+    pose_model = BlazePose.from_config(config)
+    classifier = build_classifier(g.classifier, g.trained_model, g.min_visibility)
+    confusion = Confusion()
+    for label, photos in folders:
+        for photo in photos:
+            confusion.add(label, read_gesture(pose_model, classifier, read_image(photo, config.limits.max_image_pixels)))
+    print(f"classifier {g.classifier}: {sum(len(p) for _, p in folders)} photos")
+    print(confusion.table())
+    return EXIT_OK
+
+
 def _gestures(args) -> int:
     import numpy as np
 
@@ -390,6 +422,8 @@ def _gestures(args) -> int:
     config = _config(args)
     g = config.gestures
     samples_path = g.trained_model.with_name(g.trained_model.stem + "-samples.npz")
+    if args.gestures_command == "evaluate":
+        return _gestures_evaluate(config, args.labelled)
     if args.gestures_command == "train":
         if not samples_path.exists():
             raise InputError(f"{samples_path}: no samples yet; record them with `facecheck gestures record`")

@@ -77,11 +77,15 @@ def test_look_alike_and_wrong_photo_warnings(base_config, tmp_path):
     twice = run_cli("enroll", "-c", str(config), "--name", "Barry", str(sample("obama-2.jpg")))
     assert twice.returncode == 0
     assert "warning: " in twice.stderr and "within the match threshold of Barack Obama" in twice.stderr
+    # a fresh door: with the same man enrolled twice above, the roster's own bound (no two enrolled people
+    # within the threshold) has tightened the threshold below his own photos' spread
+    fresh = write_yaml(tmp_path / "fresh.yaml", dict(base_config, matcher={
+        **base_config["matcher"], "gallery": str(tmp_path / "fresh" / "gallery.npz")}))
     folder = tmp_path / "biden"
     folder.mkdir()
     for photo in ("obama-1.jpg", "obama-2.jpg", "obama-3.jpg", "collins-1.jpg"):
         folder.joinpath(photo).write_bytes(sample(photo).read_bytes())
-    wrong = run_cli("enroll", "-c", str(config), "--name", "Obama folder", str(folder))
+    wrong = run_cli("enroll", "-c", str(fresh), "--name", "Obama folder", str(folder))
     assert wrong.returncode == 0, wrong.stderr
     assert "collins-1.jpg lies far from this person's other photos" in wrong.stderr
     assert "obama-3.jpg lies far" not in wrong.stderr

@@ -252,3 +252,37 @@ def test_real_people_with_arms_down_are_standby_and_nothing_fires(real_photos):
     capture.release()
     assert seen.get("standby", 0) >= 12, seen
     assert not {"confirm", "reject", "capture"} & set(seen), f"a gesture fired on people not making one: {seen}"
+
+
+def test_gestures_evaluate_prints_the_confusion_of_the_classifier_in_force(base_config, tmp_path, real_photos):
+    import shutil
+
+    config = write_yaml(tmp_path / "config.yaml", base_config)
+    street = tmp_path / "street"
+    street.mkdir()
+    for photo in real_photos:
+        shutil.copy(photo, street / photo.name)
+    result = run_cli("gestures", "evaluate", "-c", str(config), f"none={street}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "classifier rules: 2 photos"
+    row = next(line for line in lines if line.startswith("none "))
+    counts = [int(v) for v in row.split()[1:7]]  # confirm reject capture standby none (no body)
+    assert sum(counts) == 2 and counts[:3] == [0, 0, 0], row  # nobody there confirms, rejects or captures
+    assert lines[-1].endswith("capture): 0")
+    bad = run_cli("gestures", "evaluate", "-c", str(config), f"wave={street}")
+    assert bad.returncode == 2 and "LABEL=FOLDER" in bad.stderr
+    empty = run_cli("gestures", "evaluate", "-c", str(config), f"none={tmp_path / 'nothing'}")
+    assert empty.returncode == 2 and "holds no JPEG" in empty.stderr
+
+
+def test_confusion_counts_recall_where_a_body_was_found_and_wrong_triggers():
+    from edge.inference.gestures import NO_BODY, Confusion
+
+    confusion = Confusion()
+    for truth, read in (("confirm", "confirm"), ("confirm", "none"), ("confirm", NO_BODY), ("none", "confirm"),
+                        ("standby", "capture"), ("none", "none"), ("none", "standby")):
+        confusion.add(truth, read)
+    assert confusion.recall("confirm") == 0.5  # the photo without a body is not a miss of the classifier
+    assert confusion.wrong_triggers() == 2
+    assert confusion.as_dict()["rows"]["confirm"] == {"confirm": 1, "none": 1, NO_BODY: 1}

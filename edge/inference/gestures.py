@@ -13,7 +13,7 @@ same body-frame coordinates, from samples recorded with `facecheck gestures reco
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -203,6 +203,56 @@ def train(samples: Path, out: Path) -> dict:
 
 
 # ------------------------------------------------------------------ the pipeline stage
+
+
+NO_BODY = "(no body)"  # a photo in which no usable pose was found
+
+
+@dataclass
+class Confusion:
+    """True gesture -> what was read, over labelled photos: the table `facecheck gestures evaluate` prints and
+    bench.gesture_accuracy writes. Each true label's row counts every read gesture and NO_BODY."""
+
+    rows: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, truth: str, read: str) -> None:
+        row = self.rows.setdefault(truth, {})
+        row[read] = row.get(read, 0) + 1
+
+    def recall(self, truth: str) -> float | None:
+        """Share of photos with a body that read right (None: no body in any)."""
+        row = self.rows.get(truth, {})
+        bodies = sum(n for read, n in row.items() if read != NO_BODY)
+        return row.get(truth, 0) / bodies if bodies else None
+
+    def wrong_triggers(self) -> int:
+        """Photos of no gesture (none, standby) read as O, X or capture: confirmations nobody gave."""
+        return sum(n for truth in ("none", "standby") for read, n in self.rows.get(truth, {}).items()
+                   if read in GESTURE_ACTIONS)
+
+    def table(self) -> str:
+        columns = [*GESTURES, NO_BODY]
+        header = "true / read"
+        lines = [f"{header:12}" + "".join(f"{c:>10}" for c in columns) + f"{'recall':>9}"]
+        for truth in (g for g in GESTURES if g in self.rows):
+            row, recall = self.rows[truth], self.recall(truth)
+            lines.append(f"{truth:12}" + "".join(f"{row.get(c, 0):>10}" for c in columns)
+                         + (f"{100 * recall:8.1f}%" if recall is not None else f"{'-':>9}"))
+        lines.append(f"wrong triggers (none/standby read as confirm, reject or capture): {self.wrong_triggers()}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "recall": {t: self.recall(t) for t in self.rows},
+                "wrong_triggers": self.wrong_triggers()}
+
+
+GESTURE_ACTIONS = ("confirm", "reject", "capture")
+
+
+def read_gesture(pose_model, classifier: GestureClassifier, image: np.ndarray) -> str:
+    """The gesture of the photo's most confident body, or NO_BODY."""
+    poses = pose_model.poses(image)
+    return classifier.classify(poses[0]) if poses else NO_BODY
 
 
 def build_classifier(kind: str, trained_model: Path, min_visibility: float) -> GestureClassifier:
