@@ -101,11 +101,12 @@ def roster_bound(config: Config) -> str:
     """What the enrolled roster does to the threshold, and the stranger FAR its normal model gives."""
     from edge.app import build_embedder, build_matcher_for, load_gallery
     from edge.inference.gallery import GalleryError
+    from edge.inference.tflite import ModelError
     from edge.sealing import SealError
 
     try:
         matcher = build_matcher_for(config, load_gallery(config, build_embedder(config, 1)))
-    except (GalleryError, SealError) as exc:
+    except (GalleryError, SealError, ModelError) as exc:
         return f"the roster's bound is unknown ({exc})"
     roster = matcher.roster
     if roster is None or roster.threshold is None:

@@ -141,9 +141,12 @@ class Gallery:
             raise GalleryError(f"{path}: gallery file not found; enrol people with `facecheck enroll`") from None
         except OSError as exc:
             raise GalleryError(f"{path}: not readable ({exc.strerror})") from None
-        if not is_sealed(data):
+        if not is_sealed(data) and data.startswith(b"PK"):
             raise GalleryError(f"{path}: a plaintext gallery (written before galleries were sealed): run "
                                "`facecheck roster seal` once to seal it under this door's key")
+        if not is_sealed(data):
+            raise GalleryError(f"{path}: not a gallery (neither sealed nor one from before sealing): a corrupt "
+                               "file; restore a backup or re-enrol")
         if key is None:
             raise SealError(f"{path}: the gallery is sealed but no gallery key was found: set "
                             "FACECHECK_GALLERY_KEY, the systemd credential gallery-key, or "
