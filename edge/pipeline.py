@@ -242,8 +242,9 @@ class Pipeline:
         if track is None:
             track = self._tracks[track_id] = TrackIdentity(self.fuse_frames)
         track.add(embedding, quality)
-        track.liveness.add(self.identifier.live_score(frame.image, face))
         track.match = self.identifier.match(track.fused())
+        if track.match.known:  # only a face that may be checked in is worth the anti-spoofing models' time
+            track.liveness.add(self.identifier.live_score(frame.image, face))
         track.box, track.embedding, track.quality, track.matcher = face.box, embedding, quality, self.identifier.matcher
         track.embedded_at = track.seen_at = self._count
         return FaceResult(track_id, face, track.match, embedding, quality, self._liveness(track))
