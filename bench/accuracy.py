@@ -151,7 +151,7 @@ def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]
     the threshold the product would use: the measured point `ceiling`, tightened by calibration and bounded
     by the roster (edge/inference/matcher.py: resolve)."""
     from edge.inference.gallery import Gallery
-    from edge.inference.matcher import build_matcher, calibrate_threshold, roster_evidence
+    from edge.inference.matcher import bounded_threshold, build_matcher, calibrate_threshold
     from edge.inference.operating import DEFAULT_STRANGER_FAR
 
     dim = len(next(v for v in view.vectors if v is not None))
@@ -160,10 +160,8 @@ def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]
         vectors = [view.vectors[i][None] for i in indices] + [view.augmented[i] for i in indices]
         original = [True] * len(indices) + [False] * sum(len(view.augmented[i]) for i in indices)
         gallery.add(person, person, np.concatenate(vectors), np.array(original), view.system)
-    threshold = calibrate_threshold(gallery, ceiling)
-    if ROSTER_BOUND[0]:
-        bound = roster_evidence(gallery, DEFAULT_STRANGER_FAR).threshold
-        threshold = min(threshold, bound if bound is not None else threshold)
+    threshold = (bounded_threshold(gallery, ceiling, DEFAULT_STRANGER_FAR)[0] if ROSTER_BOUND[0]
+                 else calibrate_threshold(gallery, ceiling))
     matcher = build_matcher(gallery, "auto", threshold, ambiguity_margin=AMBIGUITY[0])
     return lambda vector: matcher.match(vector).person_id
 

@@ -4,8 +4,9 @@ Two MiniFASNet models (Silent-Face-Anti-Spoofing, Apache-2.0; converters/data/li
 face with more or less of its surroundings: V2 at 2.7 times the face box, V1SE at 4.0. Each gives a softmax
 over (attack, live, attack). Upstream averages the two; on BlazeFace's boxes V1SE scored the tablet replay
 as live more often than not and the live photos lower than V2 did, so the default score is V2's live
-probability alone (`liveness.models`), and both stay measured by `python -m bench.liveness`. The crop follows upstream's contract exactly (box scaled about its centre, limited to the image, shifted
-back inside rather than padded), from a box shaped like the RetinaFace boxes the models were trained on:
+probability alone (`liveness.models`), and both stay measured by `python -m bench.liveness`. The crop
+follows upstream's contract exactly (box scaled about its centre, limited to the image, shifted back
+inside rather than padded), from a box shaped like the RetinaFace boxes the models were trained on:
 BlazeFace's box is smaller and squarer, and the scores move with the box (docs/liveness.md).
 
 A frame's score is noisy; a track is judged on the mean over its scored frames (`TrackLiveness`), never on
@@ -165,12 +166,11 @@ class Liveness:
         rule, score = self.rule, assessment.score
         if score is None:
             why = "monochrome image: the models judge colour cues, so no verdict (uncertain)"
-        elif score < rule.spoof_below:
-            why = f"score {score:.4f} < spoof_below {rule.spoof_below}: a photo or screen (spoof)"
-        elif score >= rule.live_from:
-            why = f"score {score:.4f} >= live_from {rule.live_from}: live"
         else:
-            why = f"score {score:.4f} between spoof_below {rule.spoof_below} and live_from {rule.live_from}: uncertain"
+            why = {"spoof": f"score {score:.4f} < spoof_below {rule.spoof_below}: a photo or screen (spoof)",
+                   "live": f"score {score:.4f} >= live_from {rule.live_from}: live",
+                   "uncertain": f"score {score:.4f} between spoof_below {rule.spoof_below} and live_from "
+                                f"{rule.live_from}: uncertain"}[rule.verdict(score)]
         return {"why": why, "spoof_below": rule.spoof_below, "live_from": rule.live_from,
                 "monochrome": assessment.monochrome,
                 "models": {name: {"live": round(p[LIVE_CLASS], 4), "softmax": [round(v, 4) for v in p]}

@@ -67,23 +67,28 @@ class Matcher(Protocol):
     def candidates(self, embedding: np.ndarray, k: int = 3) -> list[Candidate]: ...
 
 
-def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
-    """The ceiling, tightened when this roster's own people come closer to each other than it allows.
-
-    Halfway between how far a person's photos lie from each other and how close other people come,
-    over original (non-augmented) embeddings, at most CALIBRATION_SAMPLE of them (a fixed random subset,
-    so a 100k roster calibrates in milliseconds). Never above the ceiling (the measured operating point),
-    never more than MAX_TIGHTENING below it; the ceiling itself without two people to compare.
-    """
+def _pairwise(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, same person) between the roster's original (non-augmented) embeddings, at most
+    CALIBRATION_SAMPLE of them (a fixed random subset, so a 100k roster calibrates in milliseconds)."""
     emb, labels = gallery.embeddings[gallery.original], gallery.labels[gallery.original]
     if len(emb) > CALIBRATION_SAMPLE:
         pick = np.random.default_rng(0).choice(len(emb), CALIBRATION_SAMPLE, replace=False)
         emb, labels = emb[pick], labels[pick]
-    if gallery.people < 2 or len(emb) < 3:
+    return np.sqrt(np.clip(2.0 - 2.0 * emb @ emb.T, 0.0, 4.0)), labels[:, None] == labels[None, :]
+
+
+def calibrate_threshold(gallery: Gallery, ceiling: float, pairwise=None) -> float:
+    """The ceiling, tightened when this roster's own people come closer to each other than it allows.
+
+    Halfway between how far a person's photos lie from each other and how close other people come, over
+    the roster's original embeddings (_pairwise). Never above the ceiling (the measured operating point),
+    never more than MAX_TIGHTENING below it; the ceiling itself without two people to compare.
+    """
+    dist, same = pairwise if pairwise is not None else _pairwise(gallery)
+    if gallery.people < 2 or len(dist) < 3:
         return ceiling
-    dist = np.sqrt(np.clip(2.0 - 2.0 * emb @ emb.T, 0.0, 4.0))
+    dist = dist.copy()
     np.fill_diagonal(dist, np.inf)
-    same = labels[:, None] == labels[None, :]
     inter = np.where(same, np.inf, dist).min(axis=1)
     intra_rows = np.where(same, dist, np.inf).min(axis=1)
     intra = intra_rows[np.isfinite(intra_rows)]
@@ -92,20 +97,24 @@ def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
     return float(min(ceiling, max(ceiling - MAX_TIGHTENING, midpoint)))
 
 
-def roster_evidence(gallery: Gallery, target: float):
-    """The roster's own bound on the threshold (edge/inference/operating.py: roster_point), from its original
-    embeddings (at most CALIBRATION_SAMPLE of them, a fixed random subset)."""
+def roster_evidence(gallery: Gallery, target: float, pairwise=None):
+    """The roster's own bound on the threshold (edge/inference/operating.py: roster_point)."""
     from edge.inference.operating import operating_point, roster_point
 
-    emb, labels = gallery.embeddings[gallery.original], gallery.labels[gallery.original]
-    if len(emb) > CALIBRATION_SAMPLE:
-        pick = np.random.default_rng(0).choice(len(emb), CALIBRATION_SAMPLE, replace=False)
-        emb, labels = emb[pick], labels[pick]
-    upper = np.triu_indices(len(emb), 1)
-    distances = np.sqrt(np.clip(2.0 - 2.0 * emb @ emb.T, 0.0, 4.0))[upper]
+    dist, same = pairwise if pairwise is not None else _pairwise(gallery)
+    upper = np.triu_indices(len(dist), 1)
     point = operating_point(gallery.model_id)
-    return roster_point(distances, (labels[:, None] == labels[None, :])[upper], int(gallery.original.sum()),
-                        gallery.people, point.impostor_std if point else None, target)
+    return roster_point(dist[upper], same[upper], int(gallery.original.sum()), gallery.people,
+                        point.impostor_std if point else None, target)
+
+
+def bounded_threshold(gallery: Gallery, ceiling: float, target: float):
+    """(threshold, calibrated, roster evidence): the ceiling tightened by calibration and by the roster's own
+    bound, from one pass over the roster's pairwise distances."""
+    pairwise = _pairwise(gallery)
+    calibrated = calibrate_threshold(gallery, ceiling, pairwise)
+    roster = roster_evidence(gallery, target, pairwise)
+    return min(calibrated, roster.threshold if roster.threshold is not None else calibrated), calibrated, roster
 
 
 def resolve_threshold(gallery: Gallery, configured: float | None, target: float | None = None
@@ -124,9 +133,8 @@ def resolve(gallery: Gallery, configured: float | None, target: float | None = N
         return configured, "config matcher.distance_threshold", None
     point = operating_point(gallery.model_id)
     ceiling = point.threshold if point else FALLBACK_THRESHOLD
-    calibrated = calibrate_threshold(gallery, ceiling)
-    roster = roster_evidence(gallery, DEFAULT_STRANGER_FAR if target is None else target)
-    threshold = min(calibrated, roster.threshold if roster.threshold is not None else calibrated)
+    threshold, calibrated, roster = bounded_threshold(gallery, ceiling,
+                                                      DEFAULT_STRANGER_FAR if target is None else target)
     origin = "operating point" if point else "fallback (no operating point measured for this model)"
     if threshold < calibrated:
         origin += f", tightened by this roster ({roster.rule})"
@@ -148,7 +156,6 @@ class _Base:
                  stranger_far: float | None = None):
         self.gallery = gallery
         self.ambiguity_margin = ambiguity_margin
-        self.stranger_far = stranger_far
         self.threshold, self.threshold_origin, self.roster = resolve(gallery, threshold, stranger_far)
         self._person_blocks: tuple[np.ndarray, np.ndarray] | None = None
 
