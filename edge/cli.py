@@ -61,13 +61,16 @@ def _parser() -> argparse.ArgumentParser:
                           help="per face also the three nearest people, the threshold and margin, and its quality")
     gesture = with_config(sub.add_parser("gesture", help="which gesture these images show (JSON per image)"))
     gesture.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    gestures = with_config(sub.add_parser("gestures", help="record samples for / train the trainable gesture classifier"))
+    gestures = with_config(sub.add_parser("gestures", help="record a door's own gesture samples, train the site's "
+                                          "classifier on them, or measure the classifier in force on labelled photos"))
     gestures_sub = gestures.add_subparsers(dest="gestures_command", required=True)
     record = gestures_sub.add_parser("record", help="save landmark samples of one gesture from images or the camera")
-    record.add_argument("--label", required=True, choices=["confirm", "reject", "capture", "standby", "none"])
+    record.add_argument("--label", required=True, choices=["confirm", "reject", "capture", "none"],
+                        help="the gesture shown (arms down and every other pose: none)")
     record.add_argument("--camera-frames", type=int, default=0, metavar="N", help="take N frames from the camera")
     record.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
-    gestures_sub.add_parser("train", help="fit the classifier on the recorded samples (gestures.classifier: trained)")
+    gestures_sub.add_parser("train", help="train the site's classifier on the packaged real poses plus the recorded "
+                            "samples (then set gestures.classifier: trained)")
     evaluate = gestures_sub.add_parser("evaluate", help="the confusion table of the classifier in force on "
                                        "labelled photos")
     evaluate.add_argument("labelled", nargs="+", metavar="LABEL=FOLDER",
@@ -416,7 +419,7 @@ def _gestures(args) -> int:
     import numpy as np
 
     from edge.images import read_image
-    from edge.inference.gestures import body_frame, features, load_samples, save_samples, train
+    from edge.inference.gesture_model import body_points, load_recordings, save_recordings, train_site
     from edge.inference.pose import BlazePose
 
     config = _config(args)
@@ -427,7 +430,7 @@ def _gestures(args) -> int:
     if args.gestures_command == "train":
         if not samples_path.exists():
             raise InputError(f"{samples_path}: no samples yet; record them with `facecheck gestures record`")
-        report = train(samples_path, g.trained_model)
+        report = train_site(samples_path, g.trained_model, g.min_visibility)
         print(json.dumps({"model": str(g.trained_model), **report}))
         return EXIT_OK
     if not args.images and args.camera_frames <= 0:
@@ -445,24 +448,23 @@ def _gestures(args) -> int:
                     images.append((f"frame {frame.index}", frame.image))
         finally:
             capture.stop()
-    vectors = []
+    recorded = []
     for label, image in images:
         poses = pose_model.poses(image)
-        body = body_frame(poses[0].landmarks, poses[0].visibility, g.min_visibility) if poses else None
-        vector = features(body, poses[0].landmarks, poses[0].visibility, g.min_visibility) if poses else None
-        if vector is None:
-            print(f"skipped {label}: no person with visible arms", file=sys.stderr)
+        points = body_points(poses[0].landmarks, poses[0].visibility, g.min_visibility) if poses else None
+        if points is None:
+            print(f"skipped {label}: no person with both shoulders visible", file=sys.stderr)
             continue
-        vectors.append(vector)
-    if not vectors:
-        raise InputError("no usable samples: no image showed a person with visible shoulders, elbows and wrists")
-    x, y = (load_samples(samples_path) if samples_path.exists() else (np.zeros((0, len(vectors[0])), np.float32),
-                                                                        np.zeros(0, str)))
-    x = np.concatenate([x, np.stack(vectors)])
-    y = np.concatenate([y, np.array([args.label] * len(vectors))])
-    save_samples(samples_path, x, y)
-    counts = {label: int((y == label).sum()) for label in sorted(set(y))}
-    print(json.dumps({"samples": str(samples_path), "added": len(vectors), "counts": counts}))
+        recorded.append(points)
+    if not recorded:
+        raise InputError("no usable samples: no image showed a person with both shoulders visible")
+    points, labels = load_recordings(samples_path) if samples_path.exists() else (np.zeros((0, *recorded[0].shape)),
+                                                                                  np.zeros(0, str))
+    points = np.concatenate([points, np.stack(recorded)])
+    labels = np.concatenate([labels, np.array([args.label] * len(recorded))])
+    save_recordings(samples_path, points, labels)
+    counts = {label: int((labels == label).sum()) for label in sorted(set(labels))}
+    print(json.dumps({"samples": str(samples_path), "added": len(recorded), "counts": counts}))
     return EXIT_OK
 
 

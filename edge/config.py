@@ -157,9 +157,12 @@ class MatcherConfig(_Model):
 
 
 class GestureConfig(_Model):
-    classifier: Literal["rules", "trained"] = "rules"
-    trained_model: Path = Field(Path("state/gestures.npz"))
-    min_visibility: float = Field(0.5, ge=0, le=1, description="Landmarks seen less surely than this are ignored.")
+    classifier: Literal["learned", "trained", "rules"] = Field(
+        "learned", description="learned: the packaged network trained on real people's poses; trained: the site's "
+        "own (facecheck gestures train); rules: the geometric rules (docs/gestures.md).")
+    trained_model: Path = Field(Path("state/gestures.npz"), description="The site's model (classifier: trained).")
+    min_visibility: float = Field(0.5, ge=0, le=1, description="Shoulders (learned, trained) or arm landmarks "
+                                  "(rules) seen less surely than this give no gesture.")
     min_pose_score: float = Field(0.6, gt=0, lt=1, description="Bodies detected less surely are ignored.")
     idle_pose_every_n_frames: int = Field(0, ge=0, description="Pose rate when nobody awaits confirmation; 0 = never.")
 
@@ -167,7 +170,9 @@ class GestureConfig(_Model):
 class ConfirmationConfig(_Model):
     require_gesture: bool = Field(True, description="false: a recognised face checks in without a gesture.")
     timeout_s: float = Field(8.0, gt=0, le=120)
-    hold_frames: int = Field(3, ge=1, le=100, description="Frames the O or X gesture must be held.")
+    hold_frames: int = Field(3, ge=1, le=100, description="Frames of the last hold_window in which the O, X or "
+                             "capture must be seen.")
+    hold_window: int = Field(5, ge=1, le=200, description="How many of a track's recent frames hold_frames counts in.")
     recognise_frames: int = Field(2, ge=1, le=100, description="Frames a face must be recognised before asking.")
     unknown_frames: int = Field(10, ge=1, le=1000, description="Frames a face must stay unknown to report it.")
     unknown_interval_s: float = Field(30.0, ge=0, description="At most one unknown_face event per interval.")
@@ -175,6 +180,13 @@ class ConfirmationConfig(_Model):
     include_embedding_on_capture: bool = Field(
         False, description="Send the capture's embedding, sealed to privacy.backend_public_key_file.")
     include_image_on_capture: bool = Field(False, description="Opt in to a JPEG of the face on capture events.")
+
+    @model_validator(mode="after")
+    def _window_holds_the_frames(self) -> "ConfirmationConfig":
+        if self.hold_window < self.hold_frames:
+            raise ValueError(f"hold_window {self.hold_window} is below hold_frames {self.hold_frames}; "
+                             "set hold_window >= hold_frames")
+        return self
 
 
 class LivenessConfig(_Model):

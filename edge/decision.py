@@ -23,6 +23,18 @@ GESTURE_EVENTS = {"confirm": "check_in", "reject": "rejected", "capture": "captu
 STILL_MOTION = 0.002
 
 
+def held_gesture(seen: list[str | None], frames: int) -> str | None:
+    """The O, X or capture seen in at least `frames` of the recent frames `seen`, if one is.
+
+    k of the last n frames, not k in a row: one frame in which the pose model lost the arms (a motion blur,
+    a landmark seen less surely) does not restart the count. Two gestures cannot both reach k unless the
+    window holds 2k frames; then the one shown last wins."""
+    for gesture in reversed(seen):
+        if gesture in GESTURE_EVENTS and seen.count(gesture) >= frames:
+            return gesture
+    return None
+
+
 @dataclass(frozen=True)
 class Observation:
     """One face in one frame: its track, identity and the gesture of the body that owns it."""
@@ -46,8 +58,7 @@ class _TrackState:
     recognised: int = 0
     unknown: int = 0
     awaiting_since: float = 0.0
-    gesture: str | None = None
-    held: int = 0
+    seen: list[str | None] = field(default_factory=list)  # the gestures of the last hold_window frames
     scores: list[float] = field(default_factory=list)
     last_keypoints: Any = None
     motion: list[float] = field(default_factory=list)
@@ -115,7 +126,7 @@ class Confirmation:
             if not cfg.require_gesture:
                 track.state = "done"
                 return self._decide(ts, obs, track, "check_in", None)
-            track.state, track.awaiting_since, track.gesture, track.held = "awaiting", ts, None, 0
+            track.state, track.awaiting_since, track.seen = "awaiting", ts, []
             log.info("%s recognised; awaiting a confirmation gesture", obs.name)
             return None
         # awaiting
@@ -123,14 +134,11 @@ class Confirmation:
             track.state = "done"
             log.info("%s did not confirm within %.1fs; no check-in", obs.name, cfg.timeout_s)
             return None
-        if obs.gesture in GESTURE_EVENTS:
-            track.held = track.held + 1 if obs.gesture == track.gesture else 1
-            track.gesture = obs.gesture
-            if track.held >= cfg.hold_frames:
-                track.state = "done"
-                return self._decide(ts, obs, track, GESTURE_EVENTS[obs.gesture], obs.gesture)
-        else:
-            track.gesture, track.held = obs.gesture, 0
+        track.seen = (track.seen + [obs.gesture])[-cfg.hold_window:]
+        gesture = held_gesture(track.seen, cfg.hold_frames)
+        if gesture is not None:
+            track.state = "done"
+            return self._decide(ts, obs, track, GESTURE_EVENTS[gesture], gesture)
         return None
 
     @staticmethod

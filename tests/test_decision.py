@@ -44,10 +44,36 @@ def test_confirm_gesture_held_checks_in():
     assert decisions[0][1].person_id == "p-alice"
 
 
-def test_gesture_must_be_held_for_consecutive_frames():
-    machine = Confirmation(cfg())
-    flicker = [[alice(gesture="confirm")], [alice(gesture="confirm")], [alice(gesture="none")]] * 3
-    assert play(machine, [[alice()]] * 2 + flicker) == []
+def test_a_gesture_counts_in_k_of_the_last_n_frames_so_a_lost_frame_does_not_restart_it():
+    machine = Confirmation(cfg(hold_frames=3, hold_window=5))
+    lost_one = [[alice(gesture="confirm")], [alice(gesture=None)], [alice(gesture="confirm")], [alice(gesture="none")],
+                [alice(gesture="confirm")]]
+    decisions = play(machine, [[alice()]] * 2 + lost_one)
+    assert [(i, d.type) for i, d in decisions] == [(6, "check_in")], "3 of the last 5, with a miss between"
+    in_a_row = Confirmation(cfg(hold_frames=3, hold_window=3))
+    assert play(in_a_row, [[alice()]] * 2 + lost_one) == [], "hold_window = hold_frames: k in a row, as before"
+
+
+def test_scattered_frames_of_a_gesture_outside_the_window_never_add_up():
+    machine = Confirmation(cfg(hold_frames=3, hold_window=5, timeout_s=30))
+    sparse = ([[alice(gesture="confirm")]] + [[alice(gesture="none")]] * 3) * 6  # one frame in four
+    assert play(machine, [[alice()]] * 2 + sparse) == []
+
+
+def test_of_two_gestures_in_one_window_the_one_reaching_k_decides():
+    from edge.decision import held_gesture
+
+    assert held_gesture(["reject", "confirm", "reject", None, "reject"], 3) == "reject"
+    assert held_gesture(["confirm"] * 3 + ["reject"] * 3, 3) == "reject", "both reach k: the one shown last"
+    assert held_gesture(["standby", "none", None, "confirm", "confirm"], 3) is None
+
+
+def test_the_window_must_hold_the_frames():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="hold_window 2 is below hold_frames 3"):
+        cfg(hold_frames=3, hold_window=2)
 
 
 def test_reject_gesture_emits_rejected():

@@ -6,13 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from edge.inference.gestures import (GestureError, GestureStage, RuleClassifier, TrainedClassifier, body_frame,
-                                     classify_body, features, owner_of, save_samples, train)
+from edge.inference.gesture_model import (GestureError, GestureNetwork, LandmarkSet, body_points, fit,
+                                         save_recordings, train_site, vector)
+from edge.inference.gestures import (GestureStage, LearnedClassifier, RuleClassifier, body_frame, build_classifier,
+                                     classify_body, owner_of)
 from edge.inference.pose import Person, Pose
 from tests.conftest import ROOT, run_cli, write_yaml
 
 REAL = ROOT / "tests" / "data" / "registry"
-UPPER, FORE = 0.9, 0.85  # arm segment lengths in shoulder widths
+UPPER, FORE, HAND = 0.9, 0.85, 0.2  # arm segment lengths (to the index finger) in shoulder widths
 
 # (upper-arm angle, forearm angle) in degrees, for the person's left arm; measured from the person's
 # left (+x) counter-clockwise with y up. The right arm mirrors it unless given.
@@ -33,12 +35,14 @@ def make_pose(left=(60, 150), right=None, scale=120.0, origin=(320.0, 200.0), fa
     body = np.zeros((33, 2))
     body[0] = (0.0, 0.65)                       # nose
     body[2], body[5] = (0.15, 0.75), (-0.15, 0.75)  # eyes
+    body[7], body[8] = (0.22, 0.7), (-0.22, 0.7)  # ears
     body[11], body[12] = (0.5, 0.0), (-0.5, 0.0)    # shoulders
     body[23], body[24] = (0.45, -1.7), (-0.45, -1.7)  # hips
-    for shoulder, elbow, wrist, (a, b) in ((11, 13, 15, left), (12, 14, 16, right)):
+    for shoulder, elbow, wrist, index, (a, b) in ((11, 13, 15, 19, left), (12, 14, 16, 20, right)):
         ra, rb = math.radians(a), math.radians(b)
         body[elbow] = body[shoulder] + UPPER * np.array([math.cos(ra), math.sin(ra)])
         body[wrist] = body[elbow] + FORE * np.array([math.cos(rb), math.sin(rb)])
+        body[index] = body[wrist] + HAND * np.array([math.cos(rb), math.sin(rb)])
     side = 1.0 if facing_camera else -1.0
     pixels = np.stack([origin[0] + side * body[:, 0] * scale, origin[1] - body[:, 1] * scale], axis=1)
     vis = np.ones(33) if visibility is None else visibility
@@ -122,27 +126,94 @@ def test_stage_gives_a_gesture_only_to_the_face_whose_body_made_it_and_runs_pose
     assert [sparse.wanted(False) for _ in range(6)] == [False, False, True, False, False, True]
 
 
-def test_trained_classifier_learns_the_gestures(tmp_path):
-    rng = np.random.default_rng(0)
-    x, y = [], []
-    for name, label in (("confirm", "confirm"), ("capture", "capture"), ("standby", "standby"),
-                        ("hands_on_hips", "none"), ("t_pose", "none")):
-        for _ in range(25):
-            jitter = rng.normal(0, 6, 2)
-            pose = make_pose((ARMS[name][0] + jitter[0], ARMS[name][1] + jitter[1]), scale=rng.uniform(50, 200))
-            body = body_frame(pose.landmarks, pose.visibility, 0.5)
-            x.append(features(body, pose.landmarks, pose.visibility, 0.5))
-            y.append(label)
-    samples = tmp_path / "gestures-samples.npz"
-    save_samples(samples, np.stack(x), np.array(y))
-    report = train(samples, tmp_path / "gestures.npz")
-    assert report["samples"] == 125 and report["cv_accuracy"] > 0.95
-    trained = TrainedClassifier(tmp_path / "gestures.npz")
-    for name, label in (("confirm", "confirm"), ("capture", "capture"), ("standby", "standby"), ("t_pose", "none")):
-        assert trained.classify(make_pose(ARMS[name], scale=90)) == label
+@pytest.fixture(scope="module")
+def learned():
+    return build_classifier("learned", ROOT / "missing.npz", 0.5)
+
+
+@pytest.mark.parametrize("scale", [40.0, 120.0, 300.0])
+@pytest.mark.parametrize("facing_camera", [True, False])
+def test_the_learned_default_reads_each_gesture_of_a_geometric_body(learned, scale, facing_camera):
+    """The packaged network learned from real poses only; a body built from geometry, at any size, facing
+    the camera or not, is new to it."""
+    expected = {"confirm": "confirm", "capture": "capture", "reject": "reject", "standby": "none",
+                "hands_on_hips": "none", "t_pose": "none"}
+    for name, gesture in expected.items():
+        left = ARMS[name]
+        right = mirrored(left) if name != "reject" else (-80, 30)
+        pose = make_pose(left, right, scale=scale, origin=(400.0, 300.0), facing_camera=facing_camera)
+        assert learned.classify(pose) == gesture, (name, scale, facing_camera)
+
+
+@pytest.mark.parametrize("upper, fore", [(60, 140), (70, 120), (55, 150), (65, 130)])
+def test_a_rounded_o_with_the_hands_apart_reads_o_and_never_capture(learned, upper, fore):
+    """The contract's O includes arms rounded above the head with the hands up to about a head apart; the
+    photos show joined palms only, which is why training opens O poses up (gesture_model.open_ring)."""
+    pose = make_pose((upper, fore))
+    body = body_frame(pose.landmarks, pose.visibility, 0.5)
+    assert 0.5 < abs(float(body.lw[0] - body.rw[0])) < 0.8, "wrists apart: the hands by about a head (0.4-0.5)"
+    assert learned.classify(pose) == "confirm"
+
+
+def test_the_learned_default_ignores_near_misses_even_framed_from_the_waist_up(learned):
+    near_misses = {"one arm up": (ARMS["capture"], mirrored(ARMS["standby"])),
+                   "hands on the head": ((30, 160), None), "goal posts": ((0, 90), None),
+                   "arms out": (ARMS["t_pose"], None), "hands on hips": (ARMS["hands_on_hips"], None),
+                   "wrists crossed low": ((-80, -150), (-100, -30)), "one hand on the head": (ARMS["confirm"],
+                                                                                           mirrored(ARMS["standby"]))}
+    for name, (left, right) in near_misses.items():
+        for hips_seen in (True, False):
+            vis = np.ones(33)
+            if not hips_seen:
+                vis[[23, 24]] = 0.05  # the camera sees the person from the waist up: the hips are guesses
+            pose = make_pose(left, right, visibility=vis)
+            assert learned.classify(pose) == "none", (name, hips_seen)
+
+
+def test_the_learned_classifier_needs_only_the_shoulders_seen(learned):
+    vis = np.ones(33)
+    vis[[15, 16]] = 0.3  # crossed forearms in front of the chest are often seen this unsurely
+    assert learned.classify(make_pose(ARMS["reject"], (-80, 30), visibility=vis)) == "reject"
+    vis[11] = 0.2
+    assert learned.classify(make_pose(ARMS["reject"], (-80, 30), visibility=vis)) == "none", "no body frame"
+
+
+def test_a_model_file_round_trips_without_pickle_and_bad_files_say_what_to_do(tmp_path):
+    data = LandmarkSet.load()
+    points, labels = data.points(data.rows("train")[::10], 0.5)
+    network = fit(points, labels, {"trained_on": "test"}, copies=2)
+    network.save(tmp_path / "model.npz")
+    again = GestureNetwork.load(tmp_path / "model.npz")
+    x = np.stack([vector(p) for p in points])
+    assert np.allclose(again.probabilities(x), network.probabilities(x)) and again.predict(x) == network.predict(x)
+    assert again.meta["trained_on"] == "test" and again.meta["augmented_copies"] == 2
     (tmp_path / "broken.npz").write_bytes(b"nope")
-    with pytest.raises(GestureError, match="broken.npz"):
-        TrainedClassifier(tmp_path / "broken.npz")
+    with pytest.raises(GestureError, match="broken.npz.*facecheck gestures train"):
+        GestureNetwork.load(tmp_path / "broken.npz")
+    np.savez(tmp_path / "old.npz", features=np.zeros((2, 18), np.float32), labels=np.array(["none", "confirm"]))
+    with pytest.raises(GestureError, match="old.npz: a gesture file of an older version"):
+        GestureNetwork.load(tmp_path / "old.npz")
+    with pytest.raises(GestureError, match="missing.npz: no gesture model"):
+        LearnedClassifier(GestureNetwork.load(tmp_path / "missing.npz"))
+
+
+def test_a_site_model_learns_the_site_s_own_samples_and_keeps_the_packaged_photos(tmp_path):
+    """A door whose people carry bags and take a photo with one arm up (not a capture for the packaged
+    model): recorded as capture, the site's model reads it; the packaged held-out photos still read right."""
+    rng = np.random.default_rng(1)
+    one_arm_up = [make_pose((80 + rng.normal(0, 4), 85 + rng.normal(0, 4)), mirrored(ARMS["standby"]),
+                            scale=rng.uniform(60, 200)) for _ in range(12)]
+    site = np.stack([body_points(p.landmarks, p.visibility, 0.5) for p in one_arm_up])
+    packaged = build_classifier("learned", ROOT / "x", 0.5)
+    assert {packaged.classify(p) for p in one_arm_up} == {"none"}
+    save_recordings(tmp_path / "s.npz", site, np.array(["capture"] * 12))
+    report = train_site(tmp_path / "s.npz", tmp_path / "site.npz", 0.5)
+    assert report["site_samples"] == 12 and report["site_cv_accuracy"] >= 0.9, report
+    assert report["packaged_heldout_accuracy"] >= 0.97, report
+    site_model = build_classifier("trained", tmp_path / "site.npz", 0.5)
+    assert site_model.classify(make_pose(ARMS["capture"], mirrored(ARMS["standby"]), scale=90)) == "capture"
+    assert site_model.classify(make_pose(ARMS["capture"])) == "capture"
+    assert site_model.classify(make_pose(ARMS["hands_on_hips"])) == "none"
 
 
 @pytest.fixture(scope="module")
@@ -202,27 +273,39 @@ def test_gestures_record_and_train_cli(base_config, tmp_path, real_photos):
     base_config["gestures"] = {"min_visibility": 0.3}
     config = write_yaml(tmp_path / "config.yaml", base_config)
     walking = vtest_tile(tmp_path / "walking.jpg")
-    rules = run_cli("gesture", "-c", str(write_yaml(tmp_path / "rules.yaml", dict(base_config, gestures={}))),
-                    str(walking))
-    assert json.loads(rules.stdout) == {"image": str(walking), "gesture": "standby", "people": 1}
-    first = run_cli("gestures", "-c", str(config), "record", "--label", "standby", str(walking))
+    default = run_cli("gesture", "-c", str(write_yaml(tmp_path / "d.yaml", dict(base_config, gestures={}))),
+                      str(walking))
+    assert json.loads(default.stdout) == {"image": str(walking), "gesture": "none", "people": 1}
+    rules = dict(base_config, gestures={"classifier": "rules"})
+    assert json.loads(run_cli("gesture", "-c", str(write_yaml(tmp_path / "r.yaml", rules)), str(walking)).stdout)[
+        "gesture"] == "standby", "the rules still tell arms hanging down"
+    first = run_cli("gestures", "-c", str(config), "record", "--label", "none", str(walking))
     assert first.returncode == 0, first.stderr
     second = run_cli("gestures", "-c", str(config), "record", "--label", "none", str(real_photos[1]))
     assert second.returncode == 0, second.stderr
-    assert json.loads(second.stdout)["counts"] == {"none": 1, "standby": 1}
+    assert json.loads(second.stdout)["counts"] == {"none": 2}
     trained = run_cli("gestures", "-c", str(config), "train")
     assert trained.returncode == 0, trained.stderr
-    assert json.loads(trained.stdout)["samples"] == 2
+    report = json.loads(trained.stdout)
+    assert report["site_samples"] == 2 and report["site_cv_accuracy"] == 1.0 and report["packaged_heldout_accuracy"] > 0.95
     base_config["gestures"] = {"classifier": "trained", "min_visibility": 0.3,
                                "trained_model": str(tmp_path / "state" / "gestures.npz")}
     result = run_cli("gesture", "-c", str(write_yaml(tmp_path / "t.yaml", base_config)), str(walking))
-    assert json.loads(result.stdout)["gesture"] == "standby"
+    assert json.loads(result.stdout)["gesture"] == "none"
     nothing = run_cli("gestures", "-c", str(config), "record", "--label", "none")
     assert nothing.returncode == 2 and "IMAGE" in nothing.stderr
-    strict = dict(base_config, gestures={"min_visibility": 0.9})
-    unseen = run_cli("gestures", "-c", str(write_yaml(tmp_path / "s.yaml", strict)), "record", "--label", "none",
-                     str(real_photos[0]))
-    assert unseen.returncode == 2 and "no usable samples" in unseen.stderr
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "wall.jpg"), np.full((480, 640, 3), 200, np.uint8))
+    unseen = run_cli("gestures", "-c", str(config), "record", "--label", "none", str(tmp_path / "wall.jpg"))
+    assert unseen.returncode == 2 and "no usable samples" in unseen.stderr and "wall.jpg" in unseen.stderr
+    samples = tmp_path / "state" / "gestures-samples.npz"
+    np.savez(samples, features=np.zeros((2, 18), np.float32), labels=np.array(["none", "confirm"]))
+    old = run_cli("gestures", "-c", str(config), "train")
+    assert old.returncode == 2 and "gestures-samples.npz: recorded by an older version" in old.stderr
+    missing = dict(base_config, gestures={"classifier": "trained", "trained_model": str(tmp_path / "none.npz")})
+    nomodel = run_cli("gesture", "-c", str(write_yaml(tmp_path / "m.yaml", missing)), str(walking))
+    assert nomodel.returncode == 2 and "none.npz: no gesture model" in nomodel.stderr
 
 
 def test_real_people_with_arms_down_are_standby_and_nothing_fires(real_photos):
@@ -265,7 +348,7 @@ def test_gestures_evaluate_prints_the_confusion_of_the_classifier_in_force(base_
     result = run_cli("gestures", "evaluate", "-c", str(config), f"none={street}")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "classifier rules: 2 photos"
+    assert lines[0] == "classifier learned: 2 photos"
     row = next(line for line in lines if line.startswith("none "))
     counts = [int(v) for v in row.split()[1:7]]  # confirm reject capture standby none (no body)
     assert sum(counts) == 2 and counts[:3] == [0, 0, 0], row  # nobody there confirms, rejects or captures

@@ -121,12 +121,12 @@ def test_reload_refuses_restart_only_and_unbuildable_changes_and_keeps_serving(d
     write_yaml(path, dict(data, confirmation=dict(data["confirmation"], require_gesture=True),
                           gestures={"classifier": "trained", "trained_model": str(tmp_path / "none.npz")}))
     unbuildable = run_job("reload", daemon.reloader.config)
-    assert unbuildable.result["ok"] is False and "none.npz: no gesture samples yet" in unbuildable.result["error"]
+    assert unbuildable.result["ok"] is False and "none.npz: no gesture model there" in unbuildable.result["error"]
     path.write_text("camera: [unclosed\n")
     broken = run_job("reload", daemon.reloader.config)
     assert broken.result["ok"] is False and "config refused" in broken.result["error"]
     assert daemon.pipeline is running and daemon.config.confirmation.require_gesture is False
-    write_yaml(path, dict(data, confirmation=dict(data["confirmation"], hold_frames=5), tracking={"max_age_s": 0.3}))
+    write_yaml(path, dict(data, confirmation=dict(data["confirmation"], hold_frames=5, hold_window=5), tracking={"max_age_s": 0.3}))
     applied = run_job("reload", daemon.reloader.config)
     assert applied.result == {"ok": True, "error": None, "people": 1, "roster_version": 1,
                               "reloaded": ["confirmation", "tracking"]}

@@ -6,34 +6,26 @@ Rules use hysteresis: a gesture already shown is kept with slightly relaxed thre
 not flicker at the boundary. A landmark the model did not see (visibility below the threshold) is
 never used: without it the answer is "none".
 
-The trainable alternative (Teachable-Machine style) fits a small scikit-learn classifier over the
-same body-frame coordinates, from samples recorded with `facecheck gestures record`.
+The default classifier is learned instead (edge.inference.gesture_model: a small network trained on
+real people's poses, as the seed's Teachable Machine model was); the rules stay as the transparent
+alternative (gestures.classifier: rules) and as the reference the learned one is measured against.
 """
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from edge.errors import BadInputError
-
-from edge.atomic import atomic_write
+from edge.inference.gesture_model import DEFAULT_MODEL, GestureNetwork, body_points, vector
 from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, NOSE, RIGHT_ELBOW, RIGHT_HIP,
                                  RIGHT_SHOULDER, RIGHT_WRIST, Pose)
 
 GESTURES = ("confirm", "reject", "capture", "standby", "none")
 ARMS = (LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST)
-FEATURE_POINTS = (NOSE, LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST,
-                  LEFT_HIP, RIGHT_HIP)
 HYSTERESIS = 0.15  # body units a held gesture's thresholds relax by
-
-
-class GestureError(BadInputError):
-    """A gesture model or sample file is unusable; the message names its path."""
 
 
 @dataclass(frozen=True)
@@ -103,24 +95,6 @@ def classify_body(body: Body | None, previous: str | None = None) -> str:
     return "none"
 
 
-def features(body: Body | None, points: np.ndarray, visibility: np.ndarray, min_visibility: float) -> np.ndarray | None:
-    """Body-frame x, y of FEATURE_POINTS (hips fall back to a standard torso), for the trained classifier."""
-    if body is None:
-        return None
-    ls, rs = points[LEFT_SHOULDER], points[RIGHT_SHOULDER]
-    mid, width = (ls + rs) / 2, float(np.linalg.norm(ls - rs))
-    side = 1.0 if ls[0] >= rs[0] else -1.0
-    out = []
-    for index in FEATURE_POINTS:
-        if visibility[index] < min_visibility and index in (LEFT_HIP, RIGHT_HIP):
-            d = np.array([0.5 if index == LEFT_HIP else -0.5, -body.torso])
-        else:
-            d = (points[index] - mid) / width
-            d = np.array([side * d[0], -d[1]])
-        out.extend(d)
-    return np.asarray(out, np.float32)
-
-
 class GestureClassifier(Protocol):
     kind: str
 
@@ -137,69 +111,18 @@ class RuleClassifier:
         return classify_body(body_frame(pose.landmarks, pose.visibility, self.min_visibility), previous)
 
 
-# ------------------------------------------------------------------ trainable classifier
+class LearnedClassifier:
+    """The network of edge.inference.gesture_model: kind "learned" is the packaged one (trained on real
+    people's poses), "trained" a site's own (`facecheck gestures train`)."""
 
-
-def load_samples(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(features N x F, labels N) from a samples/model file; never unpickles."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            x, y = data["features"], data["labels"]
-    except FileNotFoundError:
-        raise GestureError(f"{path}: no gesture samples yet; record some with `facecheck gestures record`") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise GestureError(f"{path}: not a readable gesture file ({exc})") from None
-    if x.ndim != 2 or x.shape[1] != 2 * len(FEATURE_POINTS) or y.shape != (len(x),) or not np.isfinite(x).all():
-        raise GestureError(f"{path}: gesture arrays are inconsistent (corrupt file)")
-    unknown = set(str(v) for v in y) - set(GESTURES)
-    if unknown:
-        raise GestureError(f"{path}: unknown gesture labels {sorted(unknown)}; allowed {list(GESTURES)}")
-    return x.astype(np.float32), y.astype(str)
-
-
-def save_samples(path: Path, x: np.ndarray, y: np.ndarray, **extra) -> None:
-    atomic_write(path, lambda handle: np.savez(
-        handle, features=np.asarray(x, np.float32), labels=np.asarray(y, dtype=np.str_),
-        **{k: np.asarray(v) for k, v in extra.items()}))
-
-
-def fit_classifier(x: np.ndarray, y: np.ndarray):
-    """A small scikit-learn pipeline (standardise + logistic regression), refit from samples at load."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if len(set(y)) < 2:
-        raise GestureError("training needs samples of at least two gestures")
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(x, y)
-
-
-class TrainedClassifier:
-    kind = "trained"
-
-    def __init__(self, model_path: Path, min_visibility: float = 0.5):
-        x, y = load_samples(model_path)
-        self.model = fit_classifier(x, y)
+    def __init__(self, network: GestureNetwork, min_visibility: float = 0.5, kind: str = "learned"):
+        self.network = network
         self.min_visibility = min_visibility
+        self.kind = kind
 
     def classify(self, pose: Pose, previous: str | None = None) -> str:
-        body = body_frame(pose.landmarks, pose.visibility, self.min_visibility)
-        vector = features(body, pose.landmarks, pose.visibility, self.min_visibility)
-        if vector is None:
-            return "none"
-        return str(self.model.predict(vector[None])[0])
-
-
-def train(samples: Path, out: Path) -> dict:
-    """Fit on recorded samples, report cross-validated accuracy, write the model file atomically."""
-    from sklearn.model_selection import cross_val_score
-
-    x, y = load_samples(samples)
-    model = fit_classifier(x, y)
-    folds = min(5, int(min(np.unique(y, return_counts=True)[1])))
-    accuracy = float(cross_val_score(model, x, y, cv=folds).mean()) if folds >= 2 else float("nan")
-    save_samples(out, x, y, cv_accuracy=accuracy)
-    return {"samples": int(len(y)), "labels": sorted(set(y)), "cv_accuracy": accuracy}
+        points = body_points(pose.landmarks, pose.visibility, self.min_visibility)
+        return "none" if points is None else self.network.predict(vector(points))[0]
 
 
 # ------------------------------------------------------------------ the pipeline stage
@@ -256,9 +179,11 @@ def read_gesture(pose_model, classifier: GestureClassifier, image: np.ndarray) -
 
 
 def build_classifier(kind: str, trained_model: Path, min_visibility: float) -> GestureClassifier:
-    if kind == "trained":
-        return TrainedClassifier(trained_model, min_visibility)
-    return RuleClassifier(min_visibility)
+    """rules; learned (the packaged network); trained (a site's own, at trained_model)."""
+    if kind == "rules":
+        return RuleClassifier(min_visibility)
+    return LearnedClassifier(GestureNetwork.load(trained_model if kind == "trained" else DEFAULT_MODEL),
+                             min_visibility, kind)
 
 
 def owner_of(pose: Pose, boxes: list[tuple[int, int, int, int]], min_visibility: float) -> int | None:
