@@ -129,7 +129,7 @@ def scene(width: int, height: int, faces: int, jitter: int, rng) -> np.ndarray:
 
 
 def stage_latencies(repeat: int, threads: int) -> dict:
-    from edge.inference.gestures import RuleClassifier
+    from edge.inference.gestures import RuleClassifier, build_classifier
     from edge.inference.pose import BlazePose
 
     out = {}
@@ -158,8 +158,9 @@ def stage_latencies(repeat: int, threads: int) -> dict:
     out["pose 640x480 (people + landmarks)"] = measure(lambda: pose.poses(people_frame), repeat)
     poses = pose.poses(people_frame)
     if poses:
-        rules = RuleClassifier(0.4)
+        rules, learned = RuleClassifier(0.4), build_classifier("learned", Path("unused"), 0.5)
         out["gesture rules"] = measure(lambda: rules.classify(poses[0]), repeat)
+        out["gesture learned (default)"] = measure(lambda: learned.classify(poses[0]), repeat)
     confirmation = Confirmation(config_from_dict({}, ROOT).confirmation)
     obs = [Observation(1, True, "p", "P", 0.9, "confirm", None, face.keypoints, 150.0)]
     ts = iter(range(10 ** 9))

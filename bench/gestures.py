@@ -20,7 +20,7 @@ from bench.common import ROOT, default_model, machine, measure, write
 from edge.camera.base import Frame
 from edge.config import config_from_dict
 from edge.decision import Confirmation
-from edge.inference.gestures import GestureStage, RuleClassifier
+from edge.inference.gestures import GestureStage, RuleClassifier, build_classifier
 from edge.inference.pose import BlazePose
 from edge.pipeline import Pipeline
 
@@ -41,9 +41,10 @@ def main(argv=None) -> int:
     person = pose.people(bus)[0]
     result["pose"]["landmarks per person"] = measure(lambda: pose.landmarks(bus, person), args.repeat)
     result["pose"]["pose per frame 640x480 (detect + landmarks)"] = measure(lambda: pose.poses(frame640), args.repeat)
-    classifier = RuleClassifier(0.4)
+    rules, classifier = RuleClassifier(0.4), build_classifier("learned", ROOT / "unused", 0.5)
     found = pose.poses(bus)
-    result["pose"]["gesture rules"] = measure(lambda: classifier.classify(found[0]), args.repeat * 10)
+    result["pose"]["gesture rules"] = measure(lambda: rules.classify(found[0]), args.repeat * 10)
+    result["pose"]["gesture learned (default)"] = measure(lambda: classifier.classify(found[0]), args.repeat * 10)
 
     from edge.app import build_identifier
 
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
                                "matcher": {"gallery": str(work / "gallery.npz")},
                                "confirmation": {"require_gesture": True}}, base_dir=ROOT)
     identifier = build_identifier(config, with_matcher=False)
-    stage = GestureStage(pose, classifier, 0.4)
+    stage = GestureStage(pose, classifier, 0.5)
     pipeline = Pipeline(identifier, Confirmation(config.confirmation), gestures=stage)
     pipeline.confirmation.awaiting = lambda: True  # time the frames of a pending confirmation
     frame = Frame(frame640, 0.0, 0, "bench")
