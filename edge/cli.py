@@ -491,11 +491,16 @@ def _snapshot(args) -> int:
         return EXIT_USAGE if capture.error else EXIT_FAILURE
     from edge.inference.pose import BlazePose
 
+    from edge.placement import FRAMING_ADVICE, framing_problems
+
     faces = identifier.identify(frame.image)
     poses = BlazePose.from_config(config).poses(frame.image)
     args.output.write_bytes(snapshot_jpeg(frame.image, FrameResult(frame.index, frame.ts, faces, []), poses,
                                           config.gestures.min_visibility))
-    print(json.dumps({"snapshot": str(args.output), "people": len(poses),
+    framing = framing_problems(poses, frame.image.shape[1], frame.image.shape[0])
+    if framing:
+        print(f"facecheck: warning: {'; '.join(framing)}: {FRAMING_ADVICE}", file=sys.stderr)
+    print(json.dumps({"snapshot": str(args.output), "people": len(poses), "framing": framing,
                       "faces": [f.as_dict() for f in faces]}))
     return EXIT_OK
 

@@ -369,3 +369,28 @@ def test_confusion_counts_recall_where_a_body_was_found_and_wrong_triggers():
     assert confusion.recall("confirm") == 0.5  # the photo without a body is not a miss of the classifier
     assert confusion.wrong_triggers() == 2
     assert confusion.as_dict()["rows"]["confirm"] == {"confirm": 1, "none": 1, NO_BODY: 1}
+
+
+def test_raised_hands_leaving_the_frame_are_named_and_hanging_ones_are_not():
+    from edge.placement import FRAMING_ADVICE, framing_problems
+
+    inside = make_pose(ARMS["capture"], origin=(320.0, 300.0), scale=60)
+    assert framing_problems([inside], 640, 480) == []
+    cut_at_the_top = make_pose(ARMS["capture"], origin=(320.0, 140.0), scale=80)  # wrists at y ~ -2
+    problems = framing_problems([inside, cut_at_the_top], 640, 480)
+    assert problems == ["body 2: left wrist above the top, right wrist above the top"]
+    off_the_side = make_pose(ARMS["t_pose"], origin=(520.0, 300.0), scale=80)
+    assert framing_problems([off_the_side], 640, 480) == ["body 1: left wrist right of the frame, left elbow right of the frame"]
+    close_up = make_pose(ARMS["standby"], origin=(320.0, 350.0), scale=150)  # wrists below the bottom
+    assert framing_problems([close_up], 640, 480) == []
+    assert "mount the camera nearer 1.68 m" in FRAMING_ADVICE
+
+
+def test_placement_geometry():
+    from edge.placement import coverage
+
+    c = coverage(60, 640, 480, 40, 1.675)
+    assert abs(c.vfov_deg - 46.8) < 0.1  # 4:3 sensor, 60 degrees across
+    assert abs(c.farthest_m - 554.3 * 0.15 / 40) < 0.01  # focal 554 px: a 15 cm face is 40 px at 2.08 m
+    assert abs(c.nearest_m - 0.675 / math.tan(math.radians(c.vfov_deg / 2))) < 1e-6 and c.usable
+    assert not coverage(60, 640, 480, 40, 2.4).usable, "mounted above the raised hands: too close to see both"

@@ -229,12 +229,13 @@ def test_doctor_passes_on_a_good_setup(base_config, tmp_path, broker):
     result = run_cli("doctor", "-c", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[:2] for line in lines[:7]] == [
-        ["PASS", "models"], ["PASS", "matching"], ["PASS", "gallery"], ["PASS", "camera"], ["PASS", "broker"],
-        ["PASS", "outbox"], ["PASS", "clock"]]
+    assert [line.split()[:2] for line in lines[:8]] == [
+        ["PASS", "models"], ["PASS", "matching"], ["PASS", "gallery"], ["PASS", "camera"], ["PASS", "framing"],
+        ["PASS", "broker"], ["PASS", "outbox"], ["PASS", "clock"]]
+    assert re.search(r"framing +\d+ bodies seen, their wrists and elbows inside the frame", lines[4]), lines[4]
     assert re.search(r"matching +operating point of facenet-keras-ms1m-int8full-\S+: threshold [01]\.\d+, 0 of \d+ impostor",
                      lines[1]), lines[1]
-    assert lines[-1] == "7/7 checks passed"
+    assert lines[-1] == "8/8 checks passed"
 
 
 def test_doctor_reports_each_failing_check_and_exits_1(base_config, tmp_path, facenet_model):
@@ -261,7 +262,8 @@ def test_doctor_reports_each_failing_check_and_exits_1(base_config, tmp_path, fa
     assert re.search(r"FAIL camera .*no images", out), out
     assert re.search(r"FAIL broker .*127.0.0.1", out), out
     assert "PASS outbox" in out and "PASS clock" in out and "PASS matching" in out
-    assert out.splitlines()[-1] == "3/7 checks passed"
+    assert re.search(r"WARN framing +skipped: no frame", out), out
+    assert out.splitlines()[-1] == "4/8 checks passed"
 
 
 def test_snapshot_writes_an_annotated_jpeg(base_config, tmp_path):
