@@ -228,6 +228,9 @@ class MqttConfig(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
+    hosts: list[str] = Field(
+        [], description="Several brokers as host:port (the nodes of a cluster), tried in turn: when the one in use "
+        "is lost, the door reconnects to the next with the same back-off. Empty: host and port.")
     protocol: Literal["5", "3.1.1"] = "5"
     base_topic: str | None = Field(None, description="Default facecheck/<device_id>.")
     client_id: str | None = Field(None, description="Default facecheck-<device_id>.")
@@ -241,6 +244,21 @@ class MqttConfig(_Model):
     password_file: Path | None = Field(None, description="File holding the password (or FACECHECK_MQTT_PASSWORD).")
     tls: TlsConfig | None = None
     max_command_bytes: int = Field(4_000_000, ge=1024, description="Larger command payloads are refused.")
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for item in value:
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{item!r} is not host:port (e.g. 10.0.0.5:1883)")
+        return value
+
+    def brokers(self) -> list[tuple[str, int]]:
+        """The brokers to try, in order."""
+        if not self.hosts:
+            return [(self.host, self.port)]
+        return [(h.strip("[]"), int(p)) for h, _, p in (item.rpartition(":") for item in self.hosts)]  # [v6]:port
 
     @field_validator("base_topic")
     @classmethod

@@ -154,7 +154,7 @@ class Daemon:
     def run(self) -> int:
         """Process frames until stopped or the source ends; 0 on a clean stop, 2 if the camera is misconfigured."""
         if self.link is not None:
-            self.notifier.status(f"connecting to {self.config.mqtt.host}:{self.config.mqtt.port}")
+            self.notifier.status(f"connecting to {self.link.node}")
             self.link.start()
         self.notifier.status(f"opening camera {self.capture.source.name}")
         self.capture.start()
@@ -163,7 +163,7 @@ class Daemon:
         matcher = self.pipeline.identifier.matcher
         log.info("running: device %s, camera %s, %d enrolled, MQTT %s", self.config.device_id,
                  self.capture.source.name, matcher.gallery.people if matcher else 0,
-                 f"{self.config.mqtt.host}:{self.config.mqtt.port}" if self.link else "off")
+                 ", ".join(f"{h}:{p}" for h, p in self.config.mqtt.brokers()) if self.link else "off")
         try:
             self._deliver()  # anything left from before a crash goes first
             while not self.stop_requested.is_set():

@@ -194,12 +194,13 @@ def check_broker(config: Config) -> Check:
     m = config.mqtt
     try:
         client = make_client(config, f"{config.client_id}-doctor")
-        connect_blocking(client, config, BROKER_WAIT_S)
+        host, port = connect_blocking(client, config, BROKER_WAIT_S)
     except (ConfigError, ConnectionError) as exc:
         return Check("broker", False, str(exc))
     client.disconnect()
     client.loop_stop()
-    return Check("broker", True, f"{m.host}:{m.port} accepted MQTT {m.protocol}"
+    others = len(m.brokers()) - 1
+    return Check("broker", True, f"{host}:{port}{f' (one of {others + 1} brokers)' if others else ''} accepted MQTT {m.protocol}"
                  f"{' over TLS' if m.tls else ''}{' with credentials' if broker_password(m) else ''}")
 
 

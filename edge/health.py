@@ -48,4 +48,5 @@ def health_payload(daemon) -> dict:
                    "version": matcher.gallery.version if matcher else 0},
         "matcher": matcher_summary(matcher) if matcher else None,
         "liveness": {"policy": daemon.config.liveness.policy, **asdict(daemon.liveness_verdicts)},
+        "broker": daemon.link.node if daemon.link is not None else None,
     }

@@ -41,6 +41,10 @@ def test_each_camera_kind_validates(tmp_path):
 
 @pytest.mark.parametrize("raw, fragments", [
     ({"camara": {}}, ["camara", "unknown key"]),
+    ({"mqtt": {"hosts": ["10.0.0.5"]}}, ["mqtt.hosts", "'10.0.0.5' is not host:port"]),
+    ({"mqtt": {"hosts": ["b:99999"]}}, ["mqtt.hosts", "'b:99999'"]),
+    ({"confirmation": {"hold_frames": 4, "hold_window": 3}}, ["confirmation", "hold_window 3 is below hold_frames 4"]),
+    ({"gestures": {"classifier": "teachable"}}, ["gestures.classifier", "learned"]),
     ({"detector": {"min_confidence": 1.5}}, ["detector.min_confidence", "1.5", "less than 1"]),
     ({"camera": {"kind": "v4l2", "fps": "fast"}}, ["camera.v4l2.fps", "'fast'"]),
     ({"camera": {"kind": "webcam"}}, ["camera.kind", "'webcam'", "replay"]),
@@ -98,3 +102,9 @@ def test_version():
     result = run_cli("--version")
     assert result.returncode == 0
     assert __version__ in result.stdout
+
+
+def test_mqtt_hosts_are_the_brokers_in_turn_and_host_port_the_single_default():
+    assert config_from_dict({}, ROOT).mqtt.brokers() == [("127.0.0.1", 1883)]
+    cluster = config_from_dict({"mqtt": {"hosts": ["10.0.0.5:1883", "rabbit-2.site:1884", "[::1]:1885"]}}, ROOT)
+    assert cluster.mqtt.brokers() == [("10.0.0.5", 1883), ("rabbit-2.site", 1884), ("::1", 1885)]

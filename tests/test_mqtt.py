@@ -172,6 +172,59 @@ def test_no_event_lost_while_the_broker_restarts_three_times(mqtt_config, tmp_pa
     sub.close()
 
 
+def test_a_door_fails_over_to_the_next_broker_and_loses_nothing(mqtt_config, tmp_path, broker):
+    """mqtt.hosts: two independent brokers (as two nodes of a site would be); the one in use is killed with
+    -9, twice over (first one, then the other after the first is back): every event reaches a subscriber of
+    one broker or the other, health names the node in use, and the door publishes again within 5 s."""
+    other = Broker(tmp_path / "broker-2").start()
+    try:
+        config = looping(mqtt_config)
+        config["mqtt"] = dict(config["mqtt"], hosts=[f"127.0.0.1:{broker.port}", f"127.0.0.1:{other.port}"])
+        subs = {broker.port: Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/health"], "sub-1"),
+                other.port: Subscriber(other.port, [f"{BASE}/events", f"{BASE}/health"], "sub-2")}
+
+        def events() -> list[dict]:
+            return sorted((e for sub in subs.values() for e in sub.events(f"{BASE}/events")), key=lambda e: e["seq"])
+
+        daemon = DaemonProcess(config, tmp_path)
+        assert wait_until_events(events, 3, 60)
+        def broker_in_health(port: int) -> str | None:
+            health = subs[port].events(f"{BASE}/health")
+            return health[-1]["broker"] if health else None
+
+        assert subs[broker.port].wait_for(lambda: broker_in_health(broker.port) == f"127.0.0.1:{broker.port}", 10)
+        for dying, surviving in ((broker, other), (other, broker)):
+            dying.kill()
+            killed_at, before = time.monotonic(), len(subs[surviving.port].events(f"{BASE}/events"))
+            assert subs[surviving.port].wait_for(
+                lambda: len(subs[surviving.port].events(f"{BASE}/events")) > before, 30), "no failover"
+            assert time.monotonic() - killed_at < 5.0, "the door published again within 5 s of its node dying"
+            assert subs[surviving.port].wait_for(
+                lambda: broker_in_health(surviving.port) == f"127.0.0.1:{surviving.port}", 10), "health names the node"
+            assert subs[surviving.port].wait_for(
+                lambda: len(subs[surviving.port].events(f"{BASE}/events")) > before + 3, 30)
+            dying.start()
+            assert subs[dying.port].wait_for(lambda: subs[dying.port].connected.is_set(), 30)
+        assert daemon.terminate() == 0, (tmp_path / "daemon.log").read_text()
+        outbox = Outbox(tmp_path / "state" / "outbox.sqlite", "x")
+        last_seq = outbox.last_seq()
+        assert outbox.depth() == 0 and last_seq >= 10
+        assert wait_until_events(events, last_seq, 30)
+        assert sorted({e["seq"] for e in events()}) == list(range(1, last_seq + 1)), "an event was lost"
+        log = (tmp_path / "daemon.log").read_text()
+        assert f"disconnected from 127.0.0.1:{broker.port}" in log and f"reconnecting to 127.0.0.1:{other.port}" in log
+        for sub in subs.values():
+            sub.close()
+    finally:
+        other.kill()
+
+
+def wait_until_events(events, count: int, timeout: float) -> bool:
+    from tests.broker import wait_until
+
+    return wait_until(lambda: len({e["seq"] for e in events()}) >= count, timeout, 0.05)
+
+
 def test_no_event_lost_when_the_daemon_is_killed_mid_publish(mqtt_config, tmp_path, broker):
     sub = Subscriber(broker.port, [f"{BASE}/events"])
     for round_ in range(3):

@@ -44,14 +44,34 @@ class Command:
     correlation: bytes | None
 
 
-def make_client(config: Config, client_id: str) -> mqtt.Client:
+class FailoverClient(mqtt.Client):
+    """paho's client, connecting to the brokers of mqtt.hosts in turn: each (re)connect attempt goes to the next.
+
+    paho keeps one host and its public setters refuse a change while its reconnect cycle runs, so the broker
+    is chosen where paho reads it, at each reconnect() (the override paho's own maintainers suggest for
+    clusters). The outbox holds every event not yet acknowledged, so whichever node is reached gets them."""
+
+    brokers: list[tuple[str, int]] = []
+    attempts = 0
+
+    def next_broker(self) -> tuple[str, int]:
+        return self.brokers[self.attempts % len(self.brokers)]
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        if self.brokers:
+            self._host, self._port = self.next_broker()
+            self.attempts += 1
+        return super().reconnect()
+
+
+def make_client(config: Config, client_id: str, client_class: type[mqtt.Client] = mqtt.Client) -> mqtt.Client:
     """A paho client with the configured protocol, credentials and TLS (files checked first)."""
     m = config.mqtt
     check_tls_files(m)
     password = broker_password(m)
     v5 = m.protocol == "5"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else False)
+    client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id,
+                          protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else False)
     if m.username or password:
         client.username_pw_set(m.username or "", password)
     if m.tls is not None:
@@ -61,26 +81,33 @@ def make_client(config: Config, client_id: str) -> mqtt.Client:
     return client
 
 
-def connect_blocking(client: mqtt.Client, config: Config, timeout: float = 10.0) -> None:
-    """Connect and start the network loop; raise ConnectionError with the reason if refused or silent."""
-    done, result = threading.Event(), {}
+def connect_blocking(client: mqtt.Client, config: Config, timeout: float = 10.0) -> tuple[str, int]:
+    """Connect to the first broker of mqtt.brokers() that accepts and start the network loop; the (host, port)
+    in use. ConnectionError with each broker's reason if none accepts within timeout (per broker)."""
+    failures = []
+    for host, port in config.mqtt.brokers():
+        done, result = threading.Event(), {}
 
-    def on_connect(_client, _userdata, _flags, reason_code, _properties):
-        result["rc"] = reason_code
-        done.set()
+        def on_connect(_client, _userdata, _flags, reason_code, _properties, result=result, done=done):
+            result["rc"] = reason_code
+            done.set()
 
-    client.on_connect = on_connect
-    try:
-        client.connect(config.mqtt.host, config.mqtt.port, config.mqtt.keepalive_s)
-    except (OSError, ValueError) as exc:
-        raise ConnectionError(f"{config.mqtt.host}:{config.mqtt.port}: {exc}") from None
-    client.loop_start()
-    if not done.wait(timeout):
-        client.loop_stop()
-        raise ConnectionError(f"{config.mqtt.host}:{config.mqtt.port}: no answer within {timeout:.0f}s")
-    if result["rc"].is_failure:
-        client.loop_stop()
-        raise ConnectionError(f"{config.mqtt.host}:{config.mqtt.port} refused: {result['rc']}")
+        client.on_connect = on_connect
+        try:
+            client.connect(host, port, config.mqtt.keepalive_s)
+        except (OSError, ValueError) as exc:
+            failures.append(f"{host}:{port}: {exc}")
+            continue
+        client.loop_start()
+        if not done.wait(timeout):
+            client.loop_stop()
+            failures.append(f"{host}:{port}: no answer within {timeout:.0f}s")
+        elif result["rc"].is_failure:
+            client.loop_stop()
+            failures.append(f"{host}:{port} refused: {result['rc']}")
+        else:
+            return host, port
+    raise ConnectionError("; ".join(failures))
 
 
 class MqttLink:
@@ -93,10 +120,12 @@ class MqttLink:
         self.roster_messages: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=20_000)
         self.connected = threading.Event()
         self.connections = 0
+        self.stopping = False
         # mids the broker acknowledged (PUBACK); filled by paho's thread, drained by the main loop.
         # deque.append/popleft are atomic, so no lock is held inside paho's own locked callback.
         self.acked_mids: deque[int] = deque()
-        self.client = make_client(config, config.client_id)
+        self.client = make_client(config, config.client_id, FailoverClient)
+        self.client.brokers = self.mqtt.brokers()
         self.client.enable_logger(paho_log)
         self.client.will_set(self.topic("status"), "offline", qos=1, retain=True)
         self._set_backoff()
@@ -104,6 +133,7 @@ class MqttLink:
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
         self.client.on_publish = lambda client, userdata, mid, reason_code, properties: self.acked_mids.append(mid)
 
@@ -112,6 +142,11 @@ class MqttLink:
         factor per outage so a fleet of doors does not reconnect in step when the broker returns."""
         self.client.reconnect_delay_set(self.mqtt.reconnect_min_s * random.uniform(0.5, 1.0),
                                         self.mqtt.reconnect_max_s * random.uniform(0.75, 1.0))
+
+    @property
+    def node(self) -> str:
+        """host:port of the broker in use (or last tried), for health and logs."""
+        return f"{self.client.host or self.client.brokers[0][0]}:{self.client.port}"
 
     def topic(self, suffix: str) -> str:
         return f"{self.base}/{suffix}"
@@ -122,7 +157,7 @@ class MqttLink:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.mqtt.session_expiry_s
             kwargs = {"clean_start": False, "properties": props}
-        self.client.connect_async(self.mqtt.host, self.mqtt.port, self.mqtt.keepalive_s, **kwargs)
+        self.client.connect_async(*self.client.next_broker(), self.mqtt.keepalive_s, **kwargs)
         self.client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -133,6 +168,7 @@ class MqttLink:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 log.warning("could not publish the offline status before stopping")
+        self.stopping = True
         quiet = _AfterOwnDisconnect()
         paho_log.addFilter(quiet)
         try:
@@ -160,11 +196,10 @@ class MqttLink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("broker %s:%d refused the connection: %s", self.mqtt.host, self.mqtt.port, reason_code)
+            log.error("broker %s refused the connection: %s", self.node, reason_code)
             return
         self.connections += 1
-        log.info("connected to %s:%d (session present: %s)", self.mqtt.host, self.mqtt.port,
-                 getattr(flags, "session_present", None))
+        log.info("connected to %s (session present: %s)", self.node, getattr(flags, "session_present", None))
         client.publish(self.topic("status"), "online", qos=1, retain=True)
         client.subscribe(self.topic("cmd/+"), qos=1)
         if self.roster_topic:
@@ -179,8 +214,13 @@ class MqttLink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
         self._set_backoff()
-        if reason_code != 0:
-            log.warning("disconnected from the broker (%s); reconnecting with back-off", reason_code)
+        if not self.stopping:  # a lost connection can come with any reason code, "Success" included
+            log.warning("disconnected from %s (%s); reconnecting to %s:%d with back-off", self.node, reason_code,
+                        *self.client.next_broker())
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if len(self.client.brokers) > 1:
+            log.warning("could not connect to %s; trying %s:%d next", self.node, *self.client.next_broker())
 
     def _on_message(self, client, userdata, message) -> None:
         if self.roster_topic and message.topic.startswith(self.roster_topic + "/"):
