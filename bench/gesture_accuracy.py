@@ -63,7 +63,7 @@ def own_sets(labelled: list[str]) -> list[tuple[str, str, Path, str]]:
 
 def read_all(pose_model, photos) -> tuple[list[dict], list[float]]:
     """Every photo's body (whole and in its closer views): one record per image read."""
-    from converters.gestures import VIEWS, view_of
+    from converters.gestures import views_of
     from edge.images import read_image
 
     records, times = [], []
@@ -76,14 +76,10 @@ def read_all(pose_model, photos) -> tuple[list[dict], list[float]]:
                         "pose": found[0] if found else None})
         if not found:
             continue
-        for view in VIEWS:
-            if view == "chest-up" and gesture == "reject":
-                continue  # such a cut can lose the crossed forearms (converters.gestures)
-            cut = view_of(image, found[0].landmarks, view)
-            if cut is not None:
-                again = pose_model.poses(cut)
-                records.append({"gesture": gesture, "class": name, "view": view, "split": split,
-                                "pose": again[0] if again else None})
+        for view, cut in views_of(image, found[0].landmarks, gesture).items():
+            again = pose_model.poses(cut)
+            records.append({"gesture": gesture, "class": name, "view": view, "split": split,
+                            "pose": again[0] if again else None})
     return records, times
 
 

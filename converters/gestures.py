@@ -86,6 +86,18 @@ def view_of(image: np.ndarray, landmarks: np.ndarray, view: str) -> np.ndarray |
     return cv2.warpAffine(image, to_view, OUTPUT_SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def views_of(image: np.ndarray, landmarks: np.ndarray, gesture: str) -> dict[str, np.ndarray]:
+    """The closer views of a photo whose body has these landmarks (no chest-up view of an X)."""
+    views = {}
+    for view in VIEWS:
+        if view == "chest-up" and gesture == "reject":
+            continue
+        cut = view_of(image, landmarks, view)
+        if cut is not None:
+            views[view] = cut
+    return views
+
+
 def extract_landmarks(folder: Path, portraits: Path | None = None, out: Path = DEFAULT_LANDMARKS,
                       models_dir: Path | None = None, log=print) -> LandmarkSet:
     """Every photo whole and in its closer views; portraits (head-and-shoulder photos of people making no
@@ -110,12 +122,8 @@ def extract_landmarks(folder: Path, portraits: Path | None = None, out: Path = D
         whole = add(gesture, source_class, str(photo.relative_to(folder)), image)
         if whole is None:
             continue
-        for view in VIEWS:
-            if view == "chest-up" and gesture == "reject":
-                continue
-            cut = view_of(image, whole.landmarks, view)
-            if cut is not None:
-                add(gesture, source_class, f"{photo.relative_to(folder)}#{view}", cut)
+        for view, cut in views_of(image, whole.landmarks, gesture).items():
+            add(gesture, source_class, f"{photo.relative_to(folder)}#{view}", cut)
     if portraits is not None:
         for photo in sorted(portraits.glob("*/*/*.jpg")):
             add("none", "portrait", f"portraits/{photo.relative_to(portraits)}", read_image(photo))
