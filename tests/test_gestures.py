@@ -110,7 +110,8 @@ class FixedPoses:
     def __init__(self, poses):
         self._poses = poses
 
-    def poses(self, image):
+    def poses(self, image, tiles=True):
+        self.tiles = tiles
         return self._poses
 
 
@@ -121,6 +122,9 @@ def test_stage_gives_a_gesture_only_to_the_face_whose_body_made_it_and_runs_pose
     boxes = [(170, 220, 60, 60), (470, 220, 60, 60)]
     assert stage.for_faces(np.zeros((600, 800, 3), np.uint8), boxes, [7, 8]) == {0: "standby", 1: "confirm"}
     assert stage.for_faces(np.zeros((600, 800, 3), np.uint8), boxes[:1], [7]) == {0: "standby"}
+    assert stage.pose.tiles is False, "60 px faces in a 600 px frame: no body small enough to need tiles"
+    stage.for_faces(np.zeros((600, 800, 3), np.uint8), [(170, 220, 30, 30)], [7])
+    assert stage.pose.tiles is True, "a 30 px face: its body may be too small for the whole frame"
     assert stage.wanted(awaiting=True) and not stage.wanted(awaiting=False)
     sparse = GestureStage(FixedPoses([]), RuleClassifier(), idle_every=3)
     assert [sparse.wanted(False) for _ in range(6)] == [False, False, True, False, False, True]

@@ -52,7 +52,7 @@ class GestureAtTheFace:
         self.faces = BlazeFaceDetector(threads=1)
         self.calls = 0
 
-    def poses(self, image):
+    def poses(self, image, tiles=True):
         self.calls += 1
         poses = []
         for face in self.faces.detect(image):

@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.inference.gesture_model import DEFAULT_MODEL, GestureNetwork, body_points, vector
 from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, NOSE, RIGHT_ELBOW, RIGHT_HIP,
-                                 RIGHT_SHOULDER, RIGHT_WRIST, Pose)
+                                 RIGHT_SHOULDER, RIGHT_WRIST, SMALL_FACE_SHARE, Pose)
 
 GESTURES = ("confirm", "reject", "capture", "standby", "none")
 ARMS = (LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST)
@@ -226,9 +226,15 @@ class GestureStage:
         self._frames += 1
         return awaiting or (self.idle_every > 0 and self._frames % self.idle_every == 0)
 
+    def find_poses(self, image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[Pose]:
+        """The frame's bodies; tiles are searched only for a face small enough that its body may be too."""
+        small = any(h < SMALL_FACE_SHARE * min(image.shape[:2]) for _, _, _, h in boxes)
+        self.last_poses = self.pose.poses(image, tiles=small)
+        return self.last_poses
+
     def for_faces(self, image: np.ndarray, boxes: list[tuple[int, int, int, int]], track_ids: list[int]) -> dict[int, str]:
         """face index -> gesture of the body that owns that face (faces without a body get none)."""
-        self.last_poses = self.pose.poses(image)
+        self.find_poses(image, boxes)
         gestures: dict[int, str] = {}
         for pose in self.last_poses:
             index = owner_of(pose, boxes, self.min_visibility)
