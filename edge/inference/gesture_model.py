@@ -24,7 +24,7 @@ import numpy as np
 from edge.atomic import atomic_write
 from edge.errors import BadInputError
 from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, RIGHT_ELBOW, RIGHT_HIP,
-                                 RIGHT_SHOULDER, RIGHT_WRIST)
+                                 RIGHT_SHOULDER, RIGHT_WRIST, body_coordinates)
 
 PACKAGED = Path(__file__).resolve().parent.parent / "data" / "gestures"
 DEFAULT_MODEL = PACKAGED / "model.npz"
@@ -39,8 +39,8 @@ FEATURE_VERSION = 1
 ARMS = (LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST)
 TURNED_BELOW = 0.35  # shoulder width / shoulder-to-hip length; facing the camera 0.45-0.8 in the photos
 ARMS_SEEN_FROM = 0.4  # mean visibility of elbows and wrists; no O, X or capture photo falls below it
-COORD_LIMIT = 4.0
-GESTURE_COPIES = 3  # body units; landmarks further out (guessed, off the frame) are clipped here
+COORD_LIMIT = 4.0  # body units; landmarks further out (guessed, off the frame) are clipped here
+GESTURE_COPIES = 3  # augmented copies of an O, X or capture pose per copy of a near miss
 
 
 class GestureError(BadInputError):
@@ -57,17 +57,14 @@ def body_points(landmarks: np.ndarray, visibility: np.ndarray, min_visibility: f
     frame's corner as X or capture without these; on the labelled photos they change no read."""
     if visibility[LEFT_SHOULDER] < min_visibility or visibility[RIGHT_SHOULDER] < min_visibility:
         return None
-    ls, rs = landmarks[LEFT_SHOULDER].astype(np.float64), landmarks[RIGHT_SHOULDER].astype(np.float64)
-    width = float(np.linalg.norm(ls - rs))
-    if width < 1e-6 or float(np.mean(visibility[list(ARMS)])) < ARMS_SEEN_FROM:
+    d = body_coordinates(landmarks)
+    if d is None or float(np.mean(visibility[list(ARMS)])) < ARMS_SEEN_FROM:
         return None
     if min(visibility[LEFT_HIP], visibility[RIGHT_HIP]) >= min_visibility:
-        torso = float(np.linalg.norm((ls + rs) / 2 - (landmarks[LEFT_HIP] + landmarks[RIGHT_HIP]) / 2))
-        if width < TURNED_BELOW * torso:
+        torso = float(np.linalg.norm((d[LEFT_HIP] + d[RIGHT_HIP]) / 2))  # in shoulder widths
+        if 1.0 < TURNED_BELOW * torso:
             return None
-    side = 1.0 if ls[0] >= rs[0] else -1.0  # facing the camera, the left shoulder is on the image right
-    d = (landmarks[list(POINTS)] - (ls + rs) / 2) / width
-    xy = np.clip(np.stack([side * d[:, 0], -d[:, 1]], axis=1), -COORD_LIMIT, COORD_LIMIT)
+    xy = np.clip(d[list(POINTS)], -COORD_LIMIT, COORD_LIMIT)
     return np.hstack([xy, visibility[list(POINTS), None]]).astype(np.float32)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.inference.gesture_model import DEFAULT_MODEL, GestureNetwork, body_points, vector
 from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, NOSE, RIGHT_ELBOW, RIGHT_HIP,
-                                 RIGHT_SHOULDER, RIGHT_WRIST, SMALL_FACE_SHARE, Pose)
+                                 RIGHT_SHOULDER, RIGHT_WRIST, SMALL_FACE_SHARE, Pose, body_coordinates)
 
 GESTURES = ("confirm", "reject", "capture", "standby", "none")
 ARMS = (LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST)
@@ -45,21 +45,14 @@ def body_frame(points: np.ndarray, visibility: np.ndarray, min_visibility: float
     needed = ARMS + (NOSE,)
     if np.any(visibility[list(needed)] < min_visibility):
         return None
-    ls, rs = points[LEFT_SHOULDER], points[RIGHT_SHOULDER]
-    mid = (ls + rs) / 2
-    width = float(np.linalg.norm(ls - rs))
-    if width < 1e-6:
+    d = body_coordinates(points)
+    if d is None:
         return None
-    side = 1.0 if ls[0] >= rs[0] else -1.0  # facing the camera, the left shoulder is on the image right
-
-    def frame(p: np.ndarray) -> np.ndarray:
-        d = (p - mid) / width
-        return np.array([side * d[0], -d[1]], dtype=np.float32)
-
+    frame = {i: d[i].astype(np.float32) for i in (NOSE, LEFT_WRIST, RIGHT_WRIST, LEFT_ELBOW, RIGHT_ELBOW)}
     hips_seen = visibility[LEFT_HIP] >= min_visibility and visibility[RIGHT_HIP] >= min_visibility
-    torso = float(-frame((points[LEFT_HIP] + points[RIGHT_HIP]) / 2)[1]) if hips_seen else 1.6
-    return Body(frame(points[NOSE]), frame(points[LEFT_WRIST]), frame(points[RIGHT_WRIST]),
-                frame(points[LEFT_ELBOW]), frame(points[RIGHT_ELBOW]), max(torso, 0.8))
+    torso = float(-(d[LEFT_HIP] + d[RIGHT_HIP])[1] / 2) if hips_seen else 1.6
+    return Body(frame[NOSE], frame[LEFT_WRIST], frame[RIGHT_WRIST], frame[LEFT_ELBOW], frame[RIGHT_ELBOW],
+                max(torso, 0.8))
 
 
 def classify_body(body: Body | None, previous: str | None = None) -> str:

@@ -73,6 +73,19 @@ def _one_per_body(people: list[Person]) -> list[Person]:
     return kept
 
 
+def body_coordinates(landmarks: np.ndarray) -> np.ndarray | None:
+    """Every landmark in the body frame both gesture classifiers read: origin between the shoulders, one unit
+    = the shoulder width, y up, +x towards the person's own left (facing the camera or not, at any size);
+    None where the shoulders coincide."""
+    ls, rs = landmarks[LEFT_SHOULDER].astype(np.float64), landmarks[RIGHT_SHOULDER].astype(np.float64)
+    width = float(np.linalg.norm(ls - rs))
+    if width < 1e-6:
+        return None
+    side = 1.0 if ls[0] >= rs[0] else -1.0  # facing the camera, the left shoulder is on the image right
+    d = (landmarks - (ls + rs) / 2) / width
+    return np.stack([side * d[:, 0], -d[:, 1]], axis=1)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
 
