@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +38,7 @@ from bench.common import ROOT, PeakRss, default_model, machine, write
 from edge.mqtt.embedded import Broker
 from edge.outbox import Outbox
 from edge.samples import sample
-from tests.broker import Subscriber
+from tests.broker import Subscriber, wait_until
 
 DEVICE = "fault-door"
 BASE = f"facecheck/{DEVICE}"
@@ -321,17 +322,356 @@ def scenario_disk(work: Path, base: dict) -> dict:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+CLUSTER_SITE = "cluster"
+CLUSTER_DOORS = ("door-1", "door-2", "door-3")
+AMQP_BACKEND = ROOT / "examples" / "backend_amqp.py"
+
+
+def rfc3339_seconds(text: str) -> float:
+    import datetime
+
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def rotated(items: list, first: int) -> list:
+    return items[first:] + items[:first]
+
+
+def connections(log: Path) -> list[tuple[float, str]]:
+    """(wall time, host:port) of every broker connection a door logged (log.format json)."""
+    found = []
+    for text in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if record.get("msg", "").startswith("connected to "):
+            found.append((rfc3339_seconds(record["ts"]), record["msg"].split()[2]))
+    return found
+
+
+def node_in_use(log: Path, at: float) -> str | None:
+    before = [node for when, node in connections(log) if when <= at]
+    return before[-1] if before else None
+
+
+def reconnected_after(log: Path, at: float, timeout: float = 30.0) -> float | None:
+    """Seconds from `at` to the door's next broker connection (None if none within timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        later = [when for when, _ in connections(log) if when > at]
+        if later:
+            return round(later[0] - at, 2)
+        time.sleep(0.1)
+    return None
+
+
+class LoadDoor(threading.Thread):
+    """A fourth door that decides `rate` events a second throughout the scenario: the daemon's own delivery
+    stack (Outbox, MqttLink with mqtt.hosts, OutboxPublisher) without camera and models, so that nodes die
+    with messages in flight. Its events are counted like the others'."""
+
+    DEVICE = "load-door"
+
+    def __init__(self, work: Path, hosts: list[str], rate: float = 50.0):
+        from edge.config import config_from_dict
+        from edge.mqtt.link import MqttLink
+        from edge.mqtt.publisher import OutboxPublisher
+
+        super().__init__(name="load-door", daemon=True)
+        config = config_from_dict({"device_id": self.DEVICE, "mqtt": {"protocol": "3.1.1", "hosts": hosts,
+                                                                     "keepalive_s": 5}}, base_dir=work)
+        self.outbox = Outbox(work / "load-outbox.sqlite", self.DEVICE)
+        self.link = MqttLink(config)
+        self.publisher = OutboxPublisher(self.outbox, self.link)
+        self.rate = rate
+        self.stopping = threading.Event()
+        self.drained = False
+
+    def run(self) -> None:
+        from edge.events import Decision
+
+        decision = Decision("check_in", "load", "Load Test", 0.9, None)
+        self.link.start()
+        while not self.stopping.wait(1 / self.rate):
+            self.outbox.append(decision)
+            self.publisher.pump()
+        self.drained = self.publisher.drain(60)
+        self.link.stop()
+
+    def finish(self) -> int:
+        """Stop deciding, deliver what is pending; how many events it decided."""
+        self.stopping.set()
+        self.join(90)
+        sent = self.outbox.last_seq()
+        self.outbox.close()
+        return sent
+
+
+class Backends:
+    """examples/backend_amqp.py run twice, as a site would, on two nodes, into one store."""
+
+    def __init__(self, work: Path, cluster, first_nodes: tuple[int, ...] = (1, 2)):
+        self.db = work / "attendance.sqlite"
+        self.logs = [work / f"backend-{i}.log" for i in range(len(first_nodes))]
+        self.procs = []
+        for first, log in zip(first_nodes, self.logs):
+            nodes = sum((["--node", f"127.0.0.1:{n.amqp_port}"] for n in rotated(cluster.nodes, first)), [])
+            self.procs.append(subprocess.Popen([sys.executable, str(AMQP_BACKEND), "--db", str(self.db), *nodes],
+                                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log, "w")))
+        deadline = time.monotonic() + 60
+        while not all("consuming on" in log.read_text() for log in self.logs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                raise RuntimeError("the AMQP backends did not start: " + " | ".join(l.read_text()[-500:] for l in self.logs))
+            time.sleep(0.2)
+
+    def query(self, sql: str, *args) -> list[tuple]:
+        import sqlite3
+
+        db = sqlite3.connect(str(self.db), timeout=30)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def seqs(self, device: str) -> set[int]:
+        return {r[0] for r in self.query("SELECT seq FROM attendance WHERE device_id = ?", device)}
+
+    def health(self, device: str) -> dict:
+        rows = self.query("SELECT health FROM doors WHERE device_id = ?", device)
+        return json.loads(rows[0][0]) if rows and rows[0][0] else {}
+
+    def stop(self) -> dict:
+        """Stop both; how many events they were handed (received) and stored new, from their last lines."""
+        totals = {"received": 0, "new": 0, "reconnects": 0}
+        for proc, log in zip(self.procs, self.logs):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            last = [l for l in log.read_text().splitlines() if "stopped: received" in l][-1].split()
+            totals["received"] += int(last[last.index("received") + 1].rstrip(","))
+            totals["new"] += int(last[last.index("stored") + 1])
+            totals["reconnects"] += int(last[last.index("reconnects") - 1])
+        return totals
+
+
+def publish_roster(station: Path, version: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "edge", "roster", "-c", str(station), "publish", "--version",
+                          str(version)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"roster publish failed ({out.returncode}): {out.stderr}")
+    return json.loads(out.stdout)
+
+
+def retained_versions(cluster, station: Path) -> list[int | None]:
+    """The roster version each node holds retained, read by a clean MQTT 3.1.1 client on that node."""
+    from edge.config import load_config
+    from edge.mqtt.link import connect_blocking, make_client
+    from edge.roster import read_retained_manifest
+
+    config = load_config(station)
+    versions = []
+    for node in cluster.nodes:
+        client = make_client(config, f"retained-check-{node.index}")
+        connect_blocking(client, config, brokers=[("127.0.0.1", node.mqtt_port)])
+        manifest = read_retained_manifest(client, config.roster_topic)
+        versions.append(manifest["version"] if manifest else None)
+        client.disconnect()
+        client.loop_stop()
+    return versions
+
+
+def commands_across_nodes(cluster, doors) -> int:
+    """A `health` command to every door from an MQTT 3.1.1 client on the first node, the results read on the
+    last node: how many doors answered on <base>/cmd/health/result (no response topic in 3.1.1)."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    answered, subscribed = set(), threading.Event()
+    reader = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cluster-results", protocol=mqtt.MQTTv311)
+    reader.on_subscribe = lambda *a: subscribed.set()
+    reader.on_message = lambda c, u, m: json.loads(m.payload).get("ok") and answered.add(m.topic.split("/")[1])
+    reader.connect("127.0.0.1", cluster.nodes[-1].mqtt_port)
+    reader.loop_start()
+    reader.subscribe("facecheck/+/cmd/health/result", qos=1)
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cluster-commands", protocol=mqtt.MQTTv311)
+    sender.connect("127.0.0.1", cluster.nodes[0].mqtt_port)
+    sender.loop_start()
+    try:
+        subscribed.wait(10)
+        for door in doors:
+            sender.publish(f"facecheck/{door}/cmd/health", b"{}", qos=1).wait_for_publish(10)
+        wait_until(lambda: len(answered) == len(doors), 30)
+        return len(answered)
+    finally:
+        for client in (reader, sender):
+            client.disconnect()
+            client.loop_stop()
+
+
+def cluster_configs(work: Path, base: dict, cluster) -> tuple[Path, dict[str, Path]]:
+    """The enrolment station's config and one per door: MQTT 3.1.1, every node in mqtt.hosts, each door's list
+    starting at a different node, all following one site roster."""
+    from edge.sealing import generate
+
+    keys = work / "keys"
+    generate("roster", keys / "roster.key")
+    generate("signing", keys / "station.key")
+    hosts = [n.hostport for n in cluster.nodes]
+    privacy = {"roster_key_file": str(keys / "roster.key"), "roster_verify_key_file": str(keys / "station.pub")}
+    mqtt = {"protocol": "3.1.1", "keepalive_s": 5, "health_interval_s": 1}
+    station = work / "station.yaml"
+    station.write_text(yaml.safe_dump(dict(base, device_id="station", mqtt=dict(mqtt, hosts=hosts),
+                                           roster={"site": CLUSTER_SITE},
+                                           privacy=dict(privacy, roster_signing_key_file=str(keys / "station.key")))))
+    doors = {}
+    for i, name in enumerate(CLUSTER_DOORS):
+        folder = work / name
+        folder.mkdir()
+        gallery = folder / "gallery.npz"
+        source = Path(base["matcher"]["gallery"])
+        shutil.copy(source, gallery)
+        shutil.copy2(source.with_suffix(".key"), gallery.with_suffix(".key"))
+        doors[name] = folder / "config.yaml"
+        doors[name].write_text(yaml.safe_dump(dict(
+            base, device_id=name, matcher=dict(base["matcher"], gallery=str(gallery)),
+            outbox={"path": str(folder / "outbox.sqlite")}, mqtt=dict(mqtt, hosts=rotated(hosts, i)),
+            roster={"site": CLUSTER_SITE}, privacy=privacy, log={"format": "json", "stage_timing_every_s": 0},
+            camera=dict(base["camera"], fps=5))))
+    return station, doors
+
+
+def scenario_cluster(work: Path, base: dict, down_s: float = 6.0) -> dict:
+    """Three doors on three RabbitMQ nodes (MQTT 3.1.1, quorum queues), two AMQP backends on two of them; each
+    node in turn killed with -9 while events flow, then restarted under load. A site roster is published
+    before the doors start and again after the kills: every door must apply both, whatever node it is on."""
+    from tests.cluster import ClusterUnavailable, RabbitCluster, rabbitmq_installed
+
+    if not rabbitmq_installed():
+        return {"skipped": "Debian's rabbitmq-server is not installed (scripts/test installs it)"}
+    work = work / "cluster"
+    cluster = RabbitCluster(work / "nodes")
+    doors: dict[str, Door] = {}
+    backends = load = None
+    try:
+        started = time.monotonic()
+        cluster.start()
+        cluster.wait_formed()
+        cluster_start_s = round(time.monotonic() - started, 1)
+        station, configs = cluster_configs(work, base, cluster)
+        backends = Backends(work, cluster)
+        first = publish_roster(station, 1000)
+        logs = {name: work / f"{name}.log" for name in configs}
+        doors = {name: Door(path, logs[name]) for name, path in configs.items()}
+        load = LoadDoor(work, [n.hostport for n in cluster.nodes])
+        load.start()
+        applied = lambda version: all(backends.health(d).get("roster", {}).get("version") == version  # noqa: E731
+                                      for d in doors)
+        if not wait_until(lambda: applied(1000) and all(len(backends.seqs(d)) >= 2 for d in doors), 120):
+            raise RuntimeError("the doors did not start delivering with roster 1000: "
+                               + " | ".join(logs[d].read_text()[-400:] for d in doors))
+        reconnect_s, node_restart_s = [], []
+        for i, node in enumerate(cluster.nodes):
+            killed_at = time.time()
+            on_node = [d for d in doors if node_in_use(logs[d], killed_at) == node.hostport]
+            cluster.kill(i)
+            reconnect_s += [reconnected_after(logs[d], killed_at) for d in on_node]
+            time.sleep(down_s)
+            restarted = time.monotonic()
+            cluster.start(i)
+            cluster.wait_formed()
+            node_restart_s.append(round(time.monotonic() - restarted, 1))
+            time.sleep(3)
+        second = publish_roster(station, 2000)
+        roster_applied = wait_until(lambda: applied(2000), 60)
+        retained = retained_versions(cluster, station)
+        commands_answered = commands_across_nodes(cluster, doors)
+        sent = {LoadDoor.DEVICE: load.finish()}
+        for name, door in doors.items():
+            door.stop()
+            box = Outbox(Path(yaml.safe_load(configs[name].read_text())["outbox"]["path"]), name)
+            sent[name] = box.last_seq()
+            box.close()
+        wait_until(lambda: all(backends.seqs(d) >= set(range(1, n + 1)) for d, n in sent.items()), 60)
+        stored = backends.query("SELECT device_id, seq, ts, stored_at FROM attendance ORDER BY stored_at")
+        statuses = dict(backends.query("SELECT device_id, status FROM doors"))
+        statuses = [statuses.get(d) for d in doors]
+        handed = backends.stop()
+        backends = None
+        received = {(d, s) for d, s, _, _ in stored}
+        times = [t for *_, t in stored]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        delays = [at - rfc3339_seconds(ts) for _, _, ts, at in stored]  # from the door's decision to the store
+        return {"sent": sum(sent.values()), "sent_by_camera_doors": sum(sent.values()) - sent[LoadDoor.DEVICE],
+                "load_events_per_s": load.rate, "received": len(received),
+                "lost": sum(1 for d, n in sent.items() for seq in range(1, n + 1) if (d, seq) not in received),
+                "duplicates": handed["received"] - handed["new"], "stored": len(stored),
+                "stored_twice": len(stored) - len(received), "longest_gap_s": round(max(gaps, default=0.0), 1),
+                "median_gap_s": round(float(np.median(gaps)) if gaps else 0.0, 1),
+                "longest_delay_s": round(max(delays, default=0.0), 2),
+                "door_reconnect_s": reconnect_s, "node_kills": len(cluster.nodes),
+                "node_restart_s": node_restart_s, "cluster_start_s": cluster_start_s,
+                "backend_reconnects": handed["reconnects"],
+                "roster_versions": [first["version"], second["version"]],
+                "roster_nodes_published": [len(first["nodes"]), len(second["nodes"])],
+                "roster_applied_by_all": roster_applied, "roster_retained_per_node": retained,
+                "commands_answered": commands_answered, "doors": len(doors), "status_after_stop": statuses,
+                "peak_rss_mb": round(max(d.rss.peak_kb for d in doors.values()) / 1024),
+                "exit_code": max(d.proc.returncode for d in doors.values())}
+    except ClusterUnavailable as exc:
+        return {"skipped": f"the RabbitMQ cluster did not start: {exc}"}
+    finally:
+        if load is not None:
+            load.stopping.set()
+        for door in doors.values():
+            if door.alive():
+                door.kill()
+        if backends is not None:
+            for proc in backends.procs:
+                proc.kill()
+        cluster.close()
+
+
+REPUBLISH_WITHIN_S = 5.0
+
+
+def cluster_failures(r: dict) -> list[str]:
+    """What the cluster scenario promises, as readable failures (empty when all hold)."""
+    if "skipped" in r:
+        return []
+    problems = []
+    if r["lost"] or r["received"] != r["sent"]:
+        problems.append(f"{r['lost']} of {r['sent']} events lost")
+    if r["stored_twice"]:
+        problems.append(f"{r['stored_twice']} events stored twice")
+    slow = [s for s in r["door_reconnect_s"] if s is None or s > REPUBLISH_WITHIN_S]
+    if slow or not r["door_reconnect_s"]:
+        problems.append(f"doors back on another node after {r['door_reconnect_s']} s (limit {REPUBLISH_WITHIN_S})")
+    if not r["roster_applied_by_all"] or any(v != r["roster_versions"][-1] for v in r["roster_retained_per_node"]):
+        problems.append(f"roster not on every door and node: retained {r['roster_retained_per_node']}")
+    if r["commands_answered"] != r["doors"]:
+        problems.append(f"{r['commands_answered']} of {r['doors']} doors answered a command over MQTT 3.1.1")
+    if r["status_after_stop"] != ["offline"] * r["doors"]:
+        problems.append(f"the backends saw the stopped doors as {r['status_after_stop']}")
+    if r["exit_code"] != 0:
+        problems.append(f"a door exited {r['exit_code']}")
+    return problems
+
+
 def line(name: str, r: dict) -> str:
     if "skipped" in r:
         return f"{name:6} skipped: {r['skipped']}"
     keys = ("sent", "received", "lost", "duplicates", "peak_rss_mb", "frames_dropped", "frames_dropped_last_run",
-            "online_after_broker_return_s", "answered", "accepted", "refused", "events_while_full", "exit_code")
+            "online_after_broker_return_s", "answered", "accepted", "refused", "events_while_full", "stored_twice",
+            "longest_gap_s", "median_gap_s", "longest_delay_s", "door_reconnect_s", "roster_applied_by_all", "commands_answered",
+            "exit_code")
     return f"{name:6} " + "  ".join(f"{k} {r[k]}" for k in keys if k in r)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="kills,fuzz,bomb,disk")
+    parser.add_argument("--only", default="kills,fuzz,bomb,disk,cluster")
     parser.add_argument("--long-outage-s", type=float, default=35.0)
     args = parser.parse_args(argv)
     chosen = args.only.split(",")
@@ -341,14 +681,14 @@ def main(argv=None) -> int:
         base = prepare(work)
         runs = {"kills": lambda: scenario_kills(work, base, args.long_outage_s),
                 "fuzz": lambda: scenario_fuzz(work, base), "bomb": lambda: scenario_bomb(work, base),
-                "disk": lambda: scenario_disk(work, base)}
+                "disk": lambda: scenario_disk(work, base), "cluster": lambda: scenario_cluster(work, base)}
         for name in chosen:
             started = time.monotonic()
             results[name] = {**runs[name](), "seconds": round(time.monotonic() - started, 1)}
             print(line(name, results[name]), flush=True)
     print(f"wrote {write('faults', results)}")
     failed = [n for n in chosen if results[n].get("lost") or results[n].get("exit_code", 0) != 0
-              or results[n].get("peak_rss_mb", 0) >= MEMORY_MAX_MB]
+              or results[n].get("peak_rss_mb", 0) >= MEMORY_MAX_MB or (n == "cluster" and cluster_failures(results[n]))]
     return 1 if failed else 0
 
 

@@ -283,10 +283,13 @@ def _roster_reseal(stored, command: str) -> int:
 
 
 def _roster_publish(config: Config, gallery, args) -> int:
+    """Publishes the roster, retained, to every broker of mqtt.hosts in turn, not just one: RabbitMQ keeps
+    retained messages per node, so a door gets the roster whichever node it reaches only if every node holds
+    it (on one broker, or a bridged mosquitto, that is one publish as before). Exit 1 when a node could not
+    be reached: the doors on the others have the roster; publish again once that node is back."""
     import time
 
-    from edge.mqtt.link import connect_blocking, make_client
-    from edge.roster import publish, read_retained_manifest, roster_key
+    from edge.roster import publish_to_nodes, roster_key
     from edge.sealing import signing_key
 
     site = args.site or config.roster.site
@@ -298,22 +301,18 @@ def _roster_publish(config: Config, gallery, args) -> int:
         raise InputError("roster publish: set privacy.roster_signing_key_file (the enrolment station's Ed25519 key, "
                          "`facecheck keys generate signing`): doors apply only signed rosters")
     key, signer = roster_key(config.privacy), signing_key(config.privacy.roster_signing_key_file)
-    client = make_client(config, f"facecheck-roster-publisher-{site}")
-    try:
-        connect_blocking(client, config)
-    except ConnectionError as exc:
-        print(f"facecheck: roster publish: cannot reach the broker: {exc}", file=sys.stderr)
+    manifest, nodes = publish_to_nodes(config, f"facecheck-roster-publisher-{site}", topic, gallery, version, key,
+                                       signer)
+    unreachable = {node: outcome for node, outcome in nodes.items() if outcome != "published"}
+    if manifest is None or len(unreachable) == len(nodes):
+        print(f"facecheck: roster publish: cannot reach the broker: {'; '.join(unreachable.values())}",
+              file=sys.stderr)
         return EXIT_FAILURE
-    try:
-        previous = read_retained_manifest(client, topic)
-        if previous and previous["version"] >= version:
-            raise InputError(f"roster publish: version {version} is not newer than the published "
-                             f"{previous['version']}; doors would ignore it")
-        manifest = publish(client, topic, gallery, version, key, signer, previous["chunks"] if previous else 0)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    print(json.dumps({"topic": topic, **manifest}))
+    print(json.dumps({"topic": topic, **manifest, "nodes": nodes}))
+    if unreachable:
+        print(f"facecheck: roster publish: version {version} is on {len(nodes) - len(unreachable)} of {len(nodes)} "
+              f"brokers; not on {', '.join(unreachable)}: publish again once they are back", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

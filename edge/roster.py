@@ -5,6 +5,10 @@ Layout under `facecheck/site/<site>/roster` (config `roster.topic`):
   "signature"}: signed (Ed25519) by the enrolment station over every other field
 - `.../chunk/<i>` (retained, QoS 1): {"version", "index", "data": base64 of that slice of the sealed roster}
 
+A door subscribes to the manifest's exact topic and, once a newer manifest verifies, to each chunk's exact
+topic: RabbitMQ sends no retained message to a wildcard subscription. On a cluster that keeps retained
+messages per node (RabbitMQ 3.10) the station publishes the same sealed package to every node.
+
 The roster is the gallery's pickle-free .npz sealed (AES-256-GCM) under the site roster key, so the broker,
 its backups and every client that reads the topic see ciphertext. A door applies a version only when its
 manifest's signature verifies against the station's public key (privacy.roster_verify_key_file: a key
@@ -131,9 +135,11 @@ class RosterAssembler:
         self.manifest = manifest
         self.chunks = {v: c for v, c in self.chunks.items() if v == manifest["version"]}
 
-    def add_chunk(self, payload: bytes) -> None:
+    def add_chunk(self, payload: bytes, floor: int = 0) -> None:
+        """floor: the version in force; chunks of it or older (another node's copy of a roster already
+        applied) are not kept."""
         version, index, data = parse_chunk(payload)
-        if self.manifest is not None and version != self.manifest["version"]:
+        if version <= floor or (self.manifest is not None and version != self.manifest["version"]):
             return  # a leftover of another version
         self.chunks.setdefault(version, {})[index] = data
 
@@ -176,6 +182,9 @@ class RosterFollower:
         self.current_version = current_version  # () -> int
         self.reload_gallery = reload_gallery  # () -> edge.jobs.Outcome, on the jobs thread
         self.jobs = jobs  # edge.jobs.BackgroundJobs: the write and the matcher rebuild happen there
+        # The version being written: on a cluster the same version comes once from every node's retained
+        # copy, and the later copies must not apply it again while the first is still being saved.
+        self.applying = 0
 
     def pump(self) -> None:
         import queue
@@ -189,16 +198,19 @@ class RosterFollower:
                 self._take(part, payload)
 
     def _take(self, part: str, payload: bytes) -> None:
-        current = self.current_version()
+        current = max(self.current_version(), self.applying)
         try:
             if part == "manifest":
                 manifest = parse_manifest(payload)
                 if manifest["version"] <= current:
                     log.debug("roster version %s is not newer than %s; ignored", manifest["version"], current)
                     return
+                if self.assembler.manifest == manifest:
+                    return  # another node's copy of the version being assembled
                 self.assembler.add_manifest(manifest)
+                self.link.subscribe_roster_chunks(manifest["chunks"])
             elif part.startswith("chunk/"):
-                self.assembler.add_chunk(payload)
+                self.assembler.add_chunk(payload, floor=current)
             else:
                 return
             gallery = self.assembler.complete()
@@ -214,6 +226,7 @@ class RosterFollower:
             return self.reload_gallery()
 
         def answer(result: dict) -> None:
+            self.applying = 0
             if result["ok"]:
                 log.info("roster version %d applied: %d people", gallery.version, result["people"])
                 result = {"ok": True, "error": None, "version": gallery.version, "people": result["people"]}
@@ -221,6 +234,7 @@ class RosterFollower:
                 result = {**result, "version": current}
             self.link.publish_json("roster/result", result, qos=1)
 
+        self.applying = gallery.version
         self.jobs.submit(f"roster version {gallery.version}", write_and_rebuild, answer)
 
 
@@ -236,17 +250,56 @@ def follower(config, link, model_id: str, current_version, reload_gallery, jobs)
     return RosterFollower(link, assembler, gallery_file(config), current_version, reload_gallery, jobs)
 
 
-def publish(client, topic: str, gallery: Gallery, version: int, key: Key, signer, previous_chunks: int = 0,
-            timeout: float = 30.0, chunk_bytes: int = CHUNK_BYTES) -> dict:
-    """Publish chunks first, then the manifest (all retained, QoS 1); clear chunks the old version had beyond."""
-    manifest, chunks = package(gallery, version, key, signer, chunk_bytes)
+def publish(client, topic: str, manifest: dict, chunks: list[dict], previous_chunks: int = 0,
+            timeout: float = 30.0) -> None:
+    """Publish one package's chunks first, then its manifest (all retained, QoS 1); clear chunks the old
+    version had beyond."""
     infos = [client.publish(f"{topic}/chunk/{c['index']}", json.dumps(c), qos=1, retain=True) for c in chunks]
     infos += [client.publish(f"{topic}/chunk/{i}", b"", qos=1, retain=True)
               for i in range(len(chunks), previous_chunks)]
     infos.append(client.publish(f"{topic}/manifest", json.dumps(manifest), qos=1, retain=True))
     for info in infos:
         info.wait_for_publish(timeout)
-    return manifest
+
+
+def publish_to_nodes(config, client_id: str, topic: str, gallery: Gallery, version: int, key: Key, signer
+                     ) -> tuple[dict | None, dict[str, str]]:
+    """Publish one roster version, retained, to each broker of mqtt.brokers() (a cluster keeps retained
+    messages per node). The version must be newer than any node already holds. Returns the manifest (None
+    if no broker could be reached) and, per broker host:port, "published" or why not."""
+    from edge.errors import InputError
+    from edge.mqtt.link import connect_blocking, make_client
+
+    clients, nodes, previous = {}, {}, {}
+    try:
+        for i, broker in enumerate(config.mqtt.brokers()):
+            name = f"{broker[0]}:{broker[1]}"
+            client = make_client(config, f"{client_id}-{i}")  # one id per node: a cluster tracks ids cluster-wide
+            try:
+                connect_blocking(client, config, brokers=[broker])
+            except ConnectionError as exc:
+                nodes[name] = f"unreachable: {exc}"
+                continue
+            clients[name] = client
+            previous[name] = read_retained_manifest(client, topic)
+        newest = max((m["version"] for m in previous.values() if m), default=None)
+        if newest is not None and newest >= version:
+            raise InputError(f"roster publish: version {version} is not newer than the published {newest}; "
+                             "doors would ignore it")
+        if not clients:
+            return None, nodes
+        # Sealed once: every node gets the same bytes, so a door may take chunks from one node's copy and
+        # the manifest from another's.
+        manifest, chunks = package(gallery, version, key, signer)
+        for name, client in clients.items():
+            old = previous[name]
+            publish(client, topic, manifest, chunks, old["chunks"] if old else 0)
+            nodes[name] = "published"
+        return manifest, nodes
+    finally:
+        for client in clients.values():
+            client.disconnect()
+            client.loop_stop()
 
 
 def read_retained_manifest(client, topic: str, wait: float = 2.0) -> dict | None:

@@ -25,6 +25,7 @@ import logging
 import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS attendance (
     score REAL,
     gesture TEXT,
     ts TEXT NOT NULL,
-    payload TEXT NOT NULL
+    payload TEXT NOT NULL,
+    stored_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attendance_device_seq ON attendance (device_id, seq);
 """
@@ -67,9 +69,10 @@ class AttendanceStore:
             raise ValueError("not a FaceCheck event")
         with self.lock:
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO attendance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO attendance (event_id, device_id, seq, type, person_id, name, score, gesture,"
+                " ts, payload, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (event["event_id"], event["device_id"], event["seq"], event["type"], event["person_id"],
-                 event["name"], event["score"], event["gesture"], event["ts"], payload.decode()))
+                 event["name"], event["score"], event["gesture"], event["ts"], payload.decode(), time.time()))
             return cursor.rowcount == 1
 
     def count(self) -> int:

@@ -64,14 +64,17 @@ class FailoverClient(mqtt.Client):
         return super().reconnect()
 
 
-def make_client(config: Config, client_id: str, client_class: type[mqtt.Client] = mqtt.Client) -> mqtt.Client:
-    """A paho client with the configured protocol, credentials and TLS (files checked first)."""
+def make_client(config: Config, client_id: str, client_class: type[mqtt.Client] = mqtt.Client,
+                persistent: bool = False) -> mqtt.Client:
+    """A paho client with the configured protocol, credentials and TLS (files checked first). persistent: a
+    session the broker keeps across disconnects (the door's own; on MQTT 5 the expiry is set at connect). A
+    short-lived tool's client is clean, so it leaves no session queue behind on the broker."""
     m = config.mqtt
     check_tls_files(m)
     password = broker_password(m)
     v5 = m.protocol == "5"
     client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id,
-                          protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else False)
+                          protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else not persistent)
     if m.username or password:
         client.username_pw_set(m.username or "", password)
     if m.tls is not None:
@@ -81,11 +84,13 @@ def make_client(config: Config, client_id: str, client_class: type[mqtt.Client] 
     return client
 
 
-def connect_blocking(client: mqtt.Client, config: Config, timeout: float = 10.0) -> tuple[str, int]:
-    """Connect to the first broker of mqtt.brokers() that accepts and start the network loop; the (host, port)
-    in use. ConnectionError with each broker's reason if none accepts within timeout (per broker)."""
+def connect_blocking(client: mqtt.Client, config: Config, timeout: float = 10.0,
+                     brokers: list[tuple[str, int]] | None = None) -> tuple[str, int]:
+    """Connect to the first broker (of brokers, default mqtt.brokers()) that accepts and start the network
+    loop; the (host, port) in use. ConnectionError with each broker's reason if none accepts within timeout
+    (per broker)."""
     failures = []
-    for host, port in config.mqtt.brokers():
+    for host, port in brokers or config.mqtt.brokers():
         done, result = threading.Event(), {}
 
         def on_connect(_client, _userdata, _flags, reason_code, _properties, result=result, done=done):
@@ -124,7 +129,7 @@ class MqttLink:
         # mids the broker acknowledged (PUBACK); filled by paho's thread, drained by the main loop.
         # deque.append/popleft are atomic, so no lock is held inside paho's own locked callback.
         self.acked_mids: deque[int] = deque()
-        self.client = make_client(config, config.client_id, FailoverClient)
+        self.client = make_client(config, config.client_id, FailoverClient, persistent=True)
         self.client.brokers = self.mqtt.brokers()
         self.client.enable_logger(paho_log)
         self.client.will_set(self.topic("status"), "offline", qos=1, retain=True)
@@ -181,6 +186,13 @@ class MqttLink:
         return self.client.publish(self.topic(suffix), json.dumps(body, separators=(",", ":")), qos=qos,
                                    retain=retain)
 
+    def subscribe_roster_chunks(self, count: int) -> None:
+        """Subscribe to chunk/0 .. chunk/count-1 of the site roster (again, if already): the broker sends each
+        one's retained copy, and later versions' chunks as they are published."""
+        topics = [(f"{self.roster_topic}/chunk/{i}", 1) for i in range(count)]
+        for start in range(0, len(topics), 100):
+            self.client.subscribe(topics[start:start + 100])
+
     def respond(self, command: Command, body: dict) -> None:
         """Answer on <base>/cmd/<name>/result, and on the MQTT 5 response topic when one was given."""
         payload = json.dumps(body, separators=(",", ":"))
@@ -203,7 +215,9 @@ class MqttLink:
         client.publish(self.topic("status"), "online", qos=1, retain=True)
         client.subscribe(self.topic("cmd/+"), qos=1)
         if self.roster_topic:
-            client.subscribe(f"{self.roster_topic}/#", qos=1)
+            # Exact topics, never roster/#: RabbitMQ sends no retained message to a wildcard subscription.
+            # The chunks are subscribed once a manifest names how many there are (subscribe_roster_chunks).
+            client.subscribe(f"{self.roster_topic}/manifest", qos=1)
         if self.config.homeassistant.enabled:
             from edge.mqtt.homeassistant import announce
 
