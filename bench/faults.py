@@ -486,7 +486,8 @@ def retained_versions(cluster, station: Path) -> list[int | None]:
 
 def commands_across_nodes(cluster, doors) -> int:
     """A `health` command to every door from an MQTT 3.1.1 client on the first node, the results read on the
-    last node: how many doors answered on <base>/cmd/health/result (no response topic in 3.1.1)."""
+    last node: how many doors answered on <base>/cmd/health/result with the request's request_id (3.1.1 has
+    no response topic or correlation data)."""
     import threading
 
     import paho.mqtt.client as mqtt
@@ -495,7 +496,12 @@ def commands_across_nodes(cluster, doors) -> int:
     answered, subscribed = set(), threading.Event()
     reader = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cluster-results", protocol=mqtt.MQTTv311)
     reader.on_subscribe = lambda *a: subscribed.set()
-    reader.on_message = lambda c, u, m: json.loads(m.payload).get("ok") and answered.add(m.topic.split("/")[1])
+    def on_result(_client, _userdata, message):
+        result, door = json.loads(message.payload), message.topic.split("/")[1]
+        if result.get("ok") and result.get("request_id") == f"cluster-{door}":
+            answered.add(door)
+
+    reader.on_message = on_result
     reader.connect("127.0.0.1", cluster.nodes[-1].mqtt_port)
     reader.loop_start()
     reader.subscribe("facecheck/+/cmd/health/result", qos=1)
@@ -505,7 +511,8 @@ def commands_across_nodes(cluster, doors) -> int:
     try:
         subscribed.wait(10)
         for door in doors:
-            sender.publish(f"facecheck/{door}/cmd/health", b"{}", qos=1).wait_for_publish(10)
+            sender.publish(f"facecheck/{door}/cmd/health", json.dumps({"request_id": f"cluster-{door}"}), qos=1
+                           ).wait_for_publish(10)
         wait_until(lambda: len(answered) == len(doors), 30)
         return len(answered)
     finally:

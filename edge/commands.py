@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -77,6 +78,20 @@ def parse_payload(payload: bytes, max_bytes: int) -> dict:
     return body
 
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def take_request_id(body: dict) -> dict:
+    """{"request_id": ...} taken out of the body (which the command's own fields are then checked
+    against), or {} when there is none."""
+    if "request_id" not in body:
+        return {}
+    value = body.pop("request_id")
+    if not isinstance(value, str) or not REQUEST_ID.fullmatch(value):
+        raise CommandError(f"request_id {value!r} must be 1-64 letters, digits or '._:-'")
+    return {"request_id": value}
+
+
 def _depth(value: Any) -> int:
     """Nesting depth of parsed JSON, without recursion."""
     deepest, stack = 0, [(value, 1)]
@@ -129,23 +144,30 @@ class CommandService:
 
     def submit(self, name: str, payload: bytes, respond: Callable[[dict], None]) -> None:
         """Answer through respond: at once for refusals and light commands; heavy ones (enroll, remove,
-        reload) go to the jobs thread and answer when their swap is in."""
+        reload) go to the jobs thread and answer when their swap is in. A request_id in the body (inside the
+        signed part, for signed commands) is echoed in the answer, the correlation MQTT 3.1.1 lacks."""
+        echo: dict = {}
+
+        def answer(result: dict) -> None:
+            respond({**result, **echo})
+
         try:
             self._admit(name)
             body = parse_payload(payload, self.ctx.max_bytes)
             if name in SIGNED_COMMANDS:
                 body = verify(self.key, self.device_id, name, body, self.ledger, self.max_skew_s)
+            echo.update(take_request_id(body))
             if name in _HEAVY:
                 work = _HEAVY[name](body, self.ctx)
-                self.jobs.submit(f"command {name}", work, respond)
+                self.jobs.submit(f"command {name}", work, answer)
                 return
-            respond({"ok": True, "error": None, **_LIGHT[name](body, self.ctx)})
+            answer({"ok": True, "error": None, **_LIGHT[name](body, self.ctx)})
         except (CommandError, AuthError, GalleryError, ImageError) as exc:
             log.warning("command %s refused: %s", name, exc)
-            respond({"ok": False, "error": str(exc)})
+            answer({"ok": False, "error": str(exc)})
         except Exception as exc:  # a command must never take the daemon down
             log.exception("command %s failed", name)
-            respond({"ok": False, "error": f"internal error: {exc}"})
+            answer({"ok": False, "error": f"internal error: {exc}"})
 
     def run(self, name: str, payload: bytes) -> dict:
         """The answer to one command, waiting for it (jobs run inline unless a runner was given)."""

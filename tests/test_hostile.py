@@ -17,7 +17,7 @@ import pytest
 from edge.images import ImageError, decode_image, image_size
 from edge.samples import sample
 from tests.broker import Broker, Subscriber
-from tests.conftest import ROOT, run_cli, write_yaml
+from tests.conftest import ROOT, run_cli, validate, write_yaml
 from tests.test_mqtt import BASE, SITE_KEY, DaemonProcess, command, looping, signed
 from tests.test_mqtt import clip_and_gallery, mqtt_config  # noqa: F401  (fixtures)
 
@@ -140,6 +140,30 @@ def test_commands_are_off_and_signed_by_default(base_config, tmp_path, facenet_m
                             base_dir=tmp_path)
     with pytest.raises(ConfigError, match="at least 32"):
         CommandService(weak, ctx)
+
+
+def test_a_request_id_comes_back_with_the_answer(base_config, tmp_path):
+    """The correlation MQTT 3.1.1 has no Correlation Data for: any command may carry request_id (inside the
+    signed part for signed ones, so it is covered by the HMAC) and gets it back, refusals included."""
+    from edge.app import build_identifier
+    from edge.commands import CommandService
+    from edge.config import config_from_dict
+
+    key = tmp_path / "key"
+    key.write_text(SITE_KEY)
+    config = config_from_dict(dict(base_config, commands={"allow": ["health", "remove"],
+                                                          "signing_key_file": str(key)}), base_dir=tmp_path)
+    service = CommandService(config, bare_context(config, build_identifier(config, with_matcher=False)))
+    answer = service.run("health", b'{"request_id": "backend-7:42"}')
+    assert answer["ok"] and answer["request_id"] == "backend-7:42"
+    validate({"request_id": "backend-7:42"}, "command", "empty")
+    refused = service.run("remove", signed("remove", {"person_id": "nobody", "request_id": "r-1"}))
+    assert "no person" in refused["error"] and refused["request_id"] == "r-1"
+    validate(refused, "command-result")
+    assert "request_id" not in service.run("health", b"{}")
+    bad = service.run("health", b'{"request_id": "a b/c"}')
+    assert not bad["ok"] and "request_id" in bad["error"] and "request_id" not in bad
+    assert "unknown field" in service.run("health", b'{"request_id": "x", "other": 1}')["error"]
 
 
 def test_flood_is_rate_limited_and_a_nonce_outlives_a_restart(base_config, tmp_path):
