@@ -390,7 +390,6 @@ class LoadDoor(threading.Thread):
         self.publisher = OutboxPublisher(self.outbox, self.link)
         self.rate = rate
         self.stopping = threading.Event()
-        self.drained = False
 
     def run(self) -> None:
         from edge.events import Decision
@@ -400,7 +399,7 @@ class LoadDoor(threading.Thread):
         while not self.stopping.wait(1 / self.rate):
             self.outbox.append(decision)
             self.publisher.pump()
-        self.drained = self.publisher.drain(60)
+        self.publisher.drain(60)  # what is left undelivered counts as lost in the figures
         self.link.stop()
 
     def finish(self) -> int:
@@ -469,33 +468,26 @@ def publish_roster(station: Path, version: int) -> dict:
 def retained_versions(cluster, station: Path) -> list[int | None]:
     """The roster version each node holds retained, read by a clean MQTT 3.1.1 client on that node."""
     from edge.config import load_config
-    from edge.mqtt.link import connect_blocking, make_client
+    from edge.mqtt.link import each_broker
     from edge.roster import read_retained_manifest
 
     config = load_config(station)
-    versions = []
-    for node in cluster.nodes:
-        client = make_client(config, f"retained-check-{node.index}")
-        connect_blocking(client, config, brokers=[("127.0.0.1", node.mqtt_port)])
-        manifest = read_retained_manifest(client, config.roster_topic)
-        versions.append(manifest["version"] if manifest else None)
-        client.disconnect()
-        client.loop_stop()
-    return versions
+    with each_broker(config, "retained-check") as (clients, _unreachable):
+        manifests = {name: read_retained_manifest(client, config.roster_topic) for name, client in clients.items()}
+    return [(manifests.get(node.hostport) or {}).get("version") for node in cluster.nodes]
 
 
 def commands_across_nodes(cluster, doors) -> int:
     """A `health` command to every door from an MQTT 3.1.1 client on the first node, the results read on the
     last node: how many doors answered on <base>/cmd/health/result with the request's request_id (3.1.1 has
     no response topic or correlation data)."""
-    import threading
-
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     answered, subscribed = set(), threading.Event()
     reader = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cluster-results", protocol=mqtt.MQTTv311)
     reader.on_subscribe = lambda *a: subscribed.set()
+
     def on_result(_client, _userdata, message):
         result, door = json.loads(message.payload), message.topic.split("/")[1]
         if result.get("ok") and result.get("request_id") == f"cluster-{door}":

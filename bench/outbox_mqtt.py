@@ -51,7 +51,7 @@ def start_broker(kind: str, work: Path):
     return cluster, {"protocol": "3.1.1", "hosts": [n.hostport for n in cluster.nodes]}
 
 
-def broker_rate(mqtt: dict, publishers: int = 20, seconds: float = 10.0, payload_bytes: int = 300) -> float:
+def broker_rate(config, publishers: int = 20, seconds: float = 10.0, payload_bytes: int = 300) -> float:
     """What the broker itself takes: `publishers` connections (spread over the nodes) each keeping 20 QoS 1
     event-sized messages in flight for `seconds`; PUBACKs per second in all. The doors' outbox is not in
     this figure: it is the broker's side of the sizing."""
@@ -60,9 +60,8 @@ def broker_rate(mqtt: dict, publishers: int = 20, seconds: float = 10.0, payload
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    hosts = [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in mqtt.get("hosts", [])] or \
-        [("127.0.0.1", mqtt["port"])]
-    protocol = paho.MQTTv311 if mqtt.get("protocol") == "3.1.1" else paho.MQTTv5
+    hosts = config.mqtt.brokers()
+    protocol = paho.MQTTv311 if config.mqtt.protocol == "3.1.1" else paho.MQTTv5
     acked, lock, clients = [0], threading.Lock(), []
     body = b"x" * payload_bytes
     for i in range(publishers):
@@ -136,7 +135,7 @@ def main(argv=None) -> int:
                 append_only.append((time.perf_counter() - t0) * 1000)
                 outbox.ack(event.seq)
             link.stop()
-            rate = broker_rate(mqtt)
+            rate = broker_rate(config)
         finally:
             broker.close()
     lat = np.array(latencies)

@@ -268,20 +268,10 @@ def publish_to_nodes(config, client_id: str, topic: str, gallery: Gallery, versi
     messages per node). The version must be newer than any node already holds. Returns the manifest (None
     if no broker could be reached) and, per broker host:port, "published" or why not."""
     from edge.errors import InputError
-    from edge.mqtt.link import connect_blocking, make_client
+    from edge.mqtt.link import each_broker
 
-    clients, nodes, previous = {}, {}, {}
-    try:
-        for i, broker in enumerate(config.mqtt.brokers()):
-            name = f"{broker[0]}:{broker[1]}"
-            client = make_client(config, f"{client_id}-{i}")  # one id per node: a cluster tracks ids cluster-wide
-            try:
-                connect_blocking(client, config, brokers=[broker])
-            except ConnectionError as exc:
-                nodes[name] = f"unreachable: {exc}"
-                continue
-            clients[name] = client
-            previous[name] = read_retained_manifest(client, topic)
+    with each_broker(config, client_id) as (clients, nodes):
+        previous = {name: read_retained_manifest(client, topic) for name, client in clients.items()}
         newest = max((m["version"] for m in previous.values() if m), default=None)
         if newest is not None and newest >= version:
             raise InputError(f"roster publish: version {version} is not newer than the published {newest}; "
@@ -296,10 +286,6 @@ def publish_to_nodes(config, client_id: str, topic: str, gallery: Gallery, versi
             publish(client, topic, manifest, chunks, old["chunks"] if old else 0)
             nodes[name] = "published"
         return manifest, nodes
-    finally:
-        for client in clients.values():
-            client.disconnect()
-            client.loop_stop()
 
 
 def read_retained_manifest(client, topic: str, wait: float = 2.0) -> dict | None:

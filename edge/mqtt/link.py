@@ -13,6 +13,7 @@ import random
 import ssl
 import threading
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -113,6 +114,29 @@ def connect_blocking(client: mqtt.Client, config: Config, timeout: float = 10.0,
         else:
             return host, port
     raise ConnectionError("; ".join(failures))
+
+
+@contextmanager
+def each_broker(config: Config, client_id: str):
+    """A connected clean client on every broker of mqtt.brokers() (one client id per broker: a cluster tracks
+    ids cluster-wide), as (clients, unreachable): host:port -> client, host:port -> why not. All are
+    disconnected on leaving. For tools that must reach every node, such as the roster's publisher."""
+    clients, unreachable = {}, {}
+    try:
+        for i, broker in enumerate(config.mqtt.brokers()):
+            name = f"{broker[0]}:{broker[1]}"
+            client = make_client(config, f"{client_id}-{i}")
+            try:
+                connect_blocking(client, config, brokers=[broker])
+            except ConnectionError as exc:
+                unreachable[name] = f"unreachable: {exc}"
+                continue
+            clients[name] = client
+        yield clients, unreachable
+    finally:
+        for client in clients.values():
+            client.disconnect()
+            client.loop_stop()
 
 
 class MqttLink:
