@@ -16,13 +16,13 @@ from edge.camera import Frame
 from edge.decision import Confirmation, Observation
 from edge.events import Decision
 from edge.inference.align import align_face
-from edge.inference.detector import FaceBox, FaceDetector
+from edge.inference.detector import FaceBox, FaceDetector, box_iou
 from edge.inference.embedder import Embedder, embed_views
 from edge.inference.liveness import Liveness, TrackLiveness
 from edge.inference.matcher import Match, Matcher
 from edge.inference.quality import FaceQuality, face_quality
 from edge.timing import StageTimer
-from edge.tracking import IouTracker, iou
+from edge.tracking import IouTracker
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class Pipeline:
         return (track.matcher is self.identifier.matcher and track.seen_at == self._count - 1
                 and track.embedded >= 2
                 and self._count - track.embedded_at < self.reembed_every
-                and iou(track.box, face.box) >= self.reuse_iou)
+                and box_iou(track.box, face.box) >= self.reuse_iou)
 
     def _someone_else(self, track: TrackIdentity, embedding: np.ndarray, quality: FaceQuality) -> bool:
         """The face is far from the track's identity, and that is evidence: after a gap in detections

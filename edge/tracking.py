@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    w = min(ax2, bx2) - max(a[0], b[0])
-    h = min(ay2, by2) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
+from edge.inference.detector import box_iou
 
 
 @dataclass
@@ -32,7 +24,7 @@ class IouTracker:
     def assign(self, boxes: list[tuple[int, int, int, int]], ts: float) -> list[int]:
         """A track id per box: greedy best-overlap matching against live tracks, new ids for the rest."""
         self._tracks = [t for t in self._tracks if ts - t.last_seen <= self.max_age_s]
-        pairs = sorted(((iou(b, t.box), i, j) for i, b in enumerate(boxes) for j, t in enumerate(self._tracks)),
+        pairs = sorted(((box_iou(b, t.box), i, j) for i, b in enumerate(boxes) for j, t in enumerate(self._tracks)),
                        reverse=True)
         ids: list[int | None] = [None] * len(boxes)
         used: set[int] = set()

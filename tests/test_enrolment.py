@@ -129,7 +129,7 @@ def test_a_badge_style_photo_the_face_fills_is_enrolled(door, tmp_path):
     """Collins's face cropped 10 % inside its detected box and scaled to 150 x 150 (a badge photo): the
     detector finds nothing in it as it is; enrolment pads it and finds the face."""
     from edge.inference.detector import BlazeFaceDetector
-    from edge.tracking import iou
+    from edge.inference.detector import box_iou as iou
 
     config, identifier = door
     image = cv2.imread(str(sample("collins-1.jpg")))

@@ -142,13 +142,22 @@ def tile_origins(height: int, width: int, side: int) -> list[tuple[int, int]]:
     return [(x, y) for y in starts(height) for x in starts(width)]
 
 
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes: how the detector merges and the tracker follows."""
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    w = min(ax2, bx2) - max(a[0], b[0])
+    h = min(ay2, by2) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
+
+
 def merge_faces(faces: list["FaceBox"], iou_limit: float) -> list["FaceBox"]:
     """One face per place: of boxes overlapping more than iou_limit, the most confident stays."""
-    from edge.tracking import iou
-
     kept: list[FaceBox] = []
     for face in sorted(faces, key=lambda f: -f.score):
-        if all(iou(face.box, other.box) < iou_limit for other in kept):
+        if all(box_iou(face.box, other.box) < iou_limit for other in kept):
             kept.append(face)
     return kept
 
