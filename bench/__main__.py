@@ -26,12 +26,12 @@ from bench.common import RESULTS, ROOT, PeakRss, default_model, machine, measure
 from bench.identity import DIM, GALLERY_SIZES, random_gallery
 from edge.camera.base import Frame
 from edge.config import config_from_dict
-from edge.decision import Confirmation, Observation
-from edge.enroll import enrol
+from edge.recognition.decision import Confirmation, Observation
+from edge.recognition.enroll import enrol
 from edge.inference.align import align_face
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder, embed_views
-from edge.inference.matcher import NearestMatcher
+from edge.identity.matcher import NearestMatcher
 from edge.inference.tflite import INTERPRETER, resolve_threads
 from edge.samples import sample
 
@@ -169,7 +169,7 @@ def stage_latencies(repeat: int, threads: int) -> dict:
 
 
 def pipeline_fps(frames: int, threads: int, gallery: Path) -> dict:
-    from edge.app import build_pipeline
+    from edge.service.assembly import build_pipeline
 
     out = {}
     rng = np.random.default_rng(1)
@@ -347,7 +347,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         gallery = work / "gallery.npz"
-        from edge.app import build_identifier, gallery_file
+        from edge.service.assembly import build_identifier, gallery_file
 
         config = config_from_dict({"embedder": {"model": str(DEFAULT_MODEL)},
                                    "matcher": {"gallery": str(gallery)}}, base_dir=ROOT)

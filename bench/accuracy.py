@@ -11,11 +11,11 @@ float32 models:
 - the door protocol: of the people with two or more photos, every group of three is enrolled in turn
   (k = 1, 3, 5 or all photos each, picked at random per round) through the real enrolment path (augmented
   embeddings, the product's matcher, and its threshold: the model's point bounded by the enrolled roster's
-  own impostor distances, edge/inference/operating.py); every other photo is a probe. Enrolled people's probes
+  own impostor distances, edge/identity/operating.py); every other photo is a probe. Enrolled people's probes
   are counted recognised / wrong person / missed; everybody else is a stranger, counted accepted or refused.
 face_recognition runs the same protocol with its own detector, encoder and documented tolerance 0.6.
 Writes bench/results/accuracy.json and accuracy.png (ROC); --write-operating-points stores each model's
-threshold (edge/inference/operating.py) in edge/data/operating_points.json.
+threshold (edge/identity/operating.py) in edge/data/operating_points.json.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 
 from bench.common import RESULTS, ROOT, default_model, machine, write
 from bench.datasets import SOURCES, Photo, labelled_photos
-from edge.inference.matcher import DEFAULT_AMBIGUITY_MARGIN
+from edge.identity.matcher import DEFAULT_AMBIGUITY_MARGIN
 
 MODELS = ROOT / "models"
 GROUP = 3  # people enrolled per round of the door protocol
@@ -56,10 +56,10 @@ def detect_largest(photos: list[Photo], pad: bool = False):
     """(image, largest BlazeFace face or None) per photo, with the product's default detector settings.
     pad: search a photo with no face again padded, as enrolment and identify do (tight crops); the image
     returned is the one the face was found in."""
-    from edge.app import build_detector
+    from edge.service.assembly import build_detector
     from edge.config import config_from_dict
     from edge.images import read_image
-    from edge.pipeline import Identifier
+    from edge.recognition.pipeline import Identifier
 
     detector = build_detector(config_from_dict({}, ROOT))
     search = Identifier(detector, None, None)
@@ -76,7 +76,7 @@ def detect_largest(photos: list[Photo], pad: bool = False):
 def embed_ours(model: Path, detections, augmentations: int = 0, margin: float | None = None,
                normalisation: str | None = None, threads: int = 0) -> View:
     from edge.inference.align import align_face
-    from edge.inference.augment import augment
+    from edge.identity.augment import augment
     from edge.inference.embedder import NORMALISATIONS, FaceNetEmbedder, embed_views
 
     embedder = FaceNetEmbedder(model, threads)
@@ -149,10 +149,10 @@ def pair_metrics(view: View, photos: list[Photo]) -> dict:
 def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]], ceiling: float) -> Identify:
     """The product's enrolment + matcher over the enrolled photos' embeddings (augmentations included), at
     the threshold the product would use: the measured point `ceiling`, tightened by calibration and bounded
-    by the roster (edge/inference/matcher.py: resolve)."""
-    from edge.inference.gallery import Gallery
-    from edge.inference.matcher import bounded_threshold, build_matcher, calibrate_threshold
-    from edge.inference.operating import DEFAULT_STRANGER_FAR
+    by the roster (edge/identity/matcher.py: resolve)."""
+    from edge.identity.gallery import Gallery
+    from edge.identity.matcher import bounded_threshold, build_matcher, calibrate_threshold
+    from edge.identity.operating import DEFAULT_STRANGER_FAR
 
     dim = len(next(v for v in view.vectors if v is not None))
     gallery = Gallery(model_id=view.system, dim=dim)
@@ -226,7 +226,7 @@ def evaluate_model(model: Path, photos: list[Photo], detections, augmentations: 
     these pairs, as --write-operating-points stores it); any other population is judged at the shipped
     point, as a door would be."""
     from edge.inference.embedder import read_sidecar
-    from edge.inference.operating import from_distances, operating_point
+    from edge.identity.operating import from_distances, operating_point
 
     view = embed_ours(model, detections, augmentations)
     metrics = pair_metrics(view, photos)
@@ -370,7 +370,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     AMBIGUITY[0] = args.ambiguity_margin
     ROSTER_BOUND[0] = not args.no_roster_bound
-    from edge.inference.operating import OperatingPoint, load_points, save_points
+    from edge.identity.operating import OperatingPoint, load_points, save_points
 
     started = time.monotonic()
     ks = (1, 3) if args.quick else (1, 3, 5, None)

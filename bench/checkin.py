@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.common import ROOT, machine, write
 from edge.config import config_from_dict
-from edge.demo import ENROL, EventListener, render_clip
+from edge.cli.demo import ENROL, EventListener, render_clip
 from edge.inference.gestures import GestureStage
 from edge.samples import sample
 
@@ -77,8 +77,8 @@ def percentiles(values: list[float]) -> dict:
 
 
 def run(work: Path, port: int, gallery: Path, fps: float, flow: str, recognise: int, hold: int, visits: int) -> dict:
-    from edge.app import build_pipeline
-    from edge.daemon import Daemon
+    from edge.service.assembly import build_pipeline
+    from edge.service.daemon import Daemon
 
     frames = work / f"frames-{fps:g}-{flow}"
     in_view, gap = round(VISIT_S[flow] * fps), round(GAP_S * fps)
@@ -148,9 +148,9 @@ def main(argv=None) -> int:
     parser.add_argument("--visits", type=int, default=12)
     parser.add_argument("--fps", default="15,30")
     args = parser.parse_args(argv)
-    from edge.app import build_identifier, gallery_file
-    from edge.enroll import enrol
-    from edge.mqtt.embedded import Broker
+    from edge.service.assembly import build_identifier, gallery_file
+    from edge.recognition.enroll import enrol
+    from edge.cli.local_broker import Broker
 
     cases = [("face", r, 3) for r in ((2,) if args.quick else (1, 2, 3))]
     cases += [("gesture", 2, h) for h in ((3,) if args.quick else (2, 3, 5))]

@@ -39,10 +39,10 @@ import numpy as np
 import yaml
 
 from bench.common import ROOT, PeakRss, default_model, machine, write
-from edge.mqtt.embedded import Broker
-from edge.outbox import Outbox
+from edge.cli.local_broker import Broker
+from edge.messaging.outbox import Outbox
 from edge.samples import sample
-from tests.broker import Subscriber, wait_until
+from testkit.brokers import Subscriber, wait_until
 
 DEVICE = "fault-door"
 BASE = f"facecheck/{DEVICE}"
@@ -73,10 +73,10 @@ class Door:
 
 def prepare(work: Path) -> dict:
     """The demo clip, a gallery with Obama and Biden, a site key: a config dict for one door."""
-    from edge.app import build_identifier, gallery_file
+    from edge.service.assembly import build_identifier, gallery_file
     from edge.config import config_from_dict
-    from edge.demo import render_clip
-    from edge.enroll import enrol
+    from edge.cli.demo import render_clip
+    from edge.recognition.enroll import enrol
 
     render_clip(work / "frames")
     model = default_model()
@@ -182,7 +182,7 @@ def scenario_kills(work: Path, base: dict, long_outage: float) -> dict:
 
 
 def signed(name: str, body: dict, device: str = DEVICE, **kwargs) -> bytes:
-    from edge.auth import sign
+    from edge.security.command_auth import sign
 
     return json.dumps(sign(SITE_KEY.encode(), device, name, body, **kwargs)).encode()
 
@@ -379,8 +379,8 @@ class LoadDoor(threading.Thread):
 
     def __init__(self, work: Path, hosts: list[str], rate: float = 50.0):
         from edge.config import config_from_dict
-        from edge.mqtt.link import MqttLink
-        from edge.mqtt.publisher import OutboxPublisher
+        from edge.messaging.link import MqttLink
+        from edge.messaging.publisher import OutboxPublisher
 
         super().__init__(name="load-door", daemon=True)
         config = config_from_dict({"device_id": self.DEVICE, "mqtt": {"protocol": "3.1.1", "hosts": hosts,
@@ -468,8 +468,8 @@ def publish_roster(station: Path, version: int) -> dict:
 def retained_versions(cluster, station: Path) -> list[int | None]:
     """The roster version each node holds retained, read by a clean MQTT 3.1.1 client on that node."""
     from edge.config import load_config
-    from edge.mqtt.link import each_broker
-    from edge.roster import read_retained_manifest
+    from edge.messaging.link import each_broker
+    from edge.messaging.roster import read_retained_manifest
 
     config = load_config(station)
     with each_broker(config, "retained-check") as (clients, _unreachable):
@@ -516,7 +516,7 @@ def commands_across_nodes(cluster, doors) -> int:
 def cluster_configs(work: Path, base: dict, cluster) -> tuple[Path, dict[str, Path]]:
     """The enrolment station's config and one per door: MQTT 3.1.1, every node in mqtt.hosts, each door's list
     starting at a different node, all following one site roster."""
-    from edge.sealing import generate
+    from edge.security.sealing import generate
 
     keys = work / "keys"
     generate("roster", keys / "roster.key")
@@ -549,7 +549,7 @@ def scenario_cluster(work: Path, base: dict, down_s: float = 6.0) -> dict:
     """Three doors on three RabbitMQ nodes (MQTT 3.1.1, quorum queues), two AMQP backends on two of them; each
     node in turn killed with -9 while events flow, then restarted under load. A site roster is published
     before the doors start and again after the kills: every door must apply both, whatever node it is on."""
-    from tests.cluster import ClusterUnavailable, RabbitCluster, rabbitmq_installed
+    from testkit.cluster import ClusterUnavailable, RabbitCluster, rabbitmq_installed
 
     if not rabbitmq_installed():
         return {"skipped": "Debian's rabbitmq-server is not installed (scripts/test installs it)"}

@@ -91,7 +91,7 @@ def visits(reads: dict[str, list[str | None]], near_misses: dict[str, list[str |
     drawn from that gesture's real per-frame reads, then arms down; for a near miss, timeout_s of frames
     drawn from one near-miss class's reads. Draws are independent: a real person badly seen in one frame
     is often badly seen in the next, which this does not model."""
-    from edge.decision import GESTURE_EVENTS, Confirmation, Observation
+    from edge.recognition.decision import GESTURE_EVENTS, Confirmation, Observation
 
     rng = np.random.default_rng(seed)
     cfg = config.confirmation

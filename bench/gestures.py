@@ -19,10 +19,10 @@ import cv2
 from bench.common import ROOT, default_model, machine, measure, write
 from edge.camera.base import Frame
 from edge.config import config_from_dict
-from edge.decision import Confirmation
+from edge.recognition.decision import Confirmation
 from edge.inference.gestures import GestureStage, RuleClassifier, build_classifier
 from edge.inference.pose import BlazePose
-from edge.pipeline import Pipeline
+from edge.recognition.pipeline import Pipeline
 
 
 def main(argv=None) -> int:
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     result["pose"]["gesture rules"] = measure(lambda: rules.classify(found[0]), args.repeat * 10)
     result["pose"]["gesture learned (default)"] = measure(lambda: classifier.classify(found[0]), args.repeat * 10)
 
-    from edge.app import build_identifier
+    from edge.service.assembly import build_identifier
 
     work = ROOT / "bench" / "results" / "gesture-state"
     config = config_from_dict({"embedder": {"model": str(default_model())},

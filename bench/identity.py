@@ -18,8 +18,8 @@ from bench.common import ROOT, machine, measure, write
 from edge.inference.align import align_face
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder
-from edge.inference.gallery import Gallery
-from edge.inference.matcher import NearestMatcher, SvcMatcher
+from edge.identity.gallery import Gallery
+from edge.identity.matcher import NearestMatcher, SvcMatcher
 from edge.inference.tflite import INTERPRETER, resolve_threads
 from edge.samples import sample
 

@@ -4,7 +4,7 @@ at hand are refused, and what it costs per decided face.
     python -m bench.liveness [--shared PATH]
 
 Live faces, each set on its own (never pooled): the accuracy benchmark's photos (bench/datasets.py), the
-demo clip's frames (edge/demo.py), the upstream live sample, and where ../shared is beside the project the
+demo clip's frames (edge/cli/demo.py), the upstream live sample, and where ../shared is beside the project the
 faces of ../shared/gestures (40 px and up) and the tight crops of ../shared/faces-east-asian (little
 context around the face: the models look at 2.7-4 times the face box). Attacks: upstream's printed photo
 (F1) and tablet replay (F2). Each photo's largest BlazeFace face (a photo the detector finds nothing in is
@@ -31,14 +31,14 @@ COMBINATIONS = {"v2 (default)": ("v2",), "v1se": ("v1se",), "v2 + v1se (upstream
 def live_sets(shared: Path) -> dict[str, list]:
     """name -> list of (label, BGR image); sets whose data is absent are left out with a message."""
     from bench.datasets import DatasetMissing, labelled_photos
-    from edge.demo import clip_frames
+    from edge.cli.demo import clip_frames
 
     sets: dict[str, list] = {}
     try:
         sets["accuracy photos (bench.datasets)"] = [(p.path.name, cv2.imread(str(p.path))) for p in labelled_photos()]
     except DatasetMissing as exc:
         print(f"skipping the accuracy photos: {exc}")
-    sets["demo clip frames (edge/demo.py)"] = [(f"frame {n}", f) for n, f in enumerate(clip_frames())]
+    sets["demo clip frames (edge/cli/demo.py)"] = [(f"frame {n}", f) for n, f in enumerate(clip_frames())]
     sets["upstream live sample T1"] = [("image_T1.jpg", cv2.imread(str(LIVENESS_SAMPLES / "image_T1.jpg")))]
     for name, folder, pattern in (("../shared/gestures (faces >= 40 px)", shared / "gestures", "*/*/*.jpg"),
                                   ("../shared/gestures o-yoga", shared / "gestures" / "o-yoga", "*.jpg"),
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
     args = parser.parse_args(argv)
-    from edge.app import build_identifier
+    from edge.service.assembly import build_identifier
     from edge.config import config_from_dict
     from edge.inference.embedder import FaceNetEmbedder
     from edge.inference.liveness import LivenessRule, MiniFasNet

@@ -22,10 +22,10 @@ import numpy as np
 from bench.common import machine, write
 from edge.config import config_from_dict
 from edge.events import Decision
-from edge.mqtt.link import MqttLink
-from edge.mqtt.publisher import OutboxPublisher
-from edge.outbox import Outbox
-from edge.mqtt.embedded import Broker
+from edge.messaging.link import MqttLink
+from edge.messaging.publisher import OutboxPublisher
+from edge.messaging.outbox import Outbox
+from edge.cli.local_broker import Broker
 
 
 class Mosquitto(Broker):
@@ -41,7 +41,7 @@ def start_broker(kind: str, work: Path):
     import pika
 
     from examples.backend_amqp import declare
-    from tests.cluster import RabbitCluster
+    from testkit.cluster import RabbitCluster
 
     cluster = RabbitCluster(work / "cluster").start()
     cluster.wait_formed()

@@ -1,6 +1,6 @@
 """Camera placement from geometry: for each lens and resolution, the distances at which a visitor's face is
 at least detector.min_face_px wide and the gesture span (a short visitor's X to a tall one's raised hands)
-fits the frame, at three mounting heights. A calculation (edge/placement.py states its assumptions), not a
+fits the frame, at three mounting heights. A calculation (edge/cli/placement.py states its assumptions), not a
 measurement; `facecheck doctor` and `snapshot` check a real door's frames.
 
     python -m bench.placement [--min-face-px N]
@@ -20,7 +20,7 @@ MOUNTS = (1.5, 1.675, 2.0)
 
 def main(argv=None) -> int:
     from edge.config import config_from_dict
-    from edge.placement import FACE_WIDTH_M, GESTURE_HIGH_M, GESTURE_LOW_M, coverage
+    from edge.cli.placement import FACE_WIDTH_M, GESTURE_HIGH_M, GESTURE_LOW_M, coverage
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--min-face-px", type=int, default=config_from_dict({}, ROOT).detector.min_face_px)

@@ -20,8 +20,8 @@ import numpy as np
 
 from bench.common import machine, measure, write
 from bench.identity import DIM
-from edge.inference.gallery import Gallery
-from edge.inference.matcher import NearestMatcher
+from edge.identity.gallery import Gallery
+from edge.identity.matcher import NearestMatcher
 
 NOISE = 0.055  # per dimension, before re-normalising: genuine distance ~0.74 at 128-d
 PROBES, STRANGERS = 400, 100

@@ -57,7 +57,7 @@ def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
                           cwd=kwargs.pop("cwd", ROOT), **kwargs)
 
 
-from tests.broker import broker  # noqa: E402,F401  (fixture)
+from testkit.brokers import broker  # noqa: E402,F401  (fixture)
 
 
 def validate(payload, schema_name: str, subschema: str | None = None) -> None:

@@ -9,7 +9,7 @@ from bench.accuracy import (
 from bench.datasets import DatasetMissing, labelled_photos
 from edge.config import config_from_dict
 from edge.inference.embedder import read_sidecar
-from edge.inference.operating import operating_point
+from edge.identity.operating import operating_point
 from tests.conftest import ROOT
 
 # Measured with the default model (docs/accuracy.md): AUC 0.996, 955 of 1160 door probes recognised at k=1.

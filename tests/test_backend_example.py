@@ -27,15 +27,15 @@ def test_store_is_idempotent_by_event_id(tmp_path):
 
 
 def test_the_backend_recipe_opens_a_capture_embedding_sealed_by_a_door(tmp_path):
-    """The door's sealing (edge.sealing) and the example's self-contained recipe agree, with key files made by
+    """The door's sealing (edge.security.sealing) and the example's self-contained recipe agree, with key files made by
     `facecheck keys generate backend`."""
     import base64
 
     import numpy as np
 
     from edge.config import config_from_dict
-    from edge.decision import Observation
-    from edge.sealing import generate
+    from edge.recognition.decision import Observation
+    from edge.security.sealing import generate
     from tests.conftest import ROOT
 
     key, pub = generate("backend", tmp_path / "backend.key")
@@ -43,7 +43,7 @@ def test_the_backend_recipe_opens_a_capture_embedding_sealed_by_a_door(tmp_path)
                                "confirmation": {"include_embedding_on_capture": True, "require_gesture": True,
                                                 "recognise_frames": 1, "hold_frames": 1},
                                "privacy": {"backend_public_key_file": str(pub)}, "liveness": {"policy": "off"}}, ROOT)
-    from edge.app import build_confirmation
+    from edge.service.assembly import build_confirmation
 
     machine = build_confirmation(config)
     vector = np.random.default_rng(0).normal(size=128).astype(np.float32)

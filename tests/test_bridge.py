@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from edge.mqtt.embedded import Broker, free_port, mosquitto_binary
-from edge.outbox import Outbox
-from tests.broker import Subscriber
+from edge.cli.local_broker import Broker, free_port, mosquitto_binary
+from edge.messaging.outbox import Outbox
+from testkit.brokers import Subscriber
 from tests.test_mqtt import BASE, DaemonProcess, clip_and_gallery, looping, mqtt_config  # noqa: F401 (fixtures)
 
 # docs/scaling.md's bridge.conf, without TLS and credentials (loopback only).

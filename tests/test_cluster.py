@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from bench import faults
-from edge.inference.gallery import Gallery, GalleryFile
-from edge.roster import RosterAssembler, RosterFollower, package
-from edge.sealing import Key, generate, new_key
-from tests.broker import Broker, Subscriber
-from tests.cluster import INSTALL_HINT, rabbitmq_installed
+from edge.identity.gallery import Gallery, GalleryFile
+from edge.messaging.roster import RosterAssembler, RosterFollower, package
+from edge.security.sealing import Key, generate, new_key
+from testkit.brokers import Broker, Subscriber
+from testkit.cluster import INSTALL_HINT, rabbitmq_installed
 from tests.conftest import run_cli, write_yaml
 
 needs_rabbitmq = pytest.mark.skipif(not rabbitmq_installed(), reason=INSTALL_HINT)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from edge.demo import render_clip
+from edge.cli.demo import render_clip
 from tests.conftest import ROOT, run_cli, write_yaml
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from edge.config import ConfirmationConfig
-from edge.decision import Confirmation, Observation
+from edge.recognition.decision import Confirmation, Observation
 
 FPS = 10
 
@@ -61,7 +61,7 @@ def test_scattered_frames_of_a_gesture_outside_the_window_never_add_up():
 
 
 def test_of_two_gestures_in_one_window_the_one_reaching_k_decides():
-    from edge.decision import held_gesture
+    from edge.recognition.decision import held_gesture
 
     assert held_gesture(["reject", "confirm", "reject", None, "reject"], 3) == "reject"
     assert held_gesture(["confirm"] * 3 + ["reject"] * 3, 3) == "reject", "both reach k: the one shown last"
@@ -104,7 +104,7 @@ def test_capture_event_carries_the_embedding_only_sealed_to_the_backend_never_an
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-    from edge.sealing import open_sealed, seal_to
+    from edge.security.sealing import open_sealed, seal_to
 
     backend = X25519PrivateKey.generate()
     emb = np.linspace(-1, 1, 8, dtype=np.float32)

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.app import build_identifier, gallery_file
+from edge.service.assembly import build_identifier, gallery_file
 from edge.config import config_from_dict
-from edge.enroll import InputError, enrol
+from edge.recognition.enroll import InputError, enrol
 from edge.samples import sample
 from tests.conftest import ROOT, run_cli, write_yaml
 
@@ -108,8 +108,8 @@ def test_identify_explain_shows_candidates_rules_and_quality(base_config, tmp_pa
 
 
 def test_ambiguous_look_alikes_are_unknown(door):
-    from edge.inference.gallery import Gallery
-    from edge.inference.matcher import NearestMatcher
+    from edge.identity.gallery import Gallery
+    from edge.identity.matcher import NearestMatcher
 
     gallery = Gallery("m", 3)
     a = np.array([1.0, 0.0, 0.0], np.float32)
@@ -141,7 +141,7 @@ def test_a_badge_style_photo_the_face_fills_is_enrolled(door, tmp_path):
     report = enrol(identifier, gallery_file(config), "Eileen Collins", [path], None, 0)
     assert report.used == [path]
     # and it is the same person: the full photo matches the badge enrolment
-    from edge.app import build_matcher_for, load_gallery
+    from edge.service.assembly import build_matcher_for, load_gallery
 
     identifier.matcher = build_matcher_for(config, load_gallery(config, identifier.embedder))
     assert identifier.identify(image)[0].match.name == "Eileen Collins"

@@ -9,14 +9,14 @@ from base64 import b64encode as base64_encode_bytes
 import numpy as np
 import pytest
 
-from edge.app import gallery_file
+from edge.service.assembly import gallery_file
 from edge.config import config_from_dict
-from edge.daemon import Daemon
-from edge.inference.gallery import Gallery, GalleryFile
-from edge.roster import package
+from edge.service.daemon import Daemon
+from edge.identity.gallery import Gallery, GalleryFile
+from edge.messaging.roster import package
 from edge.samples import sample
-from edge.sealing import Key, decode_key, generate, new_key, signing_key
-from tests.broker import Subscriber
+from edge.security.sealing import Key, decode_key, generate, new_key, signing_key
+from testkit.brokers import Subscriber
 from tests.conftest import run_cli, validate, write_yaml
 
 SITE = "hq"
@@ -67,7 +67,7 @@ def start_door(name, base_config, tmp_path, broker, clip, site_keys):
 
 @pytest.fixture
 def doors(base_config, tmp_path, broker, site_keys):
-    from edge.demo import render_clip
+    from edge.cli.demo import render_clip
 
     clip = tmp_path / "clip"
     render_clip(clip)

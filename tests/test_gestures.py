@@ -379,7 +379,7 @@ def test_confusion_counts_recall_where_a_body_was_found_and_wrong_triggers():
 
 
 def test_raised_hands_leaving_the_frame_are_named_and_hanging_ones_are_not():
-    from edge.placement import FRAMING_ADVICE, framing_problems
+    from edge.cli.placement import FRAMING_ADVICE, framing_problems
 
     inside = make_pose(ARMS["capture"], origin=(320.0, 300.0), scale=60)
     assert framing_problems([inside], 640, 480) == []
@@ -394,7 +394,7 @@ def test_raised_hands_leaving_the_frame_are_named_and_hanging_ones_are_not():
 
 
 def test_placement_geometry():
-    from edge.placement import coverage
+    from edge.cli.placement import coverage
 
     c = coverage(60, 640, 480, 40, 1.675)
     assert abs(c.vfov_deg - 46.8) < 0.1  # 4:3 sensor, 60 degrees across

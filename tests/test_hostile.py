@@ -16,7 +16,7 @@ import pytest
 
 from edge.images import ImageError, decode_image, image_size
 from edge.samples import sample
-from tests.broker import Broker, Subscriber
+from testkit.brokers import Broker, Subscriber
 from tests.conftest import ROOT, run_cli, validate, write_yaml
 from tests.test_mqtt import BASE, SITE_KEY, DaemonProcess, command, looping, signed
 from tests.test_mqtt import clip_and_gallery, mqtt_config  # noqa: F401  (fixtures)
@@ -85,7 +85,7 @@ def test_large_photos_are_decoded_reduced():
 def test_cli_refuses_the_bomb_in_little_memory_and_a_missing_file_cleanly(base_config, tmp_path, bomb):
     config = write_yaml(tmp_path / "config.yaml", base_config)
     # VmHWM is this process's own peak; ru_maxrss would carry over pytest's size from before the exec.
-    probe = ("import re, sys; from edge.cli import main; rc = main(sys.argv[1:]); "
+    probe = ("import re, sys; from edge.cli.main import main; rc = main(sys.argv[1:]); "
              "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
              "print('maxrss_kb', hwm, file=sys.stderr); sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", probe, "identify", str(bomb), "-c", str(config)], cwd=ROOT,
@@ -109,8 +109,8 @@ def test_config_option_works_after_the_sub_command(base_config, tmp_path):
 
 def bare_context(config, identifier):
     """A command context over real models whose reloads change nothing (no daemon running)."""
-    from edge.app import gallery_file
-    from edge.commands import CommandContext
+    from edge.service.assembly import gallery_file
+    from edge.messaging.commands import CommandContext
     from edge.jobs import Outcome
 
     unchanged = lambda: Outcome({"people": 0, "roster_version": 0})  # noqa: E731
@@ -120,8 +120,8 @@ def bare_context(config, identifier):
 
 
 def test_commands_are_off_and_signed_by_default(base_config, tmp_path, facenet_model):
-    from edge.app import build_identifier
-    from edge.commands import CommandService
+    from edge.service.assembly import build_identifier
+    from edge.messaging.commands import CommandService
     from edge.config import ConfigError, config_from_dict
 
     config = config_from_dict(base_config, base_dir=tmp_path)
@@ -145,8 +145,8 @@ def test_commands_are_off_and_signed_by_default(base_config, tmp_path, facenet_m
 def test_a_request_id_comes_back_with_the_answer(base_config, tmp_path):
     """The correlation MQTT 3.1.1 has no Correlation Data for: any command may carry request_id (inside the
     signed part for signed ones, so it is covered by the HMAC) and gets it back, refusals included."""
-    from edge.app import build_identifier
-    from edge.commands import CommandService
+    from edge.service.assembly import build_identifier
+    from edge.messaging.commands import CommandService
     from edge.config import config_from_dict
 
     key = tmp_path / "key"
@@ -167,8 +167,8 @@ def test_a_request_id_comes_back_with_the_answer(base_config, tmp_path):
 
 
 def test_flood_is_rate_limited_and_a_nonce_outlives_a_restart(base_config, tmp_path):
-    from edge.app import build_identifier
-    from edge.commands import CommandService
+    from edge.service.assembly import build_identifier
+    from edge.messaging.commands import CommandService
     from edge.config import config_from_dict
 
     key = tmp_path / "key"
@@ -194,9 +194,9 @@ def test_flood_is_rate_limited_and_a_nonce_outlives_a_restart(base_config, tmp_p
 def test_person_ids_and_names_have_a_character_set_everywhere(tmp_path):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from edge.inference.gallery import Gallery, GalleryError
-    from edge.roster import RosterAssembler, RosterError, package
-    from edge.sealing import Key, new_key
+    from edge.identity.gallery import Gallery, GalleryError
+    from edge.messaging.roster import RosterAssembler, RosterError, package
+    from edge.security.sealing import Key, new_key
 
     gallery = Gallery("m", 4)
     vector = np.array([[1, 0, 0, 0]], np.float32)
@@ -367,7 +367,7 @@ def test_a_full_disk_keeps_the_door_recognising_and_loses_no_event(mqtt_config, 
         assert daemon.terminate() == 0, (tmp_path / "daemon.log").read_text()
     log = (tmp_path / "daemon.log").read_text()
     assert "DISK FULL OR FAILING" in log and "disk writable again" in log and "EVENT LOST" not in log
-    from edge.outbox import Outbox
+    from edge.messaging.outbox import Outbox
 
     outbox = Outbox(small_disk / "outbox.sqlite", "x")
     last_seq = outbox.last_seq()

@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.app import build_identifier, gallery_file
+from edge.service.assembly import build_identifier, gallery_file
 from edge.config import config_from_dict
-from edge.enroll import InputError, enrol
+from edge.recognition.enroll import InputError, enrol
 from edge.inference.embedder import FaceNetEmbedder, sidecar_path
-from edge.inference.gallery import Gallery, GalleryError
-from edge.inference.matcher import (
+from edge.identity.gallery import Gallery, GalleryError
+from edge.identity.matcher import (
     MAX_TIGHTENING, NearestMatcher, SvcMatcher, build_matcher, calibrate_threshold, resolve_threshold,
 )
 from edge.inference.tflite import ModelError
@@ -94,7 +94,7 @@ def test_removed_person_is_no_longer_matched(identifier):
 
 
 def test_threshold_comes_from_the_operating_point_and_calibration_only_tightens(identifier):
-    from edge.inference.operating import operating_point
+    from edge.identity.operating import operating_point
 
     gallery = enrolled(identifier, {"Barack Obama": ["obama-1.jpg", "obama-2.jpg", "obama-partial.jpg"],
                                     "Joe Biden": ["biden-1.jpg"], "Eileen Collins": ["collins-1.jpg"]})
@@ -186,7 +186,7 @@ def test_gallery_from_another_model_is_refused(identifier):
 
 
 def test_corrupt_gallery_is_refused_with_its_path(tmp_path):
-    from edge.sealing import Key, new_key, seal
+    from edge.security.sealing import Key, new_key, seal
 
     key = Key(new_key(), "test")
     path = tmp_path / "gallery.npz"
@@ -274,8 +274,8 @@ def test_cli_bad_inputs_exit_2_and_name_the_file(base_config, tmp_path):
 
 
 def test_pipeline_gives_every_face_in_replayed_frames_an_identity(base_config, tmp_path):
-    from edge.daemon import Daemon
-    from edge.demo import render_clip
+    from edge.service.daemon import Daemon
+    from edge.cli.demo import render_clip
 
     expected = render_clip(tmp_path / "frames")
     config = config_from_dict(base_config, base_dir=tmp_path)
@@ -307,9 +307,9 @@ def test_tiny_faces_are_skipped_at_enrolment(identifier, tmp_path):
 
 def test_a_face_that_barely_moves_is_not_re_embedded_every_frame(identifier):
     from edge.camera.base import Frame
-    from edge.decision import Confirmation
+    from edge.recognition.decision import Confirmation
     from edge.images import read_image
-    from edge.pipeline import Pipeline
+    from edge.recognition.pipeline import Pipeline
 
     config, ident = identifier
     pipeline = Pipeline(ident, Confirmation(config.confirmation), reuse_iou=0.8, reembed_every=5)
@@ -324,11 +324,11 @@ def test_a_face_that_barely_moves_is_not_re_embedded_every_frame(identifier):
 
 def test_a_photo_is_both_views_and_a_track_alternates_them(identifier):
     from edge.camera.base import Frame
-    from edge.decision import Confirmation
+    from edge.recognition.decision import Confirmation
     from edge.images import read_image
     from edge.inference.align import align_face
     from edge.inference.embedder import embed_views
-    from edge.pipeline import Pipeline
+    from edge.recognition.pipeline import Pipeline
 
     config, ident = identifier
     image = read_image(sample("obama-1.jpg"))
@@ -371,7 +371,7 @@ def test_alignment_is_a_least_squares_similarity_that_moves_smoothly_with_the_ke
 
 def test_compact_search_finds_what_exact_search_finds_and_decides_on_the_exact_distance():
     from bench.search import roster
-    from edge.inference.search import CompactSearch, ExactSearch
+    from edge.identity.search import CompactSearch, ExactSearch
 
     gallery, probes = roster(3000)
     compact = NearestMatcher(gallery, threshold=1.0, compact_from=0)
@@ -389,7 +389,7 @@ def test_compact_search_finds_what_exact_search_finds_and_decides_on_the_exact_d
 
 
 def test_a_person_with_many_photos_is_not_ambiguous_with_themselves():
-    from edge.inference.gallery import Gallery
+    from edge.identity.gallery import Gallery
 
     rng = np.random.default_rng(3)
     centre = rng.standard_normal(128).astype(np.float32)
@@ -406,7 +406,7 @@ def test_a_person_with_many_photos_is_not_ambiguous_with_themselves():
 
 
 def test_the_roster_bounds_the_threshold_from_its_own_impostor_distances():
-    from edge.inference.operating import roster_point
+    from edge.identity.operating import roster_point
 
     def pairs(impostor, genuine=()):
         return np.array([*impostor, *genuine]), np.array([False] * len(impostor) + [True] * len(genuine))

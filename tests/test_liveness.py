@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.config import ConfirmationConfig, ConfigError, config_from_dict
-from edge.decision import Confirmation, Observation
+from edge.recognition.decision import Confirmation, Observation
 from edge.inference.liveness import MODELS, LivenessRule, MiniFasNet, TrackLiveness, crop, softmax
 from edge.inference.tflite import TfliteModel, bundle_model
 from tests.conftest import MODELS as MODELS_DIR
@@ -59,7 +59,7 @@ def test_liveness_thresholds_out_of_order_name_the_keys():
 
 def test_monochrome_faces_get_no_score():
     model = MiniFasNet(MODELS_DIR)
-    from edge.app import build_detector
+    from edge.service.assembly import build_detector
 
     image = cv2.imread(str(DATA / "image_T1.jpg"))
     face = build_detector(config_from_dict({"models": {"dir": str(MODELS_DIR)}}, ROOT)).detect(image)[0]

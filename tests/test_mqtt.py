@@ -15,10 +15,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.demo import render_clip
-from edge.outbox import Outbox
+from edge.cli.demo import render_clip
+from edge.messaging.outbox import Outbox
 from edge.samples import sample
-from tests.broker import Broker, Subscriber
+from testkit.brokers import Broker, Subscriber
 from tests.conftest import ROOT, validate, write_yaml
 
 BASE = "facecheck/test-door"
@@ -27,9 +27,9 @@ BASE = "facecheck/test-door"
 @pytest.fixture(scope="session")
 def clip_and_gallery(tmp_path_factory, facenet_model):
     """The demo's clip and a gallery with Obama and Biden, built once with the real models."""
-    from edge.app import build_identifier, gallery_file
+    from edge.service.assembly import build_identifier, gallery_file
     from edge.config import config_from_dict
-    from edge.enroll import enrol
+    from edge.recognition.enroll import enrol
 
     root = tmp_path_factory.mktemp("clip")
     render_clip(root / "frames")
@@ -67,7 +67,7 @@ def write_key(path: Path) -> Path:
 
 
 def signed(name: str, body: dict, device: str = "test-door", **kwargs) -> bytes:
-    from edge.auth import sign
+    from edge.security.command_auth import sign
 
     return json.dumps(sign(SITE_KEY.encode(), device, name, body, **kwargs)).encode()
 
@@ -220,7 +220,7 @@ def test_a_door_fails_over_to_the_next_broker_and_loses_nothing(mqtt_config, tmp
 
 
 def wait_until_events(events, count: int, timeout: float) -> bool:
-    from tests.broker import wait_until
+    from testkit.brokers import wait_until
 
     return wait_until(lambda: len({e["seq"] for e in events()}) >= count, timeout, 0.05)
 
@@ -392,7 +392,7 @@ def test_a_clean_stop_logs_no_error(tmp_path, broker, caplog):
     import logging
 
     from edge.config import config_from_dict
-    from edge.mqtt.link import MqttLink
+    from edge.messaging.link import MqttLink
 
     caplog.set_level(logging.DEBUG)  # paho's packet logging also widens the window: the race shows more often
     for round_ in range(150):

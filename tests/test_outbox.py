@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from edge.events import Decision, Event
-from edge.outbox import Outbox
+from edge.messaging.outbox import Outbox
 from tests.conftest import fill
 
 
@@ -51,7 +51,7 @@ def test_an_event_survives_kill_9_right_after_append(tmp_path):
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from edge.outbox import Outbox\nfrom edge.events import Decision\n"
+        "from edge.messaging.outbox import Outbox\nfrom edge.events import Decision\n"
         f"box = Outbox(Path({str(path)!r}), 'door-1')\n"
         "e = box.append(Decision('check_in', 'p1', 'Ann', 0.9))\n"
         "print(e.event_id, flush=True)\n"
@@ -95,7 +95,7 @@ def test_a_full_disk_spills_events_to_memory_and_loses_none(small_disk, caplog):
 
 
 def test_acknowledged_events_leave_no_name_or_id_in_the_file_its_wal_or_free_pages(tmp_path):
-    import edge.outbox
+    import edge.messaging.outbox
 
     path = tmp_path / "outbox.sqlite"
     box = Outbox(path, "door-1")
@@ -109,7 +109,7 @@ def test_acknowledged_events_leave_no_name_or_id_in_the_file_its_wal_or_free_pag
     assert all(name.encode() in files() for name in names[:3]), "the names were on disk before the acks"
     for event in events:
         box.ack(event.seq)
-    box._last_scrub -= edge.outbox.SCRUB_EVERY_S  # do not wait in a test
+    box._last_scrub -= edge.messaging.outbox.SCRUB_EVERY_S  # do not wait in a test
     box.retry_writes()
     on_disk = files()
     for event, name in zip(events, names):

@@ -1,4 +1,4 @@
-"""Reloads that do what they say, and slow work beside the frame loop (edge/reload.py, edge/jobs.py)."""
+"""Reloads that do what they say, and slow work beside the frame loop (edge/service/reload.py, edge/jobs.py)."""
 
 import threading
 import time
@@ -11,7 +11,7 @@ from edge.inference.gestures import GestureStage
 from edge.inference.pose import BlazePose
 from edge.jobs import BackgroundJobs, JobFailed, Outcome
 from edge.samples import sample
-from tests.broker import wait_until
+from testkit.brokers import wait_until
 from tests.conftest import run_cli, write_yaml
 from tests.test_gestures import ARMS, make_pose
 
@@ -65,7 +65,7 @@ class GestureAtTheFace:
 @pytest.fixture
 def door(base_config, tmp_path):
     """A config file on the demo clip with Obama enrolled, faces only."""
-    from edge.demo import render_clip
+    from edge.cli.demo import render_clip
 
     render_clip(tmp_path / "frames")
     base_config["camera"] = {"kind": "replay", "path": str(tmp_path / "frames"), "fps": 30, "loop": True,
@@ -78,7 +78,7 @@ def door(base_config, tmp_path):
 
 
 def test_sighup_turns_gestures_on_and_then_an_o_confirms(door):
-    from edge.daemon import Daemon
+    from edge.service.daemon import Daemon
 
     path, data = door
     daemon = Daemon(load_config(path), sinks=[])
@@ -108,7 +108,7 @@ def test_sighup_turns_gestures_on_and_then_an_o_confirms(door):
 
 
 def test_reload_refuses_restart_only_and_unbuildable_changes_and_keeps_serving(door, tmp_path):
-    from edge.daemon import Daemon
+    from edge.service.daemon import Daemon
     from edge.jobs import run_job
 
     path, data = door

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from edge.app import gallery_file
+from edge.service.assembly import gallery_file
 from edge.config import config_from_dict
-from edge.inference.gallery import Gallery
+from edge.identity.gallery import Gallery
 from edge.samples import sample
-from edge.sealing import GALLERY_KEY_ENV, Key, SealError, encode_key, new_key, seal, unseal
+from edge.security.sealing import GALLERY_KEY_ENV, Key, SealError, encode_key, new_key, seal, unseal
 from tests.conftest import run_cli, write_yaml
 
 

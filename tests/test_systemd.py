@@ -101,7 +101,7 @@ class NotifySocket:
 
 
 def replay_config(base_config, tmp_path, **camera):
-    from edge.demo import render_clip
+    from edge.cli.demo import render_clip
 
     render_clip(tmp_path / "frames")
     base_config["camera"] = {"kind": "replay", "path": str(tmp_path / "frames"), "fps": 20, "loop": True,
@@ -162,7 +162,7 @@ class StallingCamera:
 
 
 def test_watchdog_stops_when_frames_stall(base_config, tmp_path, monkeypatch):
-    from edge.daemon import Daemon
+    from edge.service.daemon import Daemon
 
     notify = NotifySocket(tmp_path / "notify.sock")
     monkeypatch.setenv("NOTIFY_SOCKET", str(notify.path))
@@ -239,7 +239,7 @@ def test_doctor_passes_on_a_good_setup(base_config, tmp_path, broker):
 
 
 def test_doctor_reports_each_failing_check_and_exits_1(base_config, tmp_path, facenet_model):
-    from edge.mqtt.embedded import free_port
+    from edge.cli.local_broker import free_port
 
     model = tmp_path / "model.tflite"
     shutil.copy(facenet_model, model)

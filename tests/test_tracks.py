@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge.camera import Frame
-from edge.demo import VISITORS, clip_frames, doorway, visitor
+from edge.cli.demo import VISITORS, clip_frames, doorway, visitor
 from edge.samples import sample
 from tests.conftest import MODELS
 
@@ -38,9 +38,9 @@ def swap_clip(frames_each_side: int = 12, crossing_frames: int = 4) -> list[np.n
 
 @pytest.fixture(scope="module")
 def enrolled(tmp_path_factory, facenet_model):
-    from edge.app import build_identifier, gallery_file
+    from edge.service.assembly import build_identifier, gallery_file
     from edge.config import config_from_dict
-    from edge.enroll import enrol
+    from edge.recognition.enroll import enrol
 
     root = tmp_path_factory.mktemp("tracks")
     config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
@@ -53,7 +53,7 @@ def enrolled(tmp_path_factory, facenet_model):
 
 def run_clip(enrolled, clip: list[np.ndarray], fps: float, **confirmation):
     """enrolled: the config the gallery was enrolled with (its model and gallery)."""
-    from edge.app import build_pipeline
+    from edge.service.assembly import build_pipeline
     from edge.config import config_from_dict
 
     config = config_from_dict({
@@ -101,7 +101,7 @@ def test_an_embedding_is_never_reused_across_a_gap(enrolled):
 
 def test_fused_identity_weights_the_better_frames():
     from edge.inference.quality import FaceQuality
-    from edge.pipeline import TrackIdentity
+    from edge.recognition.pipeline import TrackIdentity
 
     track = TrackIdentity(keep=2)
     sharp, blurred, tiny = FaceQuality(150, 200, 1.0), FaceQuality(150, 3, 1.0), FaceQuality(20, 200, 1.0)

@@ -1,7 +1,7 @@
 """How much one face crop can be trusted: size, sharpness and how frontal it is.
 
-A track's identity is fused from its frames weighted by this (edge/pipeline.py), and enrolment refuses
-photos that fall below the limits (edge/enroll.py), because one blurred, tiny or half-turned frame is
+A track's identity is fused from its frames weighted by this (edge/recognition/pipeline.py), and enrolment refuses
+photos that fall below the limits (edge/recognition/enroll.py), because one blurred, tiny or half-turned frame is
 the least reliable thing in the pipeline.
 """
 

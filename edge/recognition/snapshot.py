@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.pipeline import FrameResult
+from edge.recognition.pipeline import FrameResult
 
 
 def annotate(image: np.ndarray, result: FrameResult | None, poses: list | None = None,

@@ -14,10 +14,10 @@ import numpy as np
 from edge.camera.replay import IMAGE_SUFFIXES
 from edge.errors import InputError
 from edge.images import DEFAULT_MAX_PIXELS, ImageError, read_image
-from edge.inference.augment import augment
-from edge.inference.gallery import Gallery, GalleryError, GalleryFile, new_person_id
+from edge.identity.augment import augment
+from edge.identity.gallery import Gallery, GalleryError, GalleryFile, new_person_id
 from edge.inference.quality import FaceQuality
-from edge.pipeline import Identifier
+from edge.recognition.pipeline import Identifier
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def enrolment_warnings(gallery: Gallery, person_id: str, labels: list[str], phot
                        threshold: float | None) -> list[str]:
     """Photos that lie within the threshold of someone else (the same person twice, or look-alikes), and a
     photo far from the person's other photos (a wrong photo in the folder)."""
-    from edge.inference.matcher import resolve_threshold
+    from edge.identity.matcher import resolve_threshold
 
     if threshold is None:
         threshold = resolve_threshold(gallery, None)[0]

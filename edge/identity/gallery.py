@@ -1,7 +1,7 @@
 """The enrolled roster: embeddings, person ids and names, persisted sealed, without pickle, atomically.
 
 Inside, the roster is a NumPy .npz read with allow_pickle=False, so loading a gallery can never run code;
-on disk that .npz is sealed (AES-256-GCM, edge/sealing.py) under the door's gallery key, so the file alone
+on disk that .npz is sealed (AES-256-GCM, edge/security/sealing.py) under the door's gallery key, so the file alone
 gives no name and no template. A plaintext gallery from before is refused until `facecheck roster seal`.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from edge.atomic import atomic_write
 from edge.errors import BadInputError
-from edge.sealing import Key, SealError, is_sealed, seal, unseal
+from edge.security.sealing import Key, SealError, is_sealed, seal, unseal
 
 FORMAT_VERSION = 1
 
@@ -222,7 +222,7 @@ class GalleryFile:
     key_file: Path
 
     def key(self, create: bool = False) -> Key | None:
-        from edge.sealing import door_gallery_key
+        from edge.security.sealing import door_gallery_key
 
         return door_gallery_key(self.key_file, create)
 

@@ -136,7 +136,7 @@ class EventListener:
 
 
 def _start_broker(work: Path):
-    from edge.mqtt.embedded import Broker, BrokerUnavailable, mosquitto_binary
+    from edge.cli.local_broker import Broker, BrokerUnavailable, mosquitto_binary
 
     if mosquitto_binary() is None:
         return None, None
@@ -167,9 +167,9 @@ def _build_bundle_if_missing(model: Path) -> None:
 
 
 def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
-    from edge.app import build_identifier, gallery_file
-    from edge.daemon import Daemon
-    from edge.enroll import enrol
+    from edge.service.assembly import build_identifier, gallery_file
+    from edge.service.daemon import Daemon
+    from edge.recognition.enroll import enrol
 
     model = (model or _default_model()).resolve()
     _build_bundle_if_missing(model)

@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.mqtt.embedded import Broker, BrokerUnavailable, mosquitto_binary
+from edge.cli.local_broker import Broker, BrokerUnavailable, mosquitto_binary
 
 __all__ = ["Broker", "Subscriber", "broker", "wait_until"]
 

@@ -18,19 +18,19 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-from edge.app import build_identifier, build_pipeline, gallery_file
+from edge.service.assembly import build_identifier, build_pipeline, gallery_file
 from edge.inference.liveness import VerdictCounts
 from edge.camera import Frame, open_capture
-from edge.commands import CommandContext, CommandService
+from edge.messaging.commands import CommandContext, CommandService
 from edge.config import Config
 from edge.events import Event, EventSink, StdoutSink
-from edge.health import health_payload
+from edge.service.health import health_payload
 from edge.jobs import BackgroundJobs
-from edge.outbox import Outbox
-from edge.pipeline import FrameResult, Pipeline
-from edge.reload import Reloader
-from edge.sdnotify import Notifier
-from edge.snapshot import snapshot_jpeg
+from edge.messaging.outbox import Outbox
+from edge.recognition.pipeline import FrameResult, Pipeline
+from edge.service.reload import Reloader
+from edge.service.sdnotify import Notifier
+from edge.recognition.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,9 @@ class Daemon:
         embedder = self.pipeline.identifier.embedder
         self.link = self.publisher = self.roster = None
         if config.mqtt.enabled:
-            from edge.mqtt.link import MqttLink
-            from edge.mqtt.publisher import OutboxPublisher
-            from edge.roster import follower
+            from edge.messaging.link import MqttLink
+            from edge.messaging.publisher import OutboxPublisher
+            from edge.messaging.roster import follower
 
             self.link = MqttLink(config)
             self.publisher = OutboxPublisher(self.outbox, self.link)

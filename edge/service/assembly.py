@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 
 from edge.config import Config
-from edge.decision import Confirmation
+from edge.recognition.decision import Confirmation
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder
-from edge.inference.gallery import Gallery, GalleryFile
+from edge.identity.gallery import Gallery, GalleryFile
 from edge.inference.liveness import Liveness, LivenessRule, MiniFasNet
-from edge.inference.matcher import Matcher, build_matcher
-from edge.pipeline import Identifier, Pipeline
+from edge.identity.matcher import Matcher, build_matcher
+from edge.recognition.pipeline import Identifier, Pipeline
 from edge.timing import StageTimer
-from edge.tracking import IouTracker
+from edge.recognition.tracking import IouTracker
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def build_confirmation(config: Config) -> Confirmation:
     """The decision stage; a capture's embedding is sealed to the backend's public key (never sent in the clear)."""
     seal_embedding = None
     if config.confirmation.include_embedding_on_capture:
-        from edge.sealing import backend_public_key, seal_to
+        from edge.security.sealing import backend_public_key, seal_to
 
         public = backend_public_key(config.privacy.backend_public_key_file)
         seal_embedding = lambda vector: seal_to(public, vector.tobytes())  # noqa: E731

@@ -15,12 +15,12 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.inference.gallery import Gallery
-from edge.inference.search import CANDIDATES, COMPACT_FROM, build_search
+from edge.identity.gallery import Gallery
+from edge.identity.search import CANDIDATES, COMPACT_FROM, build_search
 
 log = logging.getLogger(__name__)
 
-# Used only for a model without a measured operating point (edge/inference/operating.py): strict, so
+# Used only for a model without a measured operating point (edge/identity/operating.py): strict, so
 # a stranger is refused rather than named. Enrolment-time calibration may lower a threshold by at most
 # MAX_TIGHTENING, never raise it.
 FALLBACK_THRESHOLD = 0.8
@@ -98,8 +98,8 @@ def calibrate_threshold(gallery: Gallery, ceiling: float, pairwise=None) -> floa
 
 
 def roster_evidence(gallery: Gallery, target: float, pairwise=None):
-    """The roster's own bound on the threshold (edge/inference/operating.py: roster_point)."""
-    from edge.inference.operating import operating_point, roster_point
+    """The roster's own bound on the threshold (edge/identity/operating.py: roster_point)."""
+    from edge.identity.operating import operating_point, roster_point
 
     dist, same = pairwise if pairwise is not None else _pairwise(gallery)
     upper = np.triu_indices(len(dist), 1)
@@ -127,7 +127,7 @@ def resolve(gallery: Gallery, configured: float | None, target: float | None = N
     model's measured operating point, tightened by calibration and by the roster's own bound (never
     loosened), else a strict fallback (tightened likewise). target: strangers accepted per visit the
     roster's bound aims at."""
-    from edge.inference.operating import DEFAULT_STRANGER_FAR, operating_point
+    from edge.identity.operating import DEFAULT_STRANGER_FAR, operating_point
 
     if configured is not None:
         return configured, "config matcher.distance_threshold", None
@@ -214,7 +214,7 @@ class _Base:
 
 class NearestMatcher(_Base):
     """Nearest neighbour over each person's original embeddings: exact for small rosters, compact codes
-    with exact re-scoring for big ones (edge/inference/search.py)."""
+    with exact re-scoring for big ones (edge/identity/search.py)."""
 
     kind = "nearest"
 

@@ -118,7 +118,7 @@ def _config_option_first(argv: list[str]) -> list[str]:
 
 
 def _config(args) -> Config:
-    from edge.logs import setup_logging
+    from edge.service.logs import setup_logging
 
     config = load_config(getattr(args, "config", None))
     setup_logging(config.log)
@@ -127,14 +127,14 @@ def _config(args) -> Config:
 
 def _dispatch(args) -> int:
     if args.command == "run":
-        from edge.daemon import Daemon
+        from edge.service.daemon import Daemon
 
         daemon = Daemon(_config(args))
         daemon.install_signal_handlers()
         return daemon.run()
     if args.command == "demo":
-        from edge.demo import run_demo
-        from edge.logs import setup_logging
+        from edge.cli.demo import run_demo
+        from edge.service.logs import setup_logging
 
         setup_logging(LogConfig(level="warning"))
         return run_demo(args.model, args.keep)
@@ -143,7 +143,7 @@ def _dispatch(args) -> int:
     if args.command == "roster":
         return _roster(args)
     if args.command == "keys":
-        from edge.sealing import generate
+        from edge.security.sealing import generate
 
         for path in generate(args.kind, args.out):
             print(f"wrote {path}")
@@ -155,10 +155,10 @@ def _dispatch(args) -> int:
     if args.command == "gestures":
         return _gestures(args)
     if args.command == "doctor":
-        from edge.doctor import run_doctor
+        from edge.cli.doctor import run_doctor
 
         config = load_config(args.config)
-        from edge.logs import setup_logging
+        from edge.service.logs import setup_logging
 
         setup_logging(LogConfig(level="error"))
         return run_doctor(config)
@@ -167,7 +167,7 @@ def _dispatch(args) -> int:
     if args.command == "sign-command":
         return _sign_command(args)
     if args.command == "install-service":
-        from edge.install import install_steps
+        from edge.cli.install import install_steps
 
         print(install_steps(args.prefix))
         return EXIT_OK
@@ -175,8 +175,8 @@ def _dispatch(args) -> int:
 
 
 def _enroll(args) -> int:
-    from edge.app import build_identifier, gallery_file
-    from edge.enroll import enrol
+    from edge.service.assembly import build_identifier, gallery_file
+    from edge.recognition.enroll import enrol
 
     if bool(args.folders) == bool(args.name):
         raise InputError("enroll takes --name NAME PATH... for one person, or --folders DIR (one sub-folder each)")
@@ -214,7 +214,7 @@ def _enroll(args) -> int:
 
 
 def _roster(args) -> int:
-    from edge.app import gallery_file
+    from edge.service.assembly import gallery_file
 
     config = _config(args)
     stored = gallery_file(config)
@@ -249,8 +249,8 @@ def _roster(args) -> int:
 def _roster_reseal(stored, command: str) -> int:
     """seal: a plaintext gallery from before, sealed in place (the plaintext file is replaced atomically);
     rekey: the sealed gallery under a fresh key file, the old key kept beside it as .old until removed."""
-    from edge.inference.gallery import Gallery
-    from edge.sealing import is_sealed, new_key, write_key_file
+    from edge.identity.gallery import Gallery
+    from edge.security.sealing import is_sealed, new_key, write_key_file
 
     path = stored.path
     if not path.exists():
@@ -289,8 +289,8 @@ def _roster_publish(config: Config, gallery, args) -> int:
     be reached: the doors on the others have the roster; publish again once that node is back."""
     import time
 
-    from edge.roster import publish_to_nodes, roster_key
-    from edge.sealing import signing_key
+    from edge.messaging.roster import publish_to_nodes, roster_key
+    from edge.security.sealing import signing_key
 
     site = args.site or config.roster.site
     if not site:
@@ -318,7 +318,7 @@ def _roster_publish(config: Config, gallery, args) -> int:
 
 def _sign_command(args) -> int:
     """Prints the payload to publish on <base>/cmd/<name>; the key comes from where the doors read it."""
-    from edge.auth import sign, signing_key
+    from edge.security.command_auth import sign, signing_key
 
     config = load_config(args.config)
     key = signing_key(config.commands)
@@ -342,7 +342,7 @@ def _sign_command(args) -> int:
 
 
 def _identify(args) -> int:
-    from edge.app import build_identifier
+    from edge.service.assembly import build_identifier
     from edge.images import read_image
 
     config = _config(args)
@@ -468,10 +468,10 @@ def _gestures(args) -> int:
 
 
 def _snapshot(args) -> int:
-    from edge.app import build_identifier
+    from edge.service.assembly import build_identifier
     from edge.camera import open_capture
-    from edge.pipeline import FrameResult
-    from edge.snapshot import snapshot_jpeg
+    from edge.recognition.pipeline import FrameResult
+    from edge.recognition.snapshot import snapshot_jpeg
 
     if args.output.suffix.lower() not in (".jpg", ".jpeg"):
         raise InputError(f"-o {args.output}: the snapshot is a JPEG; name it .jpg")
@@ -490,7 +490,7 @@ def _snapshot(args) -> int:
         return EXIT_USAGE if capture.error else EXIT_FAILURE
     from edge.inference.pose import BlazePose
 
-    from edge.placement import FRAMING_ADVICE, framing_problems
+    from edge.cli.placement import FRAMING_ADVICE, framing_problems
 
     faces = identifier.identify(frame.image)
     poses = BlazePose.from_config(config).poses(frame.image)

@@ -21,10 +21,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge.auth import AuthError, NonceLedger, signing_key, verify
+from edge.security.command_auth import AuthError, NonceLedger, signing_key, verify
 from edge.config import SIGNED_COMMANDS, Config, ConfigError
 from edge.images import ImageError, decode_image
-from edge.inference.gallery import Gallery, GalleryError, check_name, check_person_id, new_person_id
+from edge.identity.gallery import Gallery, GalleryError, check_name, check_person_id, new_person_id
 from edge.jobs import BackgroundJobs, InlineJobs, JobFailed, Outcome
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ class CommandContext:
 
     model_id: str
     dim: int
-    gallery: Any  # edge.inference.gallery.GalleryFile
+    gallery: Any  # edge.identity.gallery.GalleryFile
     augmentations: int
-    enrol_identifier: Callable[[], Any]  # () -> edge.pipeline.Identifier
+    enrol_identifier: Callable[[], Any]  # () -> edge.recognition.pipeline.Identifier
     reload_config: Callable[[], Outcome]
     reload_gallery: Callable[[], Outcome]
     snapshot: Callable[[], dict]
@@ -262,7 +262,7 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
         raise CommandError(f"'model_id' must be {ctx.model_id!r} (embeddings from another model cannot mix)")
 
     def work() -> Outcome:
-        from edge.enroll import enrolment_warnings
+        from edge.recognition.enroll import enrolment_warnings
 
         skipped: list[str] = []
         if images is not None:
@@ -283,7 +283,7 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
 def _embed_images(raw: list[bytes], ctx: CommandContext, force: bool
                   ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Each photo is decoded (bounded, edge/images.py) only when its turn comes."""
-    from edge.enroll import embed_person_images
+    from edge.recognition.enroll import embed_person_images
 
     loaders = [(f"images[{i}]", partial(decode_image, data, ctx.max_image_pixels)) for i, data in enumerate(raw)]
     vectors, original, used, reasons = embed_person_images(ctx.enrol_identifier(), loaders, ctx.augmentations,

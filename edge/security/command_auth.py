@@ -38,7 +38,7 @@ class AuthError(BadInputError):
 
 def signing_key(config: CommandsConfig, env: dict[str, str] | None = None) -> bytes | None:
     """commands.signing_key_file, else $FACECHECK_COMMAND_KEY, else the systemd credential command-key."""
-    from edge.mqtt.credentials import secret
+    from edge.security.secrets import secret
 
     key = secret(config.signing_key_file, "commands.signing_key_file", "FACECHECK_COMMAND_KEY", KEY_CREDENTIAL, env)
     if key is not None and len(key) < MIN_KEY_CHARS:

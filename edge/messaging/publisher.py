@@ -11,8 +11,8 @@ import logging
 import time
 from collections import deque
 
-from edge.mqtt.link import MqttLink
-from edge.outbox import Outbox
+from edge.messaging.link import MqttLink
+from edge.messaging.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

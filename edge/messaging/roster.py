@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.inference.gallery import Gallery, GalleryError, GalleryFile, check_name, check_person_id
-from edge.sealing import Key, SealError, decode_key, seal, sign, unseal, verified
+from edge.identity.gallery import Gallery, GalleryError, GalleryFile, check_name, check_person_id
+from edge.security.sealing import Key, SealError, decode_key, seal, sign, unseal, verified
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ ROSTER_KEY_CREDENTIAL = "roster-key"
 
 def roster_key(privacy, env: dict[str, str] | None = None) -> Key:
     """privacy.roster_key_file, else $FACECHECK_ROSTER_KEY, else the systemd credential roster-key."""
-    from edge.mqtt.credentials import secret
+    from edge.security.secrets import secret
 
     text = secret(privacy.roster_key_file, "privacy.roster_key_file", "FACECHECK_ROSTER_KEY",
                   ROSTER_KEY_CREDENTIAL, env)
@@ -241,8 +241,8 @@ class RosterFollower:
 def follower(config, link, model_id: str, current_version, reload_gallery, jobs) -> "RosterFollower | None":
     """The door's roster follower for roster.site, with the site's keys (None without a site). A missing or
     malformed key stops the start-up with the reason (exit 2), never a door that takes unsigned rosters."""
-    from edge.app import gallery_file
-    from edge.sealing import verify_key
+    from edge.service.assembly import gallery_file
+    from edge.security.sealing import verify_key
 
     if not config.roster_topic:
         return None
@@ -268,7 +268,7 @@ def publish_to_nodes(config, client_id: str, topic: str, gallery: Gallery, versi
     messages per node). The version must be newer than any node already holds. Returns the manifest (None
     if no broker could be reached) and, per broker host:port, "published" or why not."""
     from edge.errors import InputError
-    from edge.mqtt.link import each_broker
+    from edge.messaging.link import each_broker
 
     with each_broker(config, client_id) as (clients, nodes):
         previous = {name: read_retained_manifest(client, topic) for name, client in clients.items()}

@@ -11,7 +11,7 @@ from edge.events import rfc3339_now
 
 def matcher_summary(matcher) -> dict:
     """The matcher in force, its threshold and the operating point (measured FAR/TAR) it belongs to."""
-    from edge.inference.operating import operating_point, summary
+    from edge.identity.operating import operating_point, summary
 
     gallery = matcher.gallery
     return {"kind": matcher.kind, **summary(matcher.threshold, matcher.threshold_origin,

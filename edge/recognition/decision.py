@@ -70,7 +70,7 @@ class Confirmation:
 
     def __init__(self, config: ConfirmationConfig, liveness_policy: str = "off",
                  seal_embedding: Callable[[np.ndarray], dict] | None = None):
-        """seal_embedding: how a capture's embedding is sealed to the backend (edge.sealing.seal_to); a capture
+        """seal_embedding: how a capture's embedding is sealed to the backend (edge.security.sealing.seal_to); a capture
         carries one only with confirmation.include_embedding_on_capture and this given."""
         self.config = config
         self.liveness_policy = liveness_policy

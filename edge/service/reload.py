@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from edge.app import RELOADABLE_SECTIONS, RESTART_SECTIONS, build_matcher_for, load_gallery, rebuild_pipeline
+from edge.service.assembly import RELOADABLE_SECTIONS, RESTART_SECTIONS, build_matcher_for, load_gallery, rebuild_pipeline
 from edge.config import Config, ConfigError, load_config
 from edge.jobs import JobFailed, Outcome
-from edge.logs import apply_level
-from edge.pipeline import Pipeline
+from edge.service.logs import apply_level
+from edge.recognition.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 

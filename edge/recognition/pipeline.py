@@ -1,6 +1,6 @@
 """One frame through the stages: detect -> track -> align -> embed -> match -> (pose -> gesture) -> decide.
 
-Stages are handed in already built (see edge/app.py); this module only defines the order and what
+Stages are handed in already built (see edge/service/assembly.py); this module only defines the order and what
 flows between them. Inference runs here, in the caller's single loop.
 """
 
@@ -13,16 +13,16 @@ import cv2
 import numpy as np
 
 from edge.camera import Frame
-from edge.decision import Confirmation, Observation
+from edge.recognition.decision import Confirmation, Observation
 from edge.events import Decision
 from edge.inference.align import align_face
 from edge.inference.detector import FaceBox, FaceDetector, box_iou
 from edge.inference.embedder import Embedder, embed_views
 from edge.inference.liveness import Liveness, TrackLiveness
-from edge.inference.matcher import Match, Matcher
+from edge.identity.matcher import Match, Matcher
 from edge.inference.quality import FaceQuality, face_quality
 from edge.timing import StageTimer
-from edge.tracking import IouTracker
+from edge.recognition.tracking import IouTracker
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class Identifier:
 
     def match(self, embedding: np.ndarray) -> Match:
         if self.matcher is None:
-            from edge.inference.matcher import UNKNOWN_EMPTY
+            from edge.identity.matcher import UNKNOWN_EMPTY
 
             return UNKNOWN_EMPTY
         with self.timer.stage("match"):

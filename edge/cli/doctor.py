@@ -49,11 +49,11 @@ def check_models(config: Config) -> Check:
 
 
 def check_gallery(config: Config) -> Check:
-    from edge.app import gallery_file
+    from edge.service.assembly import gallery_file
     from edge.inference.embedder import read_sidecar
-    from edge.inference.gallery import GalleryError
+    from edge.identity.gallery import GalleryError
     from edge.inference.tflite import ModelError
-    from edge.sealing import SealError
+    from edge.security.sealing import SealError
 
     stored = gallery_file(config)
     path = stored.path
@@ -74,7 +74,7 @@ def check_gallery(config: Config) -> Check:
 def check_threshold(config: Config) -> Check:
     """The distance threshold in force and the measured operating point it comes from."""
     from edge.inference.embedder import read_sidecar
-    from edge.inference.operating import operating_point
+    from edge.identity.operating import operating_point
     from edge.inference.tflite import ModelError
 
     try:
@@ -100,10 +100,10 @@ def check_threshold(config: Config) -> Check:
 
 def roster_bound(config: Config) -> str:
     """What the enrolled roster does to the threshold, and the stranger FAR its normal model gives."""
-    from edge.app import build_embedder, build_matcher_for, load_gallery
-    from edge.inference.gallery import GalleryError
+    from edge.service.assembly import build_embedder, build_matcher_for, load_gallery
+    from edge.identity.gallery import GalleryError
     from edge.inference.tflite import ModelError
-    from edge.sealing import SealError
+    from edge.security.sealing import SealError
 
     try:
         matcher = build_matcher_for(config, load_gallery(config, build_embedder(config, 1)))
@@ -156,7 +156,7 @@ def check_framing(config: Config) -> Check:
     """Whether the bodies the camera sees now keep their hands inside the frame (pose on a few frames)."""
     from edge.camera import open_capture
     from edge.inference.pose import BlazePose
-    from edge.placement import FRAMING_ADVICE, framing_problems
+    from edge.cli.placement import FRAMING_ADVICE, framing_problems
 
     capture = open_capture(config.camera).start()
     frames = []
@@ -188,8 +188,8 @@ def check_broker(config: Config) -> Check:
     if not config.mqtt.enabled:
         return Check("broker", True, "skipped: mqtt.enabled is false")
     from edge.config import ConfigError
-    from edge.mqtt.credentials import broker_password
-    from edge.mqtt.link import connect_blocking, make_client
+    from edge.security.secrets import broker_password
+    from edge.messaging.link import connect_blocking, make_client
 
     m = config.mqtt
     try:
@@ -205,7 +205,7 @@ def check_broker(config: Config) -> Check:
 
 
 def check_outbox(config: Config) -> Check:
-    from edge.outbox import Outbox, OutboxError
+    from edge.messaging.outbox import Outbox, OutboxError
 
     path = config.outbox.path
     try:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.mqtt.embedded import free_port
+from edge.cli.local_broker import free_port
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")  # Debian's /usr/sbin wrapper switches user
 CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")

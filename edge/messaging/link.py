@@ -22,10 +22,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.config import Config
-from edge.mqtt.credentials import broker_password, check_tls_files
+from edge.security.secrets import broker_password, check_tls_files
 
 log = logging.getLogger(__name__)
-paho_log = logging.getLogger("edge.mqtt.paho")
+paho_log = logging.getLogger("edge.messaging.paho")
 
 
 class _AfterOwnDisconnect(logging.Filter):
@@ -243,7 +243,7 @@ class MqttLink:
             # The chunks are subscribed once a manifest names how many there are (subscribe_roster_chunks).
             client.subscribe(f"{self.roster_topic}/manifest", qos=1)
         if self.config.homeassistant.enabled:
-            from edge.mqtt.homeassistant import announce
+            from edge.messaging.homeassistant import announce
 
             client.subscribe(f"{self.config.homeassistant.discovery_prefix}/status", qos=1)
             announce(client, self.config)
@@ -270,7 +270,7 @@ class MqttLink:
             return
         if self.config.homeassistant.enabled and message.topic == f"{self.config.homeassistant.discovery_prefix}/status":
             if message.payload == b"online":
-                from edge.mqtt.homeassistant import announce
+                from edge.messaging.homeassistant import announce
 
                 log.info("Home Assistant is online; announcing the device again")
                 announce(client, self.config)

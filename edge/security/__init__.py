@@ -1,0 +1,1 @@
+"""Keys and secrets: sealing, command signatures, and the one resolver every secret comes from."""
