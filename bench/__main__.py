@@ -347,13 +347,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         gallery = work / "gallery.npz"
-        from edge.service.assembly import build_identifier, gallery_file
+        from edge.service.assembly import build_identifier
+        from edge.identity.gallery import GalleryFile
 
         config = config_from_dict({"embedder": {"model": str(DEFAULT_MODEL)},
                                    "matcher": {"gallery": str(gallery)}}, base_dir=ROOT)
         identifier = build_identifier(config, with_matcher=False)
         for who, photos in (("Barack Obama", ["obama-1.jpg", "obama-2.jpg"]), ("Joe Biden", ["biden-1.jpg"])):
-            enrol(identifier, gallery_file(config), who, [sample(p) for p in photos], None, 5)
+            enrol(identifier, GalleryFile.from_config(config), who, [sample(p) for p in photos], None, 5)
 
         section("start-up and memory (the real daemon, fresh process)")
         result["daemon"], result["spread"]["daemon"] = repeated(lambda: startup_and_rss(gallery, work), runs)

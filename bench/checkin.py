@@ -148,7 +148,8 @@ def main(argv=None) -> int:
     parser.add_argument("--visits", type=int, default=12)
     parser.add_argument("--fps", default="15,30")
     args = parser.parse_args(argv)
-    from edge.service.assembly import build_identifier, gallery_file
+    from edge.service.assembly import build_identifier
+    from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
     from edge.cli.local_broker import Broker
 
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
             config = config_from_dict({"matcher": {"gallery": str(gallery)}}, base_dir=ROOT)
             identifier = build_identifier(config, with_matcher=False)
             for name, photos in ENROL.items():
-                enrol(identifier, gallery_file(config), name, [sample(p) for p in photos], None, config.matcher.augmentations)
+                enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None, config.matcher.augmentations)
             for fps in (float(f) for f in args.fps.split(",")):
                 for flow, recognise, hold in cases:
                     row = run(work, broker.port, gallery, fps, flow, recognise, hold, args.visits)

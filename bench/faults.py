@@ -43,6 +43,8 @@ from edge.cli.local_broker import Broker
 from edge.messaging.outbox import Outbox
 from edge.samples import sample
 from testkit.brokers import Subscriber, wait_until
+from testkit.disk import fill, small_tmpfs
+from testkit.hostile import jpeg_claiming, png_bomb
 
 DEVICE = "fault-door"
 BASE = f"facecheck/{DEVICE}"
@@ -73,7 +75,8 @@ class Door:
 
 def prepare(work: Path) -> dict:
     """The demo clip, a gallery with Obama and Biden, a site key: a config dict for one door."""
-    from edge.service.assembly import build_identifier, gallery_file
+    from edge.service.assembly import build_identifier
+    from edge.identity.gallery import GalleryFile
     from edge.config import config_from_dict
     from edge.cli.demo import render_clip
     from edge.recognition.enroll import enrol
@@ -84,7 +87,7 @@ def prepare(work: Path) -> dict:
                                "matcher": {"gallery": str(work / "gallery.npz")}}, base_dir=work)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
-        enrol(identifier, gallery_file(config), name, [sample(p) for p in photos], None, 4)
+        enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None, 4)
     (work / "command-key").write_text(SITE_KEY + "\n")
     return {
         "device_id": DEVICE,
@@ -255,8 +258,6 @@ def scenario_fuzz(work: Path, base: dict, commands: int = 400, seconds: float = 
 
 
 def scenario_bomb(work: Path, base: dict) -> dict:
-    from tests.test_hostile import jpeg_claiming, png_bomb
-
     with serving_door(work, "bomb", base) as (door, sub, outbox):
         start_health = last_health(sub)
         tiny = base64.b64encode(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()).decode()
@@ -284,14 +285,16 @@ def scenario_bomb(work: Path, base: dict) -> dict:
 
 
 def scenario_disk(work: Path, base: dict) -> dict:
-    from tests.conftest import fill
-
     if os.geteuid() != 0:
         return {"skipped": "mounting a tmpfs needs root"}
+    with small_tmpfs(work / "disk-small") as mount:
+        return disk_full_run(work, base, mount)
+
+
+def disk_full_run(work: Path, base: dict, mount: Path) -> dict:
+    """A door whose outbox lies on `mount`: the file system filled while events flow, the broker away too, then
+    space given back."""
     broker = Broker(work / "disk-broker").start()
-    mount = work / "disk-small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
     config, log, _ = scenario_dir(work, "disk", base, broker.port)
     data = yaml.safe_load(config.read_text())
     data["outbox"] = {"path": str(mount / "outbox.sqlite")}
@@ -323,7 +326,6 @@ def scenario_disk(work: Path, base: dict) -> dict:
             door.kill()
         sub.close()
         broker.kill()
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 CLUSTER_SITE = "cluster"

@@ -1,4 +1,4 @@
-"""A real paho subscriber that records everything, and the per-test mosquitto fixture."""
+"""A real paho subscriber that records everything, beside the private mosquitto it listens to."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.cli.local_broker import Broker, BrokerUnavailable, mosquitto_binary
 
-__all__ = ["Broker", "Subscriber", "broker", "wait_until"]
+__all__ = ["Broker", "BrokerUnavailable", "Subscriber", "mosquitto_binary", "wait_until"]
 
 
 def wait_until(predicate, timeout: float = 20.0, every: float = 0.02) -> bool:
@@ -75,15 +74,3 @@ class Subscriber:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@pytest.fixture
-def broker(tmp_path):
-    if mosquitto_binary() is None:
-        pytest.fail("mosquitto is not installed: scripts/test installs it (apt-get install mosquitto)")
-    try:
-        b = Broker(tmp_path / "broker").start()
-    except BrokerUnavailable as exc:
-        pytest.fail(str(exc))
-    yield b
-    b.kill()

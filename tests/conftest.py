@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import errno
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.cli.demo import render_clip
+from edge.samples import sample
+from testkit.brokers import Broker, BrokerUnavailable, Subscriber, mosquitto_binary
+from testkit.disk import small_tmpfs
+from testkit.doors import BASE, write_key, write_yaml  # noqa: F401  (write_yaml: tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -43,21 +52,11 @@ def base_config(tmp_path: Path, facenet_model: Path) -> dict:
     }
 
 
-def write_yaml(path: Path, data: dict) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.update(kwargs.pop("env", {}))
     return subprocess.run([*FACECHECK, *args], capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=kwargs.pop("cwd", ROOT), **kwargs)
-
-
-from testkit.brokers import broker  # noqa: E402,F401  (fixture)
 
 
 def validate(payload, schema_name: str, subschema: str | None = None) -> None:
@@ -81,22 +80,70 @@ def small_disk(tmp_path):
     """A real 1 MiB tmpfs: the outbox's file system fills up for real (needs root, as CI runs)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(tmp_path / "small") as mount:
+        yield mount
 
 
-def fill(folder: Path) -> Path:
-    """Write until the file system says ENOSPC; the filler file is returned so space can come back."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto of this test's own, on a free loopback port."""
+    if mosquitto_binary() is None:
+        pytest.fail("mosquitto is not installed: scripts/test installs it (apt-get install mosquitto)")
     try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
+        b = Broker(tmp_path / "broker").start()
+    except BrokerUnavailable as exc:
+        pytest.fail(str(exc))
+    yield b
+    b.kill()
+
+
+@pytest.fixture(scope="session")
+def clip_and_gallery(tmp_path_factory, facenet_model):
+    """The demo's clip and a gallery with Obama and Biden, built once with the real models."""
+    from edge.service.assembly import build_identifier
+    from edge.identity.gallery import GalleryFile
+    from edge.config import config_from_dict
+    from edge.recognition.enroll import enrol
+
+    root = tmp_path_factory.mktemp("clip")
+    render_clip(root / "frames")
+    config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
+                               "confirmation": {"require_gesture": False},
+                               "matcher": {"gallery": str(root / "gallery.npz")}}, base_dir=root)
+    identifier = build_identifier(config, with_matcher=False)
+    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+        enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None, 4)
+    return root
+
+
+@pytest.fixture
+def mqtt_config(base_config, tmp_path, broker, clip_and_gallery):
+    for name in ("gallery.npz", "gallery.key"):  # the sealed gallery is no use without its key
+        shutil.copy2(clip_and_gallery / name, tmp_path / name)
+    base_config.update({
+        "camera": {"kind": "replay", "path": str(clip_and_gallery / "frames"), "fps": 10, "realtime": False},
+        "matcher": {"gallery": str(tmp_path / "gallery.npz")},
+        "mqtt": {"enabled": True, "port": broker.port, "keepalive_s": 5, "reconnect_min_s": 1,
+                 "reconnect_max_s": 1, "health_interval_s": 1},
+        "confirmation": {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0, "cooldown_s": 0},
+        "commands": {"allow": ["reload", "health", "roster", "enroll", "remove", "snapshot"],
+                     "signing_key_file": str(write_key(tmp_path / "command-key"))},
+    })
+    return base_config
+
+
+def command(sub: Subscriber, name: str, payload: bytes, response_topic: str | None = None,
+            correlation: bytes | None = None) -> dict:
+    topic = f"{BASE}/cmd/{name}/result"
+    before = len(sub.on(topic))
+    props = None
+    if response_topic:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = response_topic
+        if correlation:
+            props.CorrelationData = correlation
+    sub.client.publish(f"{BASE}/cmd/{name}", payload, qos=1, properties=props)
+    assert sub.wait_for(lambda: len(sub.on(topic)) > before, 60), f"no result for {name}"
+    result = json.loads(sub.on(topic)[-1])
+    validate(result, "command-result")
+    return result

@@ -9,7 +9,7 @@ import pytest
 from edge.cli.local_broker import Broker, free_port, mosquitto_binary
 from edge.messaging.outbox import Outbox
 from testkit.brokers import Subscriber
-from tests.test_mqtt import BASE, DaemonProcess, clip_and_gallery, looping, mqtt_config  # noqa: F401 (fixtures)
+from testkit.doors import BASE, DaemonProcess, looping
 
 # docs/scaling.md's bridge.conf, without TLS and credentials (loopback only).
 BRIDGE = """connection central

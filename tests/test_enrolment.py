@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.service.assembly import build_identifier, gallery_file
+from edge.service.assembly import build_identifier
+from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
 from edge.recognition.enroll import InputError, enrol
 from edge.samples import sample
@@ -31,7 +32,7 @@ def degraded(tmp_path, photo: str, name: str, transform) -> str:
 def refusal(door, path) -> str:
     config, identifier = door
     with pytest.raises(InputError) as caught:
-        enrol(identifier, gallery_file(config), "Someone", [path], None, 0)
+        enrol(identifier, GalleryFile.from_config(config), "Someone", [path], None, 0)
     return str(caught.value)
 
 
@@ -59,7 +60,7 @@ def test_too_blurred_and_force_accepts_it(door, tmp_path):
     path = degraded(tmp_path, "collins-1.jpg", "blurred.jpg", lambda im: cv2.GaussianBlur(im, (0, 0), 3))
     message = refusal(door, path)
     assert "too blurred" in message and "--force accepts it anyway" in message
-    report = enrol(identifier, gallery_file(config), "Eileen Collins", [path], None, 0, force=True)
+    report = enrol(identifier, GalleryFile.from_config(config), "Eileen Collins", [path], None, 0, force=True)
     assert report.used == [path]
 
 
@@ -138,7 +139,7 @@ def test_a_badge_style_photo_the_face_fills_is_enrolled(door, tmp_path):
     path = tmp_path / "badge.jpg"
     cv2.imwrite(str(path), badge)
     assert identifier.faces(badge) == [], "as a door frame, the tight crop shows no face"
-    report = enrol(identifier, gallery_file(config), "Eileen Collins", [path], None, 0)
+    report = enrol(identifier, GalleryFile.from_config(config), "Eileen Collins", [path], None, 0)
     assert report.used == [path]
     # and it is the same person: the full photo matches the badge enrolment
     from edge.service.assembly import build_matcher_for, load_gallery

@@ -9,7 +9,7 @@ from base64 import b64encode as base64_encode_bytes
 import numpy as np
 import pytest
 
-from edge.service.assembly import gallery_file
+from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
 from edge.service.daemon import Daemon
 from edge.identity.gallery import Gallery, GalleryFile
@@ -148,7 +148,7 @@ def test_the_broker_and_the_doors_files_hold_no_name_and_no_template(station, do
     assert run_cli("roster", "-c", str(station), "publish", "--version", "300").returncode == 0
     for door in ("door-a", "door-b"):
         assert sub.wait_for(lambda: any(r["ok"] and r["version"] == 300 for r in results(sub, door)), 30)
-    station_gallery = gallery_file(config_from_dict({"matcher": {"gallery": str(tmp_path / "station" / "gallery.npz")}},
+    station_gallery = GalleryFile.from_config(config_from_dict({"matcher": {"gallery": str(tmp_path / "station" / "gallery.npz")}},
                                                     tmp_path)).load()
     forms = readable_forms(station_gallery)
     assert len(forms) > 4

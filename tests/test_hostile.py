@@ -3,11 +3,9 @@ commands, floods, clients the broker's ACL must stop, a broker that comes back a
 
 import base64
 import json
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import cv2
@@ -17,30 +15,11 @@ import pytest
 from edge.images import ImageError, decode_image, image_size
 from edge.samples import sample
 from testkit.brokers import Broker, Subscriber
-from tests.conftest import ROOT, run_cli, validate, write_yaml
-from tests.test_mqtt import BASE, SITE_KEY, DaemonProcess, command, looping, signed
-from tests.test_mqtt import clip_and_gallery, mqtt_config  # noqa: F401  (fixtures)
+from testkit.hostile import jpeg_claiming, png_bomb
+from tests.conftest import ROOT, command, run_cli, validate, write_yaml
+from testkit.doors import BASE, SITE_KEY, DaemonProcess, assert_every_event_once_in_order, looping, signed
 
 MEMORY_MAX = 1024 ** 3  # systemd/facecheck.service MemoryMax=1G
-
-
-def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
-    """A valid all-black RGB PNG of width x height: about a megabyte that decodes to width*height*3 bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    packer, row = zlib.compressobj(9), b"\x00" * (1 + 3 * width)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A real JPEG whose frame header is rewritten to claim width x height."""
-    data = bytearray(cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes())
-    at = data.find(b"\xff\xc0")
-    data[at + 5:at + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +88,12 @@ def test_config_option_works_after_the_sub_command(base_config, tmp_path):
 
 def bare_context(config, identifier):
     """A command context over real models whose reloads change nothing (no daemon running)."""
-    from edge.service.assembly import gallery_file
+    from edge.identity.gallery import GalleryFile
     from edge.messaging.commands import CommandContext
     from edge.jobs import Outcome
 
     unchanged = lambda: Outcome({"people": 0, "roster_version": 0})  # noqa: E731
-    return CommandContext(identifier.embedder.model_id, identifier.embedder.dim, gallery_file(config), 0,
+    return CommandContext(identifier.embedder.model_id, identifier.embedder.dim, GalleryFile.from_config(config), 0,
                           lambda: identifier, unchanged, unchanged, lambda: {}, lambda: {"fps": 0}, 4_000_000,
                           25_000_000)
 
@@ -343,8 +322,7 @@ def test_back_within_seconds_after_a_long_broker_outage(mqtt_config, tmp_path, b
 
 
 def test_a_full_disk_keeps_the_door_recognising_and_loses_no_event(mqtt_config, tmp_path, broker, small_disk):
-    from tests.conftest import fill
-    from tests.test_mqtt import assert_every_event_once_in_order
+    from testkit.disk import fill
 
     mqtt_config["outbox"] = {"path": str(small_disk / "outbox.sqlite")}
     sub = Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/health"])

@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.service.assembly import build_identifier, gallery_file
+from edge.service.assembly import build_identifier
+from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
 from edge.recognition.enroll import InputError, enrol
 from edge.inference.embedder import FaceNetEmbedder, sidecar_path
@@ -37,9 +38,9 @@ def embed_photo(identifier, name):
 def enrolled(identifier_pair, people):
     config, identifier = identifier_pair
     for name, photos in people.items():
-        enrol(identifier, gallery_file(config), name, [sample(p) for p in photos], None,
+        enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None,
               config.matcher.augmentations)
-    return gallery_file(config).load()
+    return GalleryFile.from_config(config).load()
 
 
 def test_detector_finds_one_face_with_eyes_inside_the_box(identifier):
@@ -85,8 +86,8 @@ def test_removed_person_is_no_longer_matched(identifier):
     gallery = enrolled(identifier, {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]})
     obama_id = gallery.person_ids[gallery.names.index("Barack Obama")]
     gallery.remove(obama_id)
-    gallery_file(config).save(gallery)
-    reloaded = gallery_file(config).load()
+    GalleryFile.from_config(config).save(gallery)
+    reloaded = GalleryFile.from_config(config).load()
     assert reloaded.names == ["Joe Biden"]
     assert (reloaded.labels == 0).all()
     result = build_matcher(reloaded).match(embed_photo(ident, "obama-3.jpg"))
@@ -165,24 +166,24 @@ def test_enrolment_skips_photos_without_exactly_one_face(identifier, tmp_path):
     cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
     notimage = tmp_path / "notes.jpg"
     notimage.write_text("hello")
-    report = enrol(ident, gallery_file(config), "Barack Obama", [sample("obama-1.jpg"), blank, notimage], None, 2)
+    report = enrol(ident, GalleryFile.from_config(config), "Barack Obama", [sample("obama-1.jpg"), blank, notimage], None, 2)
     assert report.used == [sample("obama-1.jpg")]
     assert "no face" in report.skipped[blank]
     assert "not a JPEG, PNG, BMP or WebP image" in report.skipped[notimage]
-    gallery = gallery_file(config).load()
+    gallery = GalleryFile.from_config(config).load()
     assert gallery.counts()[report.person_id] == (1, 3)
     with pytest.raises(InputError, match="no usable photo"):
-        enrol(ident, gallery_file(config), "Nobody", [blank], None, 2)
-    assert gallery_file(config).load().people == 1, "a failed enrolment writes nothing"
+        enrol(ident, GalleryFile.from_config(config), "Nobody", [blank], None, 2)
+    assert GalleryFile.from_config(config).load().people == 1, "a failed enrolment writes nothing"
 
 
 def test_gallery_from_another_model_is_refused(identifier):
     config, ident = identifier
     enrolled(identifier, {"Joe Biden": ["biden-1.jpg"]})
     with pytest.raises(GalleryError, match="enrolled with model"):
-        gallery_file(config).load_or_new("facenet-20180408-102900-float32-m10", 512)
+        GalleryFile.from_config(config).load_or_new("facenet-20180408-102900-float32-m10", 512)
     with pytest.raises(GalleryError, match="re-enrol"):  # e.g. a gallery from before the normalisation fix
-        gallery_file(config).load_or_new("facenet-20180408-102900-int8-m10", 512)
+        GalleryFile.from_config(config).load_or_new("facenet-20180408-102900-int8-m10", 512)
 
 
 def test_corrupt_gallery_is_refused_with_its_path(tmp_path):
@@ -281,7 +282,7 @@ def test_pipeline_gives_every_face_in_replayed_frames_an_identity(base_config, t
     config = config_from_dict(base_config, base_dir=tmp_path)
     ident = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
-        enrol(ident, gallery_file(config), name, [sample(p) for p in photos], None, 2)
+        enrol(ident, GalleryFile.from_config(config), name, [sample(p) for p in photos], None, 2)
     results = []
     Daemon(config, sinks=[], on_result=results.append).run()
     assert len(results) == 92
@@ -302,7 +303,7 @@ def test_tiny_faces_are_skipped_at_enrolment(identifier, tmp_path):
     image = cv2.imread(str(sample("obama-1.jpg")))
     cv2.imwrite(str(tiny), cv2.resize(image, None, fx=0.15, fy=0.15))
     with pytest.raises(InputError, match="smaller than detector.min_face_px"):
-        enrol(ident, gallery_file(config), "Tiny", [tiny], None, 2)
+        enrol(ident, GalleryFile.from_config(config), "Tiny", [tiny], None, 2)
 
 
 def test_a_face_that_barely_moves_is_not_re_embedded_every_frame(identifier):

@@ -3,113 +3,15 @@ and fault tests that count every event through broker restarts and daemon kill -
 
 import base64
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from edge.cli.demo import render_clip
 from edge.messaging.outbox import Outbox
 from edge.samples import sample
 from testkit.brokers import Broker, Subscriber
-from tests.conftest import ROOT, validate, write_yaml
-
-BASE = "facecheck/test-door"
-
-
-@pytest.fixture(scope="session")
-def clip_and_gallery(tmp_path_factory, facenet_model):
-    """The demo's clip and a gallery with Obama and Biden, built once with the real models."""
-    from edge.service.assembly import build_identifier, gallery_file
-    from edge.config import config_from_dict
-    from edge.recognition.enroll import enrol
-
-    root = tmp_path_factory.mktemp("clip")
-    render_clip(root / "frames")
-    config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
-                               "confirmation": {"require_gesture": False},
-                               "matcher": {"gallery": str(root / "gallery.npz")}}, base_dir=root)
-    identifier = build_identifier(config, with_matcher=False)
-    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
-        enrol(identifier, gallery_file(config), name, [sample(p) for p in photos], None, 4)
-    return root
-
-
-@pytest.fixture
-def mqtt_config(base_config, tmp_path, broker, clip_and_gallery):
-    for name in ("gallery.npz", "gallery.key"):  # the sealed gallery is no use without its key
-        shutil.copy2(clip_and_gallery / name, tmp_path / name)
-    base_config.update({
-        "camera": {"kind": "replay", "path": str(clip_and_gallery / "frames"), "fps": 10, "realtime": False},
-        "matcher": {"gallery": str(tmp_path / "gallery.npz")},
-        "mqtt": {"enabled": True, "port": broker.port, "keepalive_s": 5, "reconnect_min_s": 1,
-                 "reconnect_max_s": 1, "health_interval_s": 1},
-        "confirmation": {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0, "cooldown_s": 0},
-        "commands": {"allow": ["reload", "health", "roster", "enroll", "remove", "snapshot"],
-                     "signing_key_file": str(write_key(tmp_path / "command-key"))},
-    })
-    return base_config
-
-
-SITE_KEY = "0123456789abcdef" * 4
-
-
-def write_key(path: Path) -> Path:
-    path.write_text(SITE_KEY + "\n")
-    return path
-
-
-def signed(name: str, body: dict, device: str = "test-door", **kwargs) -> bytes:
-    from edge.security.command_auth import sign
-
-    return json.dumps(sign(SITE_KEY.encode(), device, name, body, **kwargs)).encode()
-
-
-class DaemonProcess:
-    def __init__(self, config: dict, tmp_path: Path, name: str = "config.yaml"):
-        self.path = write_yaml(tmp_path / name, config)
-        self.log = open(tmp_path / "daemon.log", "a")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(self.path)], cwd=ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-
-    def terminate(self, timeout=30) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def wait(self, timeout=60) -> int:
-        return self.proc.wait(timeout)
-
-
-def looping(config: dict) -> dict:
-    config = dict(config)
-    config["camera"] = dict(config["camera"], loop=True)
-    return config
-
-
-def assert_every_event_once_in_order(events: list[dict], last_seq: int) -> None:
-    by_seq: dict[int, str] = {}
-    for event in events:
-        previous = by_seq.setdefault(event["seq"], event["event_id"])
-        assert previous == event["event_id"], f"seq {event['seq']} carried two different events"
-    assert last_seq > 0
-    assert sorted(by_seq) == list(range(1, last_seq + 1)), "an event is missing from the sequence"
-    first_seen = []
-    for event in events:
-        if event["seq"] not in first_seen:
-            first_seen.append(event["seq"])
-    assert first_seen == sorted(first_seen), "events first arrived out of order"
+from testkit.doors import BASE, DaemonProcess, assert_every_event_once_in_order, looping, signed
+from tests.conftest import command, validate, write_yaml
 
 
 def test_events_status_and_health_reach_a_subscriber(mqtt_config, tmp_path, broker):
@@ -246,23 +148,6 @@ def test_no_event_lost_when_the_daemon_is_killed_mid_publish(mqtt_config, tmp_pa
     assert sub.wait_for(lambda: {e["seq"] for e in sub.events(f"{BASE}/events")} >= set(range(1, last_seq + 1)))
     assert_every_event_once_in_order(sub.events(f"{BASE}/events"), last_seq)
     sub.close()
-
-
-def command(sub: Subscriber, name: str, payload: bytes, response_topic: str | None = None,
-            correlation: bytes | None = None) -> dict:
-    topic = f"{BASE}/cmd/{name}/result"
-    before = len(sub.on(topic))
-    props = None
-    if response_topic:
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = response_topic
-        if correlation:
-            props.CorrelationData = correlation
-    sub.client.publish(f"{BASE}/cmd/{name}", payload, qos=1, properties=props)
-    assert sub.wait_for(lambda: len(sub.on(topic)) > before, 60), f"no result for {name}"
-    result = json.loads(sub.on(topic)[-1])
-    validate(result, "command-result")
-    return result
 
 
 def test_commands_are_validated_and_answered(mqtt_config, tmp_path, broker):

@@ -7,7 +7,7 @@ import sys
 
 from edge.events import Decision, Event
 from edge.messaging.outbox import Outbox
-from tests.conftest import fill
+from testkit.disk import fill
 
 
 def test_seq_strictly_increases_across_restarts_and_acks(tmp_path):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from edge.service.assembly import gallery_file
+from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
 from edge.identity.gallery import Gallery
 from edge.samples import sample
@@ -35,7 +35,7 @@ def enrolled(base_config, tmp_path):
 
 
 def test_after_enrolment_no_file_holds_a_name_or_a_template(enrolled, tmp_path):
-    stored = gallery_file(config_from_dict({"matcher": {"gallery": str(tmp_path / "state" / "gallery.npz")}}, tmp_path))
+    stored = GalleryFile.from_config(config_from_dict({"matcher": {"gallery": str(tmp_path / "state" / "gallery.npz")}}, tmp_path))
     key_file = stored.key_file
     assert key_file == tmp_path / "state" / "gallery.key" and (key_file.stat().st_mode & 0o777) == 0o600
     gallery = stored.load()
@@ -53,7 +53,7 @@ def test_after_enrolment_no_file_holds_a_name_or_a_template(enrolled, tmp_path):
 def test_removed_person_is_gone_from_every_file(enrolled, tmp_path):
     listing = [json.loads(line) for line in run_cli("roster", "-c", str(enrolled), "list").stdout.splitlines()]
     biden = next(p["person_id"] for p in listing if p["name"] == "Joe Biden")
-    stored = gallery_file(config_from_dict({"matcher": {"gallery": str(tmp_path / "state" / "gallery.npz")}}, tmp_path))
+    stored = GalleryFile.from_config(config_from_dict({"matcher": {"gallery": str(tmp_path / "state" / "gallery.npz")}}, tmp_path))
     before = stored.load()
     biden_rows = before.embeddings[before.labels == before.person_ids.index(biden)]
     assert run_cli("roster", "-c", str(enrolled), "remove", biden).returncode == 0

@@ -38,7 +38,8 @@ def swap_clip(frames_each_side: int = 12, crossing_frames: int = 4) -> list[np.n
 
 @pytest.fixture(scope="module")
 def enrolled(tmp_path_factory, facenet_model):
-    from edge.service.assembly import build_identifier, gallery_file
+    from edge.service.assembly import build_identifier
+    from edge.identity.gallery import GalleryFile
     from edge.config import config_from_dict
     from edge.recognition.enroll import enrol
 
@@ -47,7 +48,7 @@ def enrolled(tmp_path_factory, facenet_model):
                                "matcher": {"gallery": str(root / "gallery.npz"), "augmentations": 4}}, base_dir=root)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
-        enrol(identifier, gallery_file(config), name, [sample(p) for p in photos], None, 4)
+        enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None, 4)
     return config
 
 

@@ -167,7 +167,8 @@ def _build_bundle_if_missing(model: Path) -> None:
 
 
 def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
-    from edge.service.assembly import build_identifier, gallery_file
+    from edge.service.assembly import build_identifier
+    from edge.identity.gallery import GalleryFile
     from edge.service.daemon import Daemon
     from edge.recognition.enroll import enrol
 
@@ -198,7 +199,7 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
         identifier = build_identifier(config, with_matcher=False)
         print(f"# FaceCheck Edge demo — model {identifier.embedder.model_id}", file=sys.stderr)
         for name, photos in ENROL.items():
-            report = enrol(identifier, gallery_file(config), name, [sample(p) for p in photos], None,
+            report = enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None,
                            config.matcher.augmentations)
             print(f"# enrolled {name} from {len(report.used)} photo(s)", file=sys.stderr)
         expected = render_clip(work / "frames")

@@ -49,13 +49,13 @@ def check_models(config: Config) -> Check:
 
 
 def check_gallery(config: Config) -> Check:
-    from edge.service.assembly import gallery_file
+    from edge.identity.gallery import GalleryFile
     from edge.inference.embedder import read_sidecar
     from edge.identity.gallery import GalleryError
     from edge.inference.tflite import ModelError
     from edge.security.sealing import SealError
 
-    stored = gallery_file(config)
+    stored = GalleryFile.from_config(config)
     path = stored.path
     if not path.exists():
         return Check("gallery", False, f"{path} does not exist: nobody is enrolled (facecheck enroll)")

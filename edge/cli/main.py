@@ -175,7 +175,8 @@ def _dispatch(args) -> int:
 
 
 def _enroll(args) -> int:
-    from edge.service.assembly import build_identifier, gallery_file
+    from edge.service.assembly import build_identifier
+    from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
 
     if bool(args.folders) == bool(args.name):
@@ -195,7 +196,7 @@ def _enroll(args) -> int:
     failed = 0
     for name, paths in people:
         try:
-            report = enrol(identifier, gallery_file(config), name, paths,
+            report = enrol(identifier, GalleryFile.from_config(config), name, paths,
                            args.person_id if args.name else None, config.matcher.augmentations,
                            progress=sys.stderr.isatty(), max_pixels=config.limits.max_image_pixels,
                            force=args.force, threshold=config.matcher.distance_threshold)
@@ -214,10 +215,10 @@ def _enroll(args) -> int:
 
 
 def _roster(args) -> int:
-    from edge.service.assembly import gallery_file
+    from edge.identity.gallery import GalleryFile
 
     config = _config(args)
-    stored = gallery_file(config)
+    stored = GalleryFile.from_config(config)
     path = stored.path
     if args.roster_command in ("seal", "rekey"):
         return _roster_reseal(stored, args.roster_command)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.atomic import atomic_write
+from edge.config import Config
 from edge.errors import BadInputError
 from edge.security.sealing import Key, SealError, is_sealed, seal, unseal
 
@@ -220,6 +221,12 @@ class GalleryFile:
 
     path: Path
     key_file: Path
+
+    @classmethod
+    def from_config(cls, config: Config) -> GalleryFile:
+        """matcher.gallery and its key file (privacy.gallery_key_file, else <gallery>.key beside it)."""
+        gallery = config.matcher.gallery
+        return cls(gallery, config.privacy.gallery_key_file or gallery.with_suffix(".key"))
 
     def key(self, create: bool = False) -> Key | None:
         from edge.security.sealing import door_gallery_key

@@ -241,13 +241,13 @@ class RosterFollower:
 def follower(config, link, model_id: str, current_version, reload_gallery, jobs) -> "RosterFollower | None":
     """The door's roster follower for roster.site, with the site's keys (None without a site). A missing or
     malformed key stops the start-up with the reason (exit 2), never a door that takes unsigned rosters."""
-    from edge.service.assembly import gallery_file
+    from edge.identity.gallery import GalleryFile
     from edge.security.sealing import verify_key
 
     if not config.roster_topic:
         return None
     assembler = RosterAssembler(model_id, roster_key(config.privacy), verify_key(config.privacy.roster_verify_key_file))
-    return RosterFollower(link, assembler, gallery_file(config), current_version, reload_gallery, jobs)
+    return RosterFollower(link, assembler, GalleryFile.from_config(config), current_version, reload_gallery, jobs)
 
 
 def publish(client, topic: str, manifest: dict, chunks: list[dict], previous_chunks: int = 0,

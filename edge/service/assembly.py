@@ -42,15 +42,9 @@ def build_embedder(config: Config, threads: int | None = None) -> FaceNetEmbedde
     return FaceNetEmbedder(config.embedder.model, config.embedder.threads if threads is None else threads)
 
 
-def gallery_file(config: Config) -> GalleryFile:
-    """The gallery and its key file (privacy.gallery_key_file, else <gallery>.key beside it)."""
-    gallery = config.matcher.gallery
-    return GalleryFile(gallery, config.privacy.gallery_key_file or gallery.with_suffix(".key"))
-
-
 def load_gallery(config: Config, embedder: FaceNetEmbedder) -> Gallery:
     """The enrolled gallery (empty if none yet); refuses one from another model, or sealed under another key."""
-    return gallery_file(config).load_or_new(embedder.model_id, embedder.dim)
+    return GalleryFile.from_config(config).load_or_new(embedder.model_id, embedder.dim)
 
 
 def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:

@@ -18,7 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-from edge.service.assembly import build_identifier, build_pipeline, gallery_file
+from edge.service.assembly import build_identifier, build_pipeline
+from edge.identity.gallery import GalleryFile
 from edge.inference.liveness import VerdictCounts
 from edge.camera import Frame, open_capture
 from edge.messaging.commands import CommandContext, CommandService
@@ -77,7 +78,7 @@ class Daemon:
         self.ready_sent = False
         self._enrol_identifier = None
         self.commands = CommandService(config, CommandContext(
-            model_id=embedder.model_id, dim=embedder.dim, gallery=gallery_file(config),
+            model_id=embedder.model_id, dim=embedder.dim, gallery=GalleryFile.from_config(config),
             augmentations=config.matcher.augmentations, enrol_identifier=self._enrolment_identifier,
             reload_config=self.reloader.config, reload_gallery=self.reloader.gallery, snapshot=self.snapshot,
             health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes,
