@@ -287,3 +287,55 @@ def test_a_clean_stop_logs_no_error(tmp_path, broker, caplog):
         assert link.connected.wait(10), "the link connected"
         link.stop()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_an_event_the_client_dropped_unacknowledged_is_published_again(tmp_path, broker):
+    """The outbox, not the publisher's bookkeeping, says what is delivered: an event handed to paho that never
+    came back acknowledged is handed over again (seen after broker restarts: events left in the outbox
+    until the next start). Here the publisher is told it handed over three events paho never saw."""
+    from edge.config import config_from_dict
+    from edge.events import Decision
+    from edge.messaging.link import MqttLink
+    from edge.messaging.publisher import OutboxPublisher
+
+    config = config_from_dict({"device_id": "test-door", "mqtt": {"enabled": True, "port": broker.port}},
+                              base_dir=tmp_path)
+    sub = Subscriber(broker.port, [f"{BASE}/events"])
+    outbox = Outbox(tmp_path / "outbox.sqlite", "test-door")
+    for _ in range(3):
+        outbox.append(Decision("check_in", "p1", "Ann", 0.9, "confirm"))
+    link = MqttLink(config)
+    publisher = OutboxPublisher(outbox, link)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        publisher._submitted_seq = 3  # handed over, as far as the publisher knows; paho never had them
+        assert publisher.drain(10), "the strays were published again and acknowledged"
+        assert outbox.depth() == 0
+        assert sub.wait_for(lambda: sorted(e["seq"] for e in sub.events(f"{BASE}/events")) == [1, 2, 3])
+    finally:
+        link.stop()
+        sub.close()
+
+
+def test_a_stop_with_the_broker_away_says_how_many_events_stay(mqtt_config, tmp_path, broker):
+    """A clean stop drains the outbox while the broker is reachable; when it is not, the log says exactly how
+    many events stay in the outbox and why, and the next start publishes them."""
+    sub = Subscriber(broker.port, [f"{BASE}/events"])
+    daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+    assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 2, 60)
+    broker.stop()
+    time.sleep(3)  # the replay loops without pause: events pile up in the outbox meanwhile
+    assert daemon.terminate() == 0
+    outbox_path = tmp_path / "state" / "outbox.sqlite"
+    left = Outbox(outbox_path, "x").depth()
+    log = (tmp_path / "daemon.log").read_text()
+    assert left >= 1
+    assert f"stopping with {left} event(s) in the outbox: the broker 127.0.0.1:{broker.port} is not connected" in log
+    broker.start()
+    daemon = DaemonProcess(mqtt_config, tmp_path)  # the clip once more, then it ends
+    assert daemon.wait(120) == 0
+    last_seq = Outbox(outbox_path, "x").last_seq()
+    assert Outbox(outbox_path, "x").depth() == 0
+    assert sub.wait_for(lambda: {e["seq"] for e in sub.events(f"{BASE}/events")} >= set(range(1, last_seq + 1)))
+    sub.close()

@@ -11,7 +11,8 @@ from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
 from edge.identity.gallery import Gallery
 from edge.samples import sample
-from edge.security.sealing import GALLERY_KEY_ENV, Key, SealError, encode_key, new_key, seal, unseal
+from edge.security.secrets import GALLERY_KEY
+from edge.security.sealing import Key, SealError, encode_key, new_key, seal, unseal
 from tests.conftest import run_cli, write_yaml
 
 
@@ -89,7 +90,7 @@ def test_the_key_may_come_from_the_environment_or_a_systemd_credential(enrolled,
     key_file = tmp_path / "state" / "gallery.key"
     text = key_file.read_text()
     key_file.unlink()
-    by_env = run_cli("roster", "-c", str(enrolled), "list", env={GALLERY_KEY_ENV: text.strip()})
+    by_env = run_cli("roster", "-c", str(enrolled), "list", env={GALLERY_KEY.env_var: text.strip()})
     assert by_env.returncode == 0 and "Joe Biden" in by_env.stdout
     credentials = tmp_path / "credentials"
     credentials.mkdir()

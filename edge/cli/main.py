@@ -324,8 +324,9 @@ def _sign_command(args) -> int:
     config = load_config(args.config)
     key = signing_key(config.commands)
     if key is None:
-        raise InputError("sign-command: no signing key: set commands.signing_key_file, FACECHECK_COMMAND_KEY or "
-                         "the systemd credential command-key")
+        from edge.security.secrets import COMMAND_KEY
+
+        raise InputError(f"sign-command: no signing key: set {COMMAND_KEY.places()}")
     text = args.body
     if text.startswith("@"):
         try:

@@ -180,6 +180,11 @@ class MqttLink:
     def topic(self, suffix: str) -> str:
         return f"{self.base}/{suffix}"
 
+    def is_connected(self) -> bool:
+        """paho's own view of the connection: what decides whether to publish health or wait for a drain.
+        (`connected` is for waiting on the first connection; the state is paho's.)"""
+        return self.client.is_connected()
+
     def start(self) -> None:
         kwargs = {}
         if self.mqtt.protocol == "5":
@@ -191,7 +196,7 @@ class MqttLink:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Clean stop: `offline` (retained) goes out before the disconnect, so no Last Will fires."""
-        if self.connected.is_set():
+        if self.is_connected():
             info = self.client.publish(self.topic("status"), "offline", qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)

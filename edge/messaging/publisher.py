@@ -42,6 +42,7 @@ class OutboxPublisher:
     def pump(self) -> int:
         """Forget acknowledged events, then hand newly pending ones to paho within the window."""
         self._reap()
+        self._resubmit_strays()
         room = self.window - len(self._inflight)
         if room <= 0:
             return 0
@@ -55,12 +56,24 @@ class OutboxPublisher:
     def inflight(self) -> int:
         return len(self._inflight)
 
+    def _resubmit_strays(self) -> None:
+        """Nothing in flight, yet the outbox holds an event already handed to paho: paho dropped it without an
+        acknowledgement (seen across broker restarts). Hand it over again rather than leave it to the next
+        start; the backend deduplicates by event_id."""
+        if self._inflight:
+            return
+        oldest = self.outbox.pending(limit=1)
+        if oldest and oldest[0].seq <= self._submitted_seq:
+            log.warning("event #%d was handed to the MQTT client but never acknowledged; publishing from it again",
+                        oldest[0].seq)
+            self._submitted_seq = oldest[0].seq - 1
+
     def drain(self, timeout: float) -> bool:
-        """Wait until every pending event is acknowledged (or timeout); True when none is left."""
+        """Publish until the outbox is empty (or timeout); True when no event is left in it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.pump()
-            if not self._inflight and not self.outbox.pending(after_seq=self._submitted_seq, limit=1):
+            if self.outbox.depth() == 0:
                 return True
             time.sleep(0.01)
-        return False
+        return self.outbox.depth() == 0

@@ -42,19 +42,15 @@ class RosterError(Exception):
     """A roster package is malformed, incomplete, corrupt or for another model."""
 
 
-ROSTER_KEY_CREDENTIAL = "roster-key"
-
-
 def roster_key(privacy, env: dict[str, str] | None = None) -> Key:
-    """privacy.roster_key_file, else $FACECHECK_ROSTER_KEY, else the systemd credential roster-key."""
-    from edge.security.secrets import secret
+    """The site roster key, from where every secret comes from (security.secrets)."""
+    from edge.security.secrets import ROSTER_KEY, resolve
 
-    text = secret(privacy.roster_key_file, "privacy.roster_key_file", "FACECHECK_ROSTER_KEY",
-                  ROSTER_KEY_CREDENTIAL, env)
-    if text is None:
-        raise SealError("no site roster key: set privacy.roster_key_file, FACECHECK_ROSTER_KEY or the systemd "
-                        "credential roster-key (the key the site's enrolment station seals rosters with)")
-    return Key(decode_key(text, "the site roster key"), "the site roster key")
+    secret = resolve(ROSTER_KEY, privacy.roster_key_file, env)
+    if secret is None:
+        raise SealError(f"no site roster key: set {ROSTER_KEY.places()} (the key the site's enrolment station "
+                        "seals rosters with)")
+    return Key(decode_key(secret.text, "the site roster key"), f"the site roster key ({secret.source})")
 
 
 def gallery_from_bytes(data: bytes) -> Gallery:

@@ -28,7 +28,6 @@ from edge.config import CommandsConfig, ConfigError
 from edge.errors import BadInputError
 
 VERSION = "facecheck-command-v1"
-KEY_CREDENTIAL = "command-key"
 MIN_KEY_CHARS = 32
 
 
@@ -37,10 +36,11 @@ class AuthError(BadInputError):
 
 
 def signing_key(config: CommandsConfig, env: dict[str, str] | None = None) -> bytes | None:
-    """commands.signing_key_file, else $FACECHECK_COMMAND_KEY, else the systemd credential command-key."""
-    from edge.security.secrets import secret
+    """The command signing key, from where every secret comes from (security.secrets); None where none is set."""
+    from edge.security.secrets import COMMAND_KEY, resolve
 
-    key = secret(config.signing_key_file, "commands.signing_key_file", "FACECHECK_COMMAND_KEY", KEY_CREDENTIAL, env)
+    secret = resolve(COMMAND_KEY, config.signing_key_file, env)
+    key = secret.text if secret else None
     if key is not None and len(key) < MIN_KEY_CHARS:
         raise ConfigError(f"the command signing key has {len(key)} characters; use at least {MIN_KEY_CHARS} "
                           "random ones (e.g. `openssl rand -hex 32`)")

@@ -1,9 +1,8 @@
 """Face templates sealed at rest and on the wire: nobody who reads a file, a broker or a backup reads a face.
 
 - At rest: the gallery (templates and names) is AES-256-GCM under the door's own key, which never lies in
-  the same file: `FACECHECK_GALLERY_KEY`, else the systemd credential `gallery-key`
-  (`LoadCredentialEncrypted=`, TPM2-bound where the board has one), else `privacy.gallery_key_file`
-  (mode 0600). A missing or wrong key is an error (exit 2), never a fall-back to plaintext.
+  the same file; it comes from where every secret comes from (security.secrets: `FACECHECK_GALLERY_KEY`, else
+  the systemd credential `gallery-key`, else `privacy.gallery_key_file`, mode 0600). A missing or wrong key is an error (exit 2), never a fall-back to plaintext.
 - On the wire: a site roster is AES-256-GCM under the site's roster key and its manifest is signed with the
   enrolment station's Ed25519 key; a door holds only the public half, so a key taken from a door cannot
   publish a roster.
@@ -29,8 +28,6 @@ log = logging.getLogger(__name__)
 MAGIC = b"FCSEAL1\n"
 NONCE_BYTES = 12
 KEY_BYTES = 32
-GALLERY_KEY_ENV = "FACECHECK_GALLERY_KEY"
-GALLERY_CREDENTIAL = "gallery-key"  # the name in LoadCredentialEncrypted=gallery-key:...
 EMBEDDING_ALG = "X25519-HKDF-SHA256-AES256GCM"
 
 
@@ -92,17 +89,12 @@ def new_key() -> bytes:
 
 
 def gallery_key(key_file: Path | None, env: dict[str, str] | None = None) -> Key | None:
-    """The door's gallery key from the first source that has one (None: no source holds a key)."""
-    env = os.environ if env is None else env
-    if env.get(GALLERY_KEY_ENV):
-        return Key(decode_key(env[GALLERY_KEY_ENV], GALLERY_KEY_ENV), f"environment {GALLERY_KEY_ENV}")
-    credentials = env.get("CREDENTIALS_DIRECTORY")
-    if credentials and (Path(credentials) / GALLERY_CREDENTIAL).is_file():
-        path = Path(credentials) / GALLERY_CREDENTIAL
-        return Key(decode_key(path.read_text(), str(path)), f"systemd credential {GALLERY_CREDENTIAL}")
-    if key_file is not None and key_file.exists():
-        return read_key_file(key_file, "gallery key")
-    return None
+    """The door's gallery key from the first source that has one (security.secrets: environment, systemd
+    credential, then the 0600 key file); None where no source holds a key."""
+    from edge.security.secrets import GALLERY_KEY, resolve
+
+    secret = resolve(GALLERY_KEY, key_file, env)
+    return None if secret is None else Key(decode_key(secret.text, secret.source), secret.source)
 
 
 def door_gallery_key(key_file: Path, create: bool = False) -> Key | None:

@@ -143,7 +143,7 @@ class Daemon:
                 break
             self.commands.submit(command.name, command.payload, partial(self._answer, command))
         now = time.monotonic()
-        if self.link.connected.is_set() and now - last_health >= self.config.mqtt.health_interval_s:
+        if self.link.is_connected() and now - last_health >= self.config.mqtt.health_interval_s:
             self.link.publish_json("health", health_payload(self), qos=0, retain=True)
             return now
         return last_health
@@ -208,7 +208,7 @@ class Daemon:
     def _maybe_ready(self) -> None:
         """READY=1 once models and camera work and the broker is connected, or after waiting
         READY_BROKER_WAIT_S for it: attendance must not stop because the broker is away."""
-        broker_up = self.link is None or self.link.connected.is_set()
+        broker_up = self.link is None or self.link.is_connected()
         if not broker_up and time.monotonic() - self.started < self.READY_BROKER_WAIT_S:
             return
         matcher = self.pipeline.identifier.matcher
@@ -219,15 +219,33 @@ class Daemon:
         self.ready_sent = True
         log.info("ready: %d enrolled, %s", people, broker)
 
+    STOP_RECONNECT_WAIT_S = 3.0  # a reconnect under way when the stop came
+    STOP_DRAIN_S = 10.0  # well inside systemd's TimeoutStopSec
+
+    def _drain_before_stopping(self, publisher, link) -> None:
+        """A clean stop publishes what the outbox holds while the broker is reachable, and otherwise says
+        exactly how many events stay and why: they are published at the next start, never lost."""
+        if self.outbox.depth() == 0:
+            return
+        if not link.is_connected():
+            deadline = time.monotonic() + self.STOP_RECONNECT_WAIT_S
+            while not link.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if link.is_connected() and publisher.drain(timeout=self.STOP_DRAIN_S):
+            log.info("outbox drained before stopping")
+            return
+        left = self.outbox.depth()
+        why = (f"the broker {link.node} did not acknowledge them within {self.STOP_DRAIN_S:.0f} s"
+               if link.is_connected() else f"the broker {link.node} is not connected")
+        log.warning("stopping with %d event(s) in the outbox: %s; they are published at the next start", left, why)
+
     def _shutdown(self) -> None:
         self.notifier.stopping()
         self.capture.stop()
         if not self.jobs.finish(timeout=20.0):
             log.warning("stopping with a command or reload still running; it was not applied")
         if self.publisher is not None and self.link is not None:
-            if self.link.connected.is_set() and not self.publisher.drain(timeout=5.0):
-                log.warning("stopping with %d events not yet acknowledged; they stay in the outbox",
-                            self.outbox.depth())
+            self._drain_before_stopping(self.publisher, self.link)
             self.link.stop()
         else:
             self._deliver()
