@@ -26,13 +26,13 @@ from bench.common import RESULTS, ROOT, PeakRss, default_model, machine, measure
 from bench.identity import DIM, GALLERY_SIZES, random_gallery
 from edge.camera.base import Frame
 from edge.config import config_from_dict
-from edge.recognition.decision import Confirmation, Observation
-from edge.recognition.enroll import enrol
+from edge.identity.matcher import NearestMatcher
 from edge.inference.align import align_face
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder, embed_views
-from edge.identity.matcher import NearestMatcher
 from edge.inference.tflite import INTERPRETER, resolve_threads
+from edge.recognition.decision import Confirmation, Observation
+from edge.recognition.enroll import enrol
 from edge.samples import sample
 
 PEOPLE = {"obama": ["obama-1.jpg", "obama-2.jpg", "obama-3.jpg", "obama-partial.jpg"],
@@ -238,8 +238,8 @@ def startup_and_rss(gallery: Path, work: Path) -> dict:
 def match_scaling(repeat: int) -> dict:
     query = np.random.default_rng(3).standard_normal(DIM).astype(np.float32)
     query /= np.linalg.norm(query)
-    return {str(n): measure(lambda m=NearestMatcher(random_gallery(n, 2)): m.match(query), repeat)
-            for n in GALLERY_SIZES}
+    matchers = {n: NearestMatcher(random_gallery(n, 2)) for n in GALLERY_SIZES}
+    return {str(n): measure(lambda m=matcher: m.match(query), repeat) for n, matcher in matchers.items()}
 
 
 def distances(vectors: dict[str, list[np.ndarray]]) -> dict:
@@ -292,7 +292,7 @@ def compare_face_recognition(threads: int, repeat: int) -> dict:
     out["face_recognition"] = {"per_face_ms": round(float(np.mean(times)), 2), **distances(vectors),
                                "faces_missed": missed,
                                "note": "HOG detector + dlib ResNet encoder; its documented match threshold is 0.6"}
-    for precision, ours in out["ours"].items():
+    for ours in out["ours"].values():
         ours["speedup_vs_face_recognition"] = round(out["face_recognition"]["per_face_ms"] / ours["per_face_ms"], 1)
     return out
 
@@ -347,8 +347,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         gallery = work / "gallery.npz"
-        from edge.service.assembly import build_identifier
         from edge.identity.gallery import GalleryFile
+        from edge.service.assembly import build_identifier
 
         config = config_from_dict({"embedder": {"model": str(DEFAULT_MODEL)},
                                    "matcher": {"gallery": str(gallery)}}, base_dir=ROOT)

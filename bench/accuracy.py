@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -56,10 +56,10 @@ def detect_largest(photos: list[Photo], pad: bool = False):
     """(image, largest BlazeFace face or None) per photo, with the product's default detector settings.
     pad: search a photo with no face again padded, as enrolment and identify do (tight crops); the image
     returned is the one the face was found in."""
-    from edge.service.assembly import build_detector
     from edge.config import config_from_dict
     from edge.images import read_image
     from edge.recognition.pipeline import Identifier
+    from edge.service.assembly import build_detector
 
     detector = build_detector(config_from_dict({}, ROOT))
     search = Identifier(detector, None, None)
@@ -75,8 +75,8 @@ def detect_largest(photos: list[Photo], pad: bool = False):
 
 def embed_ours(model: Path, detections, augmentations: int = 0, margin: float | None = None,
                normalisation: str | None = None, threads: int = 0) -> View:
-    from edge.inference.align import align_face
     from edge.identity.augment import augment
+    from edge.inference.align import align_face
     from edge.inference.embedder import NORMALISATIONS, FaceNetEmbedder, embed_views
 
     embedder = FaceNetEmbedder(model, threads)
@@ -225,8 +225,8 @@ def evaluate_model(model: Path, photos: list[Photo], detections, augmentations: 
     """measure_point: the population the model's operating point is measured on (its threshold comes from
     these pairs, as --write-operating-points stores it); any other population is judged at the shipped
     point, as a door would be."""
-    from edge.inference.embedder import read_sidecar
     from edge.identity.operating import from_distances, operating_point
+    from edge.inference.embedder import read_sidecar
 
     view = embed_ours(model, detections, augmentations)
     metrics = pair_metrics(view, photos)

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT, machine, write
-from edge.config import config_from_dict
 from edge.cli.demo import ENROL, EventListener, render_clip
+from edge.config import config_from_dict
 from edge.inference.gestures import GestureStage
 from edge.samples import sample
 
@@ -148,10 +148,10 @@ def main(argv=None) -> int:
     parser.add_argument("--visits", type=int, default=12)
     parser.add_argument("--fps", default="15,30")
     args = parser.parse_args(argv)
-    from edge.service.assembly import build_identifier
+    from edge.cli.local_broker import Broker
     from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
-    from edge.cli.local_broker import Broker
+    from edge.service.assembly import build_identifier
 
     cases = [("face", r, 3) for r in ((2,) if args.quick else (1, 2, 3))]
     cases += [("gesture", 2, h) for h in ((3,) if args.quick else (2, 3, 5))]
@@ -166,7 +166,8 @@ def main(argv=None) -> int:
             config = config_from_dict({"matcher": {"gallery": str(gallery)}}, base_dir=ROOT)
             identifier = build_identifier(config, with_matcher=False)
             for name, photos in ENROL.items():
-                enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None, config.matcher.augmentations)
+                enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None,
+                      config.matcher.augmentations)
             for fps in (float(f) for f in args.fps.split(",")):
                 for flow, recognise, hold in cases:
                     row = run(work, broker.port, gallery, fps, flow, recognise, hold, args.visits)

@@ -37,7 +37,7 @@ def detectors() -> dict:
         import face_recognition
 
         found["hog (face_recognition)"] = _Hog(face_recognition)
-    except Exception:  # noqa: BLE001 - the comparison is optional (scripts/bootstrap installs it)
+    except Exception:
         pass
     return found
 

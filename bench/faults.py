@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import json
 import os
 import random
@@ -75,11 +76,11 @@ class Door:
 
 def prepare(work: Path) -> dict:
     """The demo clip, a gallery with Obama and Biden, a site key: a config dict for one door."""
-    from edge.service.assembly import build_identifier
-    from edge.identity.gallery import GalleryFile
-    from edge.config import config_from_dict
     from edge.cli.demo import render_clip
+    from edge.config import config_from_dict
+    from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
+    from edge.service.assembly import build_identifier
 
     render_clip(work / "frames")
     model = default_model()
@@ -421,13 +422,13 @@ class Backends:
         self.logs = [work / f"backend-{i}.log" for i in range(len(first_nodes))]
         self.procs = []
         for first, log in zip(first_nodes, self.logs):
-            nodes = sum((["--node", f"127.0.0.1:{n.amqp_port}"] for n in rotated(cluster.nodes, first)), [])
+            nodes = [arg for n in rotated(cluster.nodes, first) for arg in ("--node", f"127.0.0.1:{n.amqp_port}")]
             self.procs.append(subprocess.Popen([sys.executable, str(AMQP_BACKEND), "--db", str(self.db), *nodes],
                                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log, "w")))
         deadline = time.monotonic() + 60
         while not all("consuming on" in log.read_text() for log in self.logs):
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
-                raise RuntimeError("the AMQP backends did not start: " + " | ".join(l.read_text()[-500:] for l in self.logs))
+                raise RuntimeError("the AMQP backends did not start: " + " | ".join(f.read_text()[-500:] for f in self.logs))
             time.sleep(0.2)
 
     def query(self, sql: str, *args) -> list[tuple]:
@@ -452,7 +453,7 @@ class Backends:
         for proc, log in zip(self.procs, self.logs):
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-            last = [l for l in log.read_text().splitlines() if "stopped: received" in l][-1].split()
+            last = [line for line in log.read_text().splitlines() if "stopped: received" in line][-1].split()
             totals["received"] += int(last[last.index("received") + 1].rstrip(","))
             totals["new"] += int(last[last.index("stored") + 1])
             totals["reconnects"] += int(last[last.index("reconnects") - 1])
@@ -606,7 +607,7 @@ def scenario_cluster(work: Path, base: dict, down_s: float = 6.0) -> dict:
         backends = None
         received = {(d, s) for d, s, _, _ in stored}
         times = [t for *_, t in stored]
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         delays = [at - rfc3339_seconds(ts) for _, _, ts, at in stored]  # from the door's decision to the store
         return {"sent": sum(sent.values()), "sent_by_camera_doors": sum(sent.values()) - sent[LoadDoor.DEVICE],
                 "load_events_per_s": load.rate, "received": len(received),

@@ -115,7 +115,7 @@ def visits(reads: dict[str, list[str | None]], near_misses: dict[str, list[str |
                         break
             row[gesture] = round(confirmed / count, 4)
         false = total = 0
-        for name, pool in near_misses.items():
+        for pool in near_misses.values():
             if not pool:
                 continue
             length = int(cfg.timeout_s * fps)
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     from bench.opcount import count_macs
     from edge.config import config_from_dict
     from edge.inference.gestures import NO_BODY, Confusion, build_classifier
-    from edge.inference.pose import BlazePose
+    from edge.service.assembly import build_pose
 
     photos = own_sets(args.labelled) if args.labelled else shared_sets(args.shared)
     if not photos:
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         return 0
     config = config_from_dict({}, ROOT)
     g = config.gestures
-    pose_model = BlazePose.from_config(config)
+    pose_model = build_pose(config)
     classifiers = {kind: build_classifier(kind, g.trained_model, g.min_visibility) for kind in ("rules", "learned")}
     if g.trained_model.is_file():
         classifiers["trained"] = build_classifier("trained", g.trained_model, g.min_visibility)

@@ -19,9 +19,9 @@ import cv2
 from bench.common import ROOT, default_model, machine, measure, write
 from edge.camera.base import Frame
 from edge.config import config_from_dict
-from edge.recognition.decision import Confirmation
 from edge.inference.gestures import GestureStage, RuleClassifier, build_classifier
 from edge.inference.pose import BlazePose
+from edge.recognition.decision import Confirmation
 from edge.recognition.pipeline import Pipeline
 
 

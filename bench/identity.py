@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 
 from bench.common import ROOT, machine, measure, write
+from edge.identity.gallery import Gallery
+from edge.identity.matcher import NearestMatcher, SvcMatcher
 from edge.inference.align import align_face
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder
-from edge.identity.gallery import Gallery
-from edge.identity.matcher import NearestMatcher, SvcMatcher
 from edge.inference.tflite import INTERPRETER, resolve_threads
 from edge.samples import sample
 

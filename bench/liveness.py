@@ -112,10 +112,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
     args = parser.parse_args(argv)
-    from edge.service.assembly import build_identifier
     from edge.config import config_from_dict
     from edge.inference.embedder import FaceNetEmbedder
     from edge.inference.liveness import LivenessRule, MiniFasNet
+    from edge.service.assembly import build_identifier
 
     config = config_from_dict({}, ROOT)
     identifier = build_identifier(config, with_matcher=False)
@@ -132,7 +132,8 @@ def main(argv=None) -> int:
     result["ms_per_face"] = cost(config.models.dir, sample, face, FaceNetEmbedder(config.embedder.model, 1))
 
     print(f"thresholds: spoof below {rule.spoof_below}, live from {rule.live_from} (config.yaml liveness)\n")
-    print(f"{'set':44} {'model':28} {'faces':>5} {'spoof':>6} {'uncert.':>7} {'mono':>5}  p5 score  refused (live sets: turned away)")
+    print(f"{'set':44} {'model':28} {'faces':>5} {'spoof':>6} {'uncert.':>7} {'mono':>5}  "
+          "p5 score  refused (live sets: turned away)")
     for group in ("live", "attacks"):
         for name, by_model in result[group].items():
             for label, s in by_model.items():

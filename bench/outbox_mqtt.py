@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, write
+from edge.cli.local_broker import Broker
 from edge.config import config_from_dict
 from edge.events import Decision
 from edge.messaging.link import MqttLink
-from edge.messaging.publisher import OutboxPublisher
 from edge.messaging.outbox import Outbox
-from edge.cli.local_broker import Broker
+from edge.messaging.publisher import OutboxPublisher
 
 
 class Mosquitto(Broker):

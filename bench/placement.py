@@ -19,8 +19,8 @@ MOUNTS = (1.5, 1.675, 2.0)
 
 
 def main(argv=None) -> int:
-    from edge.config import config_from_dict
     from edge.cli.placement import FACE_WIDTH_M, GESTURE_HIGH_M, GESTURE_LOW_M, coverage
+    from edge.config import config_from_dict
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--min-face-px", type=int, default=config_from_dict({}, ROOT).detector.min_face_px)

@@ -7,7 +7,8 @@ photo and each probe a noisy copy of it (noise set so that a probe lies ~0.74 fr
 the median genuine distance of the default model on the real benchmark photos), plus strangers (new
 centres). For each size: build time, memory of the search structure, match latency p50/p95 of the real
 NearestMatcher (search + exact re-scoring + ambiguity rule), recall@1 (how often the compact search's
-nearest embedding is exact float32 search's) and how often the matcher's decision at threshold 1.0 is the same. Writes bench/results/search.json.
+nearest embedding is exact float32 search's) and how often the matcher's decision at threshold 1.0 is the same.
+Writes bench/results/search.json.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
             answers[name] = np.array([matcher.match(q).person_id or "" for q in probes])
             nearest[name] = np.array([matcher.search.top(q, 1)[0][0] for q in probes])
             probe = iter(range(10 ** 9))
-            timing = measure(lambda: matcher.match(probes[next(probe) % len(probes)]), args.repeat)
+            timing = measure(lambda m=matcher, p=probes: m.match(p[next(probe) % len(p)]), args.repeat)
             memory = matcher.search.nbytes()
             recall = float((nearest[name] == nearest["exact"]).mean())
             row[name] = {"search": matcher.search.kind, "build_s": round(build, 2), "memory_mb": round(memory / 1e6, 1),

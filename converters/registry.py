@@ -44,10 +44,10 @@ def download(package: str, version: str, sdist: bool, wheel_tags: tuple[str, ...
 
 def _members(archive: Path) -> dict[str, object]:
     if archive.suffix == ".whl" or archive.suffix == ".zip":
-        handle = zipfile.ZipFile(archive)
-        return {name: (handle, name) for name in handle.namelist() if not name.endswith("/")}
-    handle = tarfile.open(archive)
-    return {m.name: (handle, m) for m in handle.getmembers() if m.isfile()}
+        wheel = zipfile.ZipFile(archive)
+        return {name: (wheel, name) for name in wheel.namelist() if not name.endswith("/")}
+    tar = tarfile.open(archive)
+    return {m.name: (tar, m) for m in tar.getmembers() if m.isfile()}
 
 
 def _read(entry) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -52,7 +52,7 @@ class _CameraBase(_Model):
 
 class V4L2Camera(_CameraBase):
     kind: Literal["v4l2"]
-    device: Union[int, str] = Field(0, description="Index (0) or device node (/dev/video0).")
+    device: int | str = Field(0, description="Index (0) or device node (/dev/video0).")
 
 
 class UrlCamera(_CameraBase):
@@ -99,7 +99,7 @@ class PiCamera(_CameraBase):
 
 
 CameraConfig = Annotated[
-    Union[V4L2Camera, UrlCamera, GStreamerCamera, FileCamera, ReplayCamera, PiCamera],
+    V4L2Camera | UrlCamera | GStreamerCamera | FileCamera | ReplayCamera | PiCamera,
     Field(discriminator="kind"),
 ]
 
@@ -182,7 +182,7 @@ class ConfirmationConfig(_Model):
     include_image_on_capture: bool = Field(False, description="Opt in to a JPEG of the face on capture events.")
 
     @model_validator(mode="after")
-    def _window_holds_the_frames(self) -> "ConfirmationConfig":
+    def _window_holds_the_frames(self) -> ConfirmationConfig:
         if self.hold_window < self.hold_frames:
             raise ValueError(f"hold_window {self.hold_window} is below hold_frames {self.hold_frames}; "
                              "set hold_window >= hold_frames")
@@ -201,7 +201,7 @@ class LivenessConfig(_Model):
     threads: int = Field(1, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "LivenessConfig":
+    def _ordered(self) -> LivenessConfig:
         if self.live_from < self.spoof_below:
             raise ValueError(f"live_from {self.live_from} is below spoof_below {self.spoof_below}; "
                              "set live_from >= spoof_below")
@@ -218,7 +218,7 @@ class TlsConfig(_Model):
     insecure_skip_verify: bool = Field(False, description="Never in production: disables hostname verification.")
 
     @model_validator(mode="after")
-    def _pair(self) -> "TlsConfig":
+    def _pair(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: set both or neither")
         return self
@@ -268,13 +268,16 @@ class MqttConfig(_Model):
         return value
 
 
-COMMAND_NAMES = ("reload", "health", "roster", "enroll", "remove", "snapshot")
+# The commands a door knows, written once: the config's allow-list, the command service and the CLI's
+# sign-command read them from here.
+CommandName = Literal["reload", "health", "roster", "enroll", "remove", "snapshot"]
+COMMAND_NAMES: tuple[str, ...] = get_args(CommandName)
 # Commands that change who gets in or show camera images: off by default, and always signed when on.
 SIGNED_COMMANDS = ("enroll", "remove", "snapshot")
 
 
 class CommandsConfig(_Model):
-    allow: list[Literal["reload", "health", "roster", "enroll", "remove", "snapshot"]] = Field(
+    allow: list[CommandName] = Field(
         ["reload", "health", "roster"],
         description="Commands this door accepts; enroll, remove and snapshot also need a signed request.")
     signing_key_file: Path | None = Field(
@@ -361,7 +364,7 @@ class Config(_Model):
     source_path: Path | None = Field(None, exclude=True, description="Set by the loader, not the file.")
 
     @model_validator(mode="after")
-    def _keys_for_what_is_on(self) -> "Config":
+    def _keys_for_what_is_on(self) -> Config:
         if self.confirmation.include_embedding_on_capture and self.privacy.backend_public_key_file is None:
             raise ValueError("confirmation.include_embedding_on_capture needs privacy.backend_public_key_file (the "
                              "embedding is sent sealed to the backend, never in the clear); set it or turn it off")
@@ -380,9 +383,14 @@ class Config(_Model):
 
     @property
     def roster_topic(self) -> str | None:
+        """Where this door's site roster lives (None: the door follows no site)."""
+        return self.roster_topic_of(self.roster.site)
+
+    def roster_topic_of(self, site: str | None) -> str | None:
+        """The roster topic of a site: roster.topic where set, else facecheck/site/<site>/roster."""
         if self.roster.topic:
             return self.roster.topic
-        return f"facecheck/site/{self.roster.site}/roster" if self.roster.site else None
+        return f"facecheck/site/{site}/roster" if site else None
 
     @property
     def client_id(self) -> str:

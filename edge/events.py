@@ -48,7 +48,7 @@ class Event:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_decision(cls, decision: Decision, seq: int, device_id: str, ts: str | None = None) -> "Event":
+    def from_decision(cls, decision: Decision, seq: int, device_id: str, ts: str | None = None) -> Event:
         return cls(event_id=str(uuid.uuid4()), seq=seq, type=decision.type, device_id=device_id,
                    person_id=decision.person_id, name=decision.name,
                    score=None if decision.score is None else round(float(decision.score), 4),
@@ -64,7 +64,7 @@ class Event:
         return json.dumps(self.payload(), separators=(",", ":"), sort_keys=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "Event":
+    def from_json(cls, text: str) -> Event:
         body = json.loads(text)
         known = {k: body.pop(k) for k in ("event_id", "seq", "type", "device_id", "person_id", "name", "score",
                                           "gesture", "ts")}

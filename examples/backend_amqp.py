@@ -36,7 +36,7 @@ import pika
 from pika.exceptions import AMQPError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backend_subscriber import AttendanceStore  # noqa: E402
+from backend_subscriber import AttendanceStore
 
 log = logging.getLogger("backend-amqp")
 

@@ -130,7 +130,7 @@ class Worker:
         except (ValueError, json.JSONDecodeError) as exc:
             log.warning("ignored a malformed message on %s: %s", message.topic, exc)
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         self.client.loop_start()
         return self
 

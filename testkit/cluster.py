@@ -117,7 +117,7 @@ class RabbitCluster:
         return subprocess.run([str(CTL), "-n", node.name, *args], env=self.env(node), capture_output=True,
                               text=True, timeout=timeout)
 
-    def start(self, *indexes: int, timeout: float = 180) -> "RabbitCluster":
+    def start(self, *indexes: int, timeout: float = 180) -> RabbitCluster:
         """Start the given nodes (all when none is given) and wait until each accepts MQTT."""
         if self.epmd is None:
             # A private epmd in its own session: one a node started would die with that node's kill -9.
@@ -197,7 +197,7 @@ class RabbitCluster:
     def kill(self, index: int) -> None:
         """kill -9 of the node's whole process group (erl, beam and its helpers), as a power cut would."""
         node = self.nodes[index]
-        if node.alive():
+        if node.proc is not None and node.proc.poll() is None:
             os.killpg(node.proc.pid, signal.SIGKILL)
             node.proc.wait(10)
         gone_within(node.proc, 10)

@@ -100,10 +100,10 @@ def broker(tmp_path):
 @pytest.fixture(scope="session")
 def clip_and_gallery(tmp_path_factory, facenet_model):
     """The demo's clip and a gallery with Obama and Biden, built once with the real models."""
-    from edge.service.assembly import build_identifier
-    from edge.identity.gallery import GalleryFile
     from edge.config import config_from_dict
+    from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
+    from edge.service.assembly import build_identifier
 
     root = tmp_path_factory.mktemp("clip")
     render_clip(root / "frames")

@@ -4,12 +4,17 @@ hurts it fails CI. The figures behind the floors are in docs/accuracy.md."""
 import pytest
 
 from bench.accuracy import (
-    detect_largest, door_protocol, embed_ours, ours_identify, pair_distances, pair_metrics,
+    detect_largest,
+    door_protocol,
+    embed_ours,
+    ours_identify,
+    pair_distances,
+    pair_metrics,
 )
 from bench.datasets import DatasetMissing, labelled_photos
 from edge.config import config_from_dict
-from edge.inference.embedder import read_sidecar
 from edge.identity.operating import operating_point
+from edge.inference.embedder import read_sidecar
 from tests.conftest import ROOT
 
 # Measured with the default model (docs/accuracy.md): AUC 0.996, 955 of 1160 door probes recognised at k=1.

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from backend_subscriber import AttendanceStore, Worker, open_embedding  # noqa: E402
+from backend_subscriber import AttendanceStore, Worker, open_embedding
 
 
 def event(seq: int) -> dict:

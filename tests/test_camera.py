@@ -2,6 +2,7 @@
 
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -203,7 +204,7 @@ class StubPicamera2:
     """Stands in for picamera2 (no Pi camera here): hands out a frame in picamera2's documented byte order
     for the format it was configured with ("RGB888" = B, G, R in memory; "BGR888" = R, G, B)."""
 
-    opened: list["StubPicamera2"] = []
+    opened: ClassVar[list["StubPicamera2"]] = []
     fail_start = False
 
     def __init__(self, index):

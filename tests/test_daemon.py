@@ -57,7 +57,7 @@ def test_run_logs_stage_timing_and_stops_cleanly_on_sigterm(base_config, tmp_pat
     _, rest = proc.communicate(timeout=20)
     log = "".join(lines) + rest
     assert proc.returncode == 0, log
-    timing = next(l for l in lines if "timing: fps" in l)
+    timing = next(line for line in lines if "timing: fps" in line)
     for stage in ("detect", "align", "embed", "match", "decide", "frame"):
         assert stage in timing, timing
     assert "SIGTERM received" in log

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.service.assembly import build_identifier
-from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
+from edge.identity.gallery import GalleryFile
 from edge.recognition.enroll import InputError, enrol
 from edge.samples import sample
+from edge.service.assembly import build_identifier
 from tests.conftest import ROOT, run_cli, write_yaml
 
 REAL = ROOT / "tests" / "data" / "registry"

@@ -9,13 +9,12 @@ from base64 import b64encode as base64_encode_bytes
 import numpy as np
 import pytest
 
-from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
-from edge.service.daemon import Daemon
 from edge.identity.gallery import Gallery, GalleryFile
 from edge.messaging.roster import package
 from edge.samples import sample
 from edge.security.sealing import Key, decode_key, generate, new_key, signing_key
+from edge.service.daemon import Daemon
 from testkit.brokers import Subscriber
 from tests.conftest import run_cli, validate, write_yaml
 
@@ -114,7 +113,7 @@ def test_roster_update_and_erasure_reach_every_door(station, doors, tmp_path, br
         assert sub.wait_for(lambda: any(h["roster"]["version"] == 100 for h in sub.events(f"facecheck/{door}/health")))
 
     # erasure: Biden is removed at the station and the new version goes out
-    listing = [json.loads(l) for l in run_cli("roster", "-c", str(station), "list").stdout.splitlines()]
+    listing = [json.loads(line) for line in run_cli("roster", "-c", str(station), "list").stdout.splitlines()]
     biden = next(p["person_id"] for p in listing if p["name"] == "Joe Biden")
     assert run_cli("roster", "-c", str(station), "remove", biden).returncode == 0
     assert run_cli("roster", "-c", str(station), "publish", "--version", "101").returncode == 0
@@ -148,8 +147,8 @@ def test_the_broker_and_the_doors_files_hold_no_name_and_no_template(station, do
     assert run_cli("roster", "-c", str(station), "publish", "--version", "300").returncode == 0
     for door in ("door-a", "door-b"):
         assert sub.wait_for(lambda: any(r["ok"] and r["version"] == 300 for r in results(sub, door)), 30)
-    station_gallery = GalleryFile.from_config(config_from_dict({"matcher": {"gallery": str(tmp_path / "station" / "gallery.npz")}},
-                                                    tmp_path)).load()
+    station = config_from_dict({"matcher": {"gallery": str(tmp_path / "station" / "gallery.npz")}}, tmp_path)
+    station_gallery = GalleryFile.from_config(station).load()
     forms = readable_forms(station_gallery)
     assert len(forms) > 4
     retained = Subscriber(broker.port, [f"{ROSTER}/#"], client_id="late-reader")  # what any reader gets

@@ -6,10 +6,25 @@ import math
 import numpy as np
 import pytest
 
-from edge.inference.gesture_model import (GestureError, GestureNetwork, LandmarkSet, body_points, fit,
-                                         save_recordings, train_site, vector)
-from edge.inference.gestures import (GestureStage, LearnedClassifier, RuleClassifier, body_frame, build_classifier,
-                                     classify_body, owner_of)
+from edge.inference.gesture_model import (
+    GestureError,
+    GestureNetwork,
+    LandmarkSet,
+    body_points,
+    fit,
+    save_recordings,
+    train_site,
+    vector,
+)
+from edge.inference.gestures import (
+    GestureStage,
+    LearnedClassifier,
+    RuleClassifier,
+    body_frame,
+    build_classifier,
+    classify_body,
+    owner_of,
+)
 from edge.inference.pose import Person, Pose
 from tests.conftest import ROOT, run_cli, write_yaml
 

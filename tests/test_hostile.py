@@ -15,9 +15,9 @@ import pytest
 from edge.images import ImageError, decode_image, image_size
 from edge.samples import sample
 from testkit.brokers import Broker, Subscriber
+from testkit.doors import BASE, SITE_KEY, DaemonProcess, assert_every_event_once_in_order, looping, signed
 from testkit.hostile import jpeg_claiming, png_bomb
 from tests.conftest import ROOT, command, run_cli, validate, write_yaml
-from testkit.doors import BASE, SITE_KEY, DaemonProcess, assert_every_event_once_in_order, looping, signed
 
 MEMORY_MAX = 1024 ** 3  # systemd/facecheck.service MemoryMax=1G
 
@@ -89,19 +89,19 @@ def test_config_option_works_after_the_sub_command(base_config, tmp_path):
 def bare_context(config, identifier):
     """A command context over real models whose reloads change nothing (no daemon running)."""
     from edge.identity.gallery import GalleryFile
-    from edge.messaging.commands import CommandContext
     from edge.jobs import Outcome
+    from edge.messaging.commands import CommandContext
 
     unchanged = lambda: Outcome({"people": 0, "roster_version": 0})  # noqa: E731
     return CommandContext(identifier.embedder.model_id, identifier.embedder.dim, GalleryFile.from_config(config), 0,
-                          lambda: identifier, unchanged, unchanged, lambda: {}, lambda: {"fps": 0}, 4_000_000,
+                          lambda: identifier, unchanged, unchanged, dict, lambda: {"fps": 0}, 4_000_000,
                           25_000_000)
 
 
 def test_commands_are_off_and_signed_by_default(base_config, tmp_path, facenet_model):
-    from edge.service.assembly import build_identifier
-    from edge.messaging.commands import CommandService
     from edge.config import ConfigError, config_from_dict
+    from edge.messaging.commands import CommandService
+    from edge.service.assembly import build_identifier
 
     config = config_from_dict(base_config, base_dir=tmp_path)
     identifier = build_identifier(config, with_matcher=False)
@@ -124,9 +124,9 @@ def test_commands_are_off_and_signed_by_default(base_config, tmp_path, facenet_m
 def test_a_request_id_comes_back_with_the_answer(base_config, tmp_path):
     """The correlation MQTT 3.1.1 has no Correlation Data for: any command may carry request_id (inside the
     signed part for signed ones, so it is covered by the HMAC) and gets it back, refusals included."""
-    from edge.service.assembly import build_identifier
-    from edge.messaging.commands import CommandService
     from edge.config import config_from_dict
+    from edge.messaging.commands import CommandService
+    from edge.service.assembly import build_identifier
 
     key = tmp_path / "key"
     key.write_text(SITE_KEY)
@@ -146,9 +146,9 @@ def test_a_request_id_comes_back_with_the_answer(base_config, tmp_path):
 
 
 def test_flood_is_rate_limited_and_a_nonce_outlives_a_restart(base_config, tmp_path):
-    from edge.service.assembly import build_identifier
-    from edge.messaging.commands import CommandService
     from edge.config import config_from_dict
+    from edge.messaging.commands import CommandService
+    from edge.service.assembly import build_identifier
 
     key = tmp_path / "key"
     key.write_text(SITE_KEY)

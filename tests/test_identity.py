@@ -6,17 +6,21 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.service.assembly import build_identifier
-from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
-from edge.recognition.enroll import InputError, enrol
-from edge.inference.embedder import FaceNetEmbedder, sidecar_path
-from edge.identity.gallery import Gallery, GalleryError
+from edge.identity.gallery import Gallery, GalleryError, GalleryFile
 from edge.identity.matcher import (
-    MAX_TIGHTENING, NearestMatcher, SvcMatcher, build_matcher, calibrate_threshold, resolve_threshold,
+    MAX_TIGHTENING,
+    NearestMatcher,
+    SvcMatcher,
+    build_matcher,
+    calibrate_threshold,
+    resolve_threshold,
 )
+from edge.inference.embedder import FaceNetEmbedder, sidecar_path
 from edge.inference.tflite import ModelError
+from edge.recognition.enroll import InputError, enrol
 from edge.samples import sample
+from edge.service.assembly import build_identifier
 from tests.conftest import run_cli, write_yaml
 
 
@@ -52,7 +56,7 @@ def test_detector_finds_one_face_with_eyes_inside_the_box(identifier):
     face = faces[0]
     assert face.score > 0.8
     assert face.contains(tuple(face.keypoints[0])) and face.contains(tuple(face.keypoints[1]))
-    x, y, w, h = face.box
+    _, _, w, h = face.box
     assert 100 < w < 250 and 100 < h < 250
 
 
@@ -178,7 +182,7 @@ def test_enrolment_skips_photos_without_exactly_one_face(identifier, tmp_path):
 
 
 def test_gallery_from_another_model_is_refused(identifier):
-    config, ident = identifier
+    config, _ = identifier
     enrolled(identifier, {"Joe Biden": ["biden-1.jpg"]})
     with pytest.raises(GalleryError, match="enrolled with model"):
         GalleryFile.from_config(config).load_or_new("facenet-20180408-102900-float32-m10", 512)
@@ -275,8 +279,8 @@ def test_cli_bad_inputs_exit_2_and_name_the_file(base_config, tmp_path):
 
 
 def test_pipeline_gives_every_face_in_replayed_frames_an_identity(base_config, tmp_path):
-    from edge.service.daemon import Daemon
     from edge.cli.demo import render_clip
+    from edge.service.daemon import Daemon
 
     expected = render_clip(tmp_path / "frames")
     config = config_from_dict(base_config, base_dir=tmp_path)
@@ -308,8 +312,8 @@ def test_tiny_faces_are_skipped_at_enrolment(identifier, tmp_path):
 
 def test_a_face_that_barely_moves_is_not_re_embedded_every_frame(identifier):
     from edge.camera.base import Frame
-    from edge.recognition.decision import Confirmation
     from edge.images import read_image
+    from edge.recognition.decision import Confirmation
     from edge.recognition.pipeline import Pipeline
 
     config, ident = identifier
@@ -325,10 +329,10 @@ def test_a_face_that_barely_moves_is_not_re_embedded_every_frame(identifier):
 
 def test_a_photo_is_both_views_and_a_track_alternates_them(identifier):
     from edge.camera.base import Frame
-    from edge.recognition.decision import Confirmation
     from edge.images import read_image
     from edge.inference.align import align_face
     from edge.inference.embedder import embed_views
+    from edge.recognition.decision import Confirmation
     from edge.recognition.pipeline import Pipeline
 
     config, ident = identifier

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import ConfirmationConfig, ConfigError, config_from_dict
-from edge.recognition.decision import Confirmation, Observation
+from edge.config import ConfigError, ConfirmationConfig, config_from_dict
 from edge.inference.liveness import MODELS, LivenessRule, MiniFasNet, TrackLiveness, crop, softmax
 from edge.inference.tflite import TfliteModel, bundle_model
+from edge.recognition.decision import Confirmation, Observation
 from tests.conftest import MODELS as MODELS_DIR
 from tests.conftest import ROOT, run_cli, write_yaml
 

@@ -108,8 +108,8 @@ def test_sighup_turns_gestures_on_and_then_an_o_confirms(door):
 
 
 def test_reload_refuses_restart_only_and_unbuildable_changes_and_keeps_serving(door, tmp_path):
-    from edge.service.daemon import Daemon
     from edge.jobs import run_job
+    from edge.service.daemon import Daemon
 
     path, data = door
     daemon = Daemon(load_config(path), sinks=[])
@@ -126,7 +126,8 @@ def test_reload_refuses_restart_only_and_unbuildable_changes_and_keeps_serving(d
     broken = run_job("reload", daemon.reloader.config)
     assert broken.result["ok"] is False and "config refused" in broken.result["error"]
     assert daemon.pipeline is running and daemon.config.confirmation.require_gesture is False
-    write_yaml(path, dict(data, confirmation=dict(data["confirmation"], hold_frames=5, hold_window=5), tracking={"max_age_s": 0.3}))
+    write_yaml(path, dict(data, confirmation=dict(data["confirmation"], hold_frames=5, hold_window=5),
+                          tracking={"max_age_s": 0.3}))
     applied = run_job("reload", daemon.reloader.config)
     assert applied.result == {"ok": True, "error": None, "people": 1, "roster_version": 1,
                               "reloaded": ["confirmation", "tracking"]}

@@ -7,12 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from edge.identity.gallery import GalleryFile
 from edge.config import config_from_dict
-from edge.identity.gallery import Gallery
+from edge.identity.gallery import Gallery, GalleryFile
 from edge.samples import sample
-from edge.security.secrets import GALLERY_KEY
 from edge.security.sealing import Key, SealError, encode_key, new_key, seal, unseal
+from edge.security.secrets import GALLERY_KEY
 from tests.conftest import run_cli, write_yaml
 
 
@@ -36,7 +35,8 @@ def enrolled(base_config, tmp_path):
 
 
 def test_after_enrolment_no_file_holds_a_name_or_a_template(enrolled, tmp_path):
-    stored = GalleryFile.from_config(config_from_dict({"matcher": {"gallery": str(tmp_path / "state" / "gallery.npz")}}, tmp_path))
+    gallery_path = tmp_path / "state" / "gallery.npz"
+    stored = GalleryFile.from_config(config_from_dict({"matcher": {"gallery": str(gallery_path)}}, tmp_path))
     key_file = stored.key_file
     assert key_file == tmp_path / "state" / "gallery.key" and (key_file.stat().st_mode & 0o777) == 0o600
     gallery = stored.load()
@@ -54,7 +54,8 @@ def test_after_enrolment_no_file_holds_a_name_or_a_template(enrolled, tmp_path):
 def test_removed_person_is_gone_from_every_file(enrolled, tmp_path):
     listing = [json.loads(line) for line in run_cli("roster", "-c", str(enrolled), "list").stdout.splitlines()]
     biden = next(p["person_id"] for p in listing if p["name"] == "Joe Biden")
-    stored = GalleryFile.from_config(config_from_dict({"matcher": {"gallery": str(tmp_path / "state" / "gallery.npz")}}, tmp_path))
+    gallery_path = tmp_path / "state" / "gallery.npz"
+    stored = GalleryFile.from_config(config_from_dict({"matcher": {"gallery": str(gallery_path)}}, tmp_path))
     before = stored.load()
     biden_rows = before.embeddings[before.labels == before.person_ids.index(biden)]
     assert run_cli("roster", "-c", str(enrolled), "remove", biden).returncode == 0

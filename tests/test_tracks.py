@@ -38,10 +38,10 @@ def swap_clip(frames_each_side: int = 12, crossing_frames: int = 4) -> list[np.n
 
 @pytest.fixture(scope="module")
 def enrolled(tmp_path_factory, facenet_model):
-    from edge.service.assembly import build_identifier
-    from edge.identity.gallery import GalleryFile
     from edge.config import config_from_dict
+    from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
+    from edge.service.assembly import build_identifier
 
     root = tmp_path_factory.mktemp("tracks")
     config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
@@ -54,8 +54,8 @@ def enrolled(tmp_path_factory, facenet_model):
 
 def run_clip(enrolled, clip: list[np.ndarray], fps: float, **confirmation):
     """enrolled: the config the gallery was enrolled with (its model and gallery)."""
-    from edge.service.assembly import build_pipeline
     from edge.config import config_from_dict
+    from edge.service.assembly import build_pipeline
 
     config = config_from_dict({
         "models": {"dir": str(MODELS)}, "embedder": {"model": str(enrolled.embedder.model)},
@@ -77,7 +77,7 @@ EVERY_VISITOR_ONCE = [("check_in", "Barack Obama"), ("unknown_face", None), ("ch
 @pytest.mark.parametrize("gap_frames", [1, 8])
 def test_a_queue_at_the_door_reports_every_visitor_exactly_once(enrolled, fps, gap_frames):
     # cooldown 0 and no unknown interval: a track wrongly continued or wrongly split would show here
-    events, pipeline = run_clip(enrolled, queue_clip(15, gap_frames), fps, cooldown_s=0, unknown_interval_s=0)
+    events, _ = run_clip(enrolled, queue_clip(15, gap_frames), fps, cooldown_s=0, unknown_interval_s=0)
     assert events == EVERY_VISITOR_ONCE, f"{fps} fps, {gap_frames} empty frames between visitors"
 
 

@@ -7,7 +7,6 @@ import numpy as np
 from edge.camera.base import SourceError, SourceUnavailable
 from edge.config import PiCamera
 
-
 PICAMERA2_BGR = "RGB888"
 
 
@@ -20,7 +19,7 @@ class Picamera2Source:
 
     def open(self) -> None:
         try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
+            from picamera2 import Picamera2
         except ImportError:
             raise SourceError(
                 "camera.kind picamera2: the picamera2 library is not importable; on Raspberry Pi OS "
@@ -42,7 +41,7 @@ class Picamera2Source:
             if camera is not None:  # free the device before the capture thread retries
                 try:
                     camera.close()
-                except Exception:  # noqa: BLE001 - already failing; the original error is the one to report
+                except Exception:
                     pass
             raise SourceUnavailable(f"{self.name}: {exc}") from exc
         self._camera = camera

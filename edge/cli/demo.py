@@ -167,10 +167,10 @@ def _build_bundle_if_missing(model: Path) -> None:
 
 
 def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
-    from edge.service.assembly import build_identifier
     from edge.identity.gallery import GalleryFile
-    from edge.service.daemon import Daemon
     from edge.recognition.enroll import enrol
+    from edge.service.assembly import build_identifier
+    from edge.service.daemon import Daemon
 
     model = (model or _default_model()).resolve()
     _build_bundle_if_missing(model)
@@ -217,7 +217,7 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
             if broker is not None:
                 broker.kill()
         elapsed = time.monotonic() - started
-        known = [e.name for e in daemon.events if e.type == "check_in"]
+        known = [e.name or "?" for e in daemon.events if e.type == "check_in"]
         unknown = sum(e.type == "unknown_face" for e in daemon.events)
         summary = daemon.timer.summary()
         print("# ---- summary ----", file=sys.stderr)

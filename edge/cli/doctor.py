@@ -6,9 +6,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
+import numpy as np
 
 from edge.config import Config
 
@@ -49,9 +51,8 @@ def check_models(config: Config) -> Check:
 
 
 def check_gallery(config: Config) -> Check:
-    from edge.identity.gallery import GalleryFile
+    from edge.identity.gallery import GalleryError, GalleryFile
     from edge.inference.embedder import read_sidecar
-    from edge.identity.gallery import GalleryError
     from edge.inference.tflite import ModelError
     from edge.security.sealing import SealError
 
@@ -68,13 +69,13 @@ def check_gallery(config: Config) -> Check:
     if gallery.people == 0:
         return Check("gallery", False, f"{path} holds nobody; enrol people with facecheck enroll")
     return Check("gallery", True, f"{gallery.people} people, version {gallery.version}, model {gallery.model_id}; "
-                                  f"sealed (AES-256-GCM) with the key from {stored.key().source}")
+                                  f"sealed (AES-256-GCM) with the key from {stored.key_source()}")
 
 
 def check_threshold(config: Config) -> Check:
     """The distance threshold in force and the measured operating point it comes from."""
-    from edge.inference.embedder import read_sidecar
     from edge.identity.operating import operating_point
+    from edge.inference.embedder import read_sidecar
     from edge.inference.tflite import ModelError
 
     try:
@@ -100,10 +101,10 @@ def check_threshold(config: Config) -> Check:
 
 def roster_bound(config: Config) -> str:
     """What the enrolled roster does to the threshold, and the stranger FAR its normal model gives."""
-    from edge.service.assembly import build_embedder, build_matcher_for, load_gallery
     from edge.identity.gallery import GalleryError
     from edge.inference.tflite import ModelError
     from edge.security.sealing import SealError
+    from edge.service.assembly import build_embedder, build_matcher_for, load_gallery
 
     try:
         matcher = build_matcher_for(config, load_gallery(config, build_embedder(config, 1)))
@@ -155,11 +156,11 @@ FRAMING_FRAMES = 10
 def check_framing(config: Config) -> Check:
     """Whether the bodies the camera sees now keep their hands inside the frame (pose on a few frames)."""
     from edge.camera import open_capture
-    from edge.inference.pose import BlazePose
     from edge.cli.placement import FRAMING_ADVICE, framing_problems
+    from edge.service.assembly import build_pose
 
     capture = open_capture(config.camera).start()
-    frames = []
+    frames: list[np.ndarray] = []
     try:
         started = time.monotonic()
         while len(frames) < FRAMING_FRAMES and time.monotonic() - started < 3.0 and not capture.finished:
@@ -170,7 +171,7 @@ def check_framing(config: Config) -> Check:
         capture.stop()
     if not frames:
         return Check("framing", True, "skipped: no frame from the camera (see the camera check)", warn=True)
-    pose = BlazePose.from_config(config)
+    pose = build_pose(config)
     bodies, problems = 0, []
     for image in frames[:: max(1, len(frames) // 5)]:
         found = pose.poses(image)
@@ -187,13 +188,15 @@ def check_framing(config: Config) -> Check:
 def check_broker(config: Config) -> Check:
     if not config.mqtt.enabled:
         return Check("broker", True, "skipped: mqtt.enabled is false")
+    import paho.mqtt.client as mqtt
+
     from edge.config import ConfigError
-    from edge.security.secrets import broker_password
     from edge.messaging.link import connect_blocking, make_client
+    from edge.security.secrets import broker_password
 
     m = config.mqtt
     try:
-        client = make_client(config, f"{config.client_id}-doctor")
+        client = make_client(config, f"{config.client_id}-doctor", mqtt.Client)
         host, port = connect_blocking(client, config, BROKER_WAIT_S)
     except (ConfigError, ConnectionError) as exc:
         return Check("broker", False, str(exc))

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 
-
 class BrokerUnavailable(Exception):
     pass
 
@@ -45,7 +44,7 @@ class Broker:
         )
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerUnavailable("mosquitto is not installed (Debian: apt-get install mosquitto)")
@@ -54,7 +53,8 @@ class Broker:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerUnavailable(f"mosquitto exited: {self.proc.stderr.read().decode()}")
+                error = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise BrokerUnavailable(f"mosquitto exited: {error}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return self

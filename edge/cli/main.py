@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from edge import __version__
-from edge.config import Config, ConfigError, LogConfig, load_config
+from edge.config import SIGNED_COMMANDS, Config, ConfigError, LogConfig, load_config
 from edge.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, FaceCheckError, InputError
 
 log = logging.getLogger("facecheck")
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     snapshot = with_config(sub.add_parser("snapshot", help="save the current camera frame with faces drawn"))
     snapshot.add_argument("-o", "--output", required=True, type=Path, help="JPEG file to write")
     sign = with_config(sub.add_parser("sign-command", help="make a signed command payload for enroll, remove or snapshot"))
-    sign.add_argument("name", choices=["enroll", "remove", "snapshot"], help="the command")
+    sign.add_argument("name", choices=SIGNED_COMMANDS, help="the command")
     sign.add_argument("--device", help="the door's device_id (default: the config's)")
     sign.add_argument("--body", default="{}", help="the command's JSON body, or @FILE to read it from a file")
     install = sub.add_parser("install-service", help="print the steps that install the systemd service")
@@ -175,9 +175,9 @@ def _dispatch(args) -> int:
 
 
 def _enroll(args) -> int:
-    from edge.service.assembly import build_identifier
     from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
+    from edge.service.assembly import build_identifier
 
     if bool(args.folders) == bool(args.name):
         raise InputError("enroll takes --name NAME PATH... for one person, or --folders DIR (one sub-folder each)")
@@ -248,71 +248,28 @@ def _roster(args) -> int:
 
 
 def _roster_reseal(stored, command: str) -> int:
-    """seal: a plaintext gallery from before, sealed in place (the plaintext file is replaced atomically);
-    rekey: the sealed gallery under a fresh key file, the old key kept beside it as .old until removed."""
-    from edge.identity.gallery import Gallery
-    from edge.security.sealing import is_sealed, new_key, write_key_file
-
-    path = stored.path
-    if not path.exists():
-        raise InputError(f"roster {command}: {path} does not exist; nothing to seal")
-    sealed = is_sealed(path.read_bytes())
     if command == "seal":
-        if sealed:
-            print(f"{path} is sealed already (key: {stored.key().source})")
-            return EXIT_OK
-        gallery = Gallery.load_plaintext(path)
-        stored.save(gallery)
-        print(f"sealed {path} ({gallery.people} people) under the gallery key from {stored.key().source}; "
-              "the plaintext file is gone (replaced in place)")
-        return EXIT_OK
-    if not sealed:
-        raise InputError(f"roster rekey: {path} is plaintext; run `facecheck roster seal` first")
-    gallery = stored.load()
-    if not stored.key_file.exists() or stored.key().source != f"file {stored.key_file}":
-        raise InputError(f"roster rekey: the gallery key comes from {stored.key().source}, not the key file "
-                         f"{stored.key_file}: replace it at its source, then seal again")
-    old = stored.key_file.with_name(stored.key_file.name + ".old")
-    if old.exists():
-        raise InputError(f"roster rekey: {old} is still there from the last rotation; remove it first")
-    stored.key_file.rename(old)
-    write_key_file(stored.key_file, new_key())
-    stored.save(gallery)
-    print(f"re-sealed {path} under a new key in {stored.key_file}; the old key is in {old}: delete it once "
-          "backups sealed with it are gone")
+        print(stored.seal_plaintext())
+    else:
+        print(stored.rekey())
     return EXIT_OK
 
 
 def _roster_publish(config: Config, gallery, args) -> int:
-    """Publishes the roster, retained, to every broker of mqtt.hosts in turn, not just one: RabbitMQ keeps
-    retained messages per node, so a door gets the roster whichever node it reaches only if every node holds
-    it (on one broker, or a bridged mosquitto, that is one publish as before). Exit 1 when a node could not
-    be reached: the doors on the others have the roster; publish again once that node is back."""
-    import time
+    """Exit 1 when a broker could not be reached: the doors on the others have the roster; publish again
+    once that node is back (messaging.roster.publish_site_roster says why every node matters)."""
+    from edge.messaging.roster import publish_site_roster
 
-    from edge.messaging.roster import publish_to_nodes, roster_key
-    from edge.security.sealing import signing_key
-
-    site = args.site or config.roster.site
-    if not site:
-        raise InputError("roster publish: name the site with --site SITE or set roster.site in the config")
-    topic = config.roster.topic or f"facecheck/site/{site}/roster"
-    version = args.version if args.version is not None else int(time.time() * 1000)
-    if config.privacy.roster_signing_key_file is None:
-        raise InputError("roster publish: set privacy.roster_signing_key_file (the enrolment station's Ed25519 key, "
-                         "`facecheck keys generate signing`): doors apply only signed rosters")
-    key, signer = roster_key(config.privacy), signing_key(config.privacy.roster_signing_key_file)
-    manifest, nodes = publish_to_nodes(config, f"facecheck-roster-publisher-{site}", topic, gallery, version, key,
-                                       signer)
-    unreachable = {node: outcome for node, outcome in nodes.items() if outcome != "published"}
-    if manifest is None:  # no broker reached
-        print(f"facecheck: roster publish: cannot reach the broker: {'; '.join(unreachable.values())}",
+    report = publish_site_roster(config, gallery, args.site, args.version)
+    if report.manifest is None:  # no broker reached
+        print(f"facecheck: roster publish: cannot reach the broker: {'; '.join(report.unreachable.values())}",
               file=sys.stderr)
         return EXIT_FAILURE
-    print(json.dumps({"topic": topic, **manifest, "nodes": nodes}))
-    if unreachable:
-        print(f"facecheck: roster publish: version {version} is on {len(nodes) - len(unreachable)} of {len(nodes)} "
-              f"brokers; not on {', '.join(unreachable)}: publish again once they are back", file=sys.stderr)
+    print(json.dumps({"topic": report.topic, **report.manifest, "nodes": report.nodes}))
+    if report.unreachable:
+        print(f"facecheck: roster publish: version {report.manifest['version']} is on "
+              f"{len(report.nodes) - len(report.unreachable)} of {len(report.nodes)} brokers; not on "
+              f"{', '.join(report.unreachable)}: publish again once they are back", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -344,8 +301,8 @@ def _sign_command(args) -> int:
 
 
 def _identify(args) -> int:
-    from edge.service.assembly import build_identifier
     from edge.images import read_image
+    from edge.service.assembly import build_identifier
 
     config = _config(args)
     identifier = build_identifier(config)
@@ -366,13 +323,10 @@ def _identify(args) -> int:
 
 def _gesture(args) -> int:
     from edge.images import read_image
-    from edge.inference.gestures import build_classifier
-    from edge.inference.pose import BlazePose
+    from edge.service.assembly import build_gesture_classifier, build_pose
 
     config = _config(args)
-    g = config.gestures
-    pose_model = BlazePose.from_config(config)
-    classifier = build_classifier(g.classifier, g.trained_model, g.min_visibility)
+    pose_model, classifier = build_pose(config), build_gesture_classifier(config)
     status = EXIT_OK
     for path in args.images:
         try:
@@ -388,92 +342,45 @@ def _gesture(args) -> int:
     return status
 
 
-def _gestures_evaluate(config: Config, labelled: list[str]) -> int:
-    """Each LABEL=FOLDER's photos through the pose model and the classifier in force: the confusion table."""
-    from edge.camera.replay import IMAGE_SUFFIXES
-    from edge.images import read_image
-    from edge.inference.gestures import GESTURES, Confusion, build_classifier, read_gesture
-    from edge.inference.pose import BlazePose
-
-    folders = []
-    for item in labelled:
-        label, _, folder = item.partition("=")
-        if label not in GESTURES or not folder:
-            raise InputError(f"gestures evaluate: {item!r} is not LABEL=FOLDER with LABEL one of {', '.join(GESTURES)}")
-        photos = sorted(p for p in Path(folder).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not photos:
-            raise InputError(f"gestures evaluate: {folder} holds no JPEG, PNG, BMP or WebP photo")
-        folders.append((label, photos))
-    g = config.gestures
-    pose_model = BlazePose.from_config(config)
-    classifier = build_classifier(g.classifier, g.trained_model, g.min_visibility)
-    confusion = Confusion()
-    for label, photos in folders:
-        for photo in photos:
-            confusion.add(label, read_gesture(pose_model, classifier, read_image(photo, config.limits.max_image_pixels)))
-    print(f"classifier {g.classifier}: {sum(len(p) for _, p in folders)} photos")
-    print(confusion.table())
-    return EXIT_OK
-
-
 def _gestures(args) -> int:
-    import numpy as np
-
     from edge.images import read_image
-    from edge.inference.gesture_model import body_points, load_recordings, save_recordings, train_site
-    from edge.inference.pose import BlazePose
+    from edge.inference.gesture_model import train_site
+    from edge.recognition import gesture_samples
+    from edge.service.assembly import build_gesture_classifier, build_pose
 
     config = _config(args)
     g = config.gestures
-    samples_path = g.trained_model.with_name(g.trained_model.stem + "-samples.npz")
+    samples = gesture_samples.samples_path(g.trained_model)
     if args.gestures_command == "evaluate":
-        return _gestures_evaluate(config, args.labelled)
+        folders = gesture_samples.labelled_folders(args.labelled)
+        confusion = gesture_samples.evaluate(build_pose(config), build_gesture_classifier(config), folders,
+                                             config.limits.max_image_pixels)
+        print(f"classifier {g.classifier}: {sum(len(p) for _, p in folders)} photos")
+        print(confusion.table())
+        return EXIT_OK
     if args.gestures_command == "train":
-        if not samples_path.exists():
-            raise InputError(f"{samples_path}: no samples yet; record them with `facecheck gestures record`")
-        report = train_site(samples_path, g.trained_model, g.min_visibility)
+        if not samples.exists():
+            raise InputError(f"{samples}: no samples yet; record them with `facecheck gestures record`")
+        report = train_site(samples, g.trained_model, g.min_visibility)
         print(json.dumps({"model": str(g.trained_model), **report}))
         return EXIT_OK
     if not args.images and args.camera_frames <= 0:
         raise InputError("gestures record needs IMAGE paths or --camera-frames N")
-    pose_model = BlazePose.from_config(config)
     images = [(str(p), read_image(p, config.limits.max_image_pixels)) for p in args.images]
     if args.camera_frames:
-        from edge.camera import open_capture
-
-        capture = open_capture(config.camera).start()
-        try:
-            while len(images) < len(args.images) + args.camera_frames and not capture.finished:
-                frame = capture.get(timeout=5)
-                if frame is not None:
-                    images.append((f"frame {frame.index}", frame.image))
-        finally:
-            capture.stop()
-    recorded = []
-    for label, image in images:
-        poses = pose_model.poses(image)
-        points = body_points(poses[0].landmarks, poses[0].visibility, g.min_visibility) if poses else None
-        if points is None:
-            print(f"skipped {label}: no person with both shoulders visible", file=sys.stderr)
-            continue
-        recorded.append(points)
-    if not recorded:
-        raise InputError("no usable samples: no image showed a person with both shoulders visible")
-    points, labels = load_recordings(samples_path) if samples_path.exists() else (np.zeros((0, *recorded[0].shape)),
-                                                                                  np.zeros(0, str))
-    points = np.concatenate([points, np.stack(recorded)])
-    labels = np.concatenate([labels, np.array([args.label] * len(recorded))])
-    save_recordings(samples_path, points, labels)
-    counts = {label: int((labels == label).sum()) for label in sorted(set(labels))}
-    print(json.dumps({"samples": str(samples_path), "added": len(recorded), "counts": counts}))
+        images += list(gesture_samples.camera_frames(config.camera, args.camera_frames))
+    recording = gesture_samples.record(build_pose(config), images, args.label, samples, g.min_visibility)
+    for name in recording.skipped:
+        print(f"skipped {name}: no person with both shoulders visible", file=sys.stderr)
+    print(json.dumps(recording.as_dict()))
     return EXIT_OK
 
 
 def _snapshot(args) -> int:
-    from edge.service.assembly import build_identifier
     from edge.camera import open_capture
     from edge.recognition.pipeline import FrameResult
     from edge.recognition.snapshot import snapshot_jpeg
+    from edge.service.assembly import build_identifier
 
     if args.output.suffix.lower() not in (".jpg", ".jpeg"):
         raise InputError(f"-o {args.output}: the snapshot is a JPEG; name it .jpg")
@@ -490,12 +397,11 @@ def _snapshot(args) -> int:
         print(f"facecheck: no frame from {capture.source.name}: {capture.error or 'timed out after 10 s'}",
               file=sys.stderr)
         return EXIT_USAGE if capture.error else EXIT_FAILURE
-    from edge.inference.pose import BlazePose
-
     from edge.cli.placement import FRAMING_ADVICE, framing_problems
+    from edge.service.assembly import build_pose
 
     faces = identifier.identify(frame.image)
-    poses = BlazePose.from_config(config).poses(frame.image)
+    poses = build_pose(config).poses(frame.image)
     args.output.write_bytes(snapshot_jpeg(frame.image, FrameResult(frame.index, frame.ts, faces, []), poses,
                                           config.gestures.min_visibility))
     framing = framing_problems(poses, frame.image.shape[1], frame.image.shape[0])

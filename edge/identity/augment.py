@@ -16,7 +16,7 @@ def augment(aligned_rgb: np.ndarray, count: int, seed: int = 0) -> list[np.ndarr
         if i % 2 == 0:
             img = img[:, ::-1]
         angle, scale = rng.uniform(-10, 10), rng.uniform(0.93, 1.07)
-        matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+        matrix = np.asarray(cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale), np.float64)
         matrix[:, 2] += rng.uniform(-0.04, 0.04, 2) * size
         img = cv2.warpAffine(np.ascontiguousarray(img), matrix, (size, size), borderMode=cv2.BORDER_REPLICATE)
         alpha, beta = rng.uniform(0.75, 1.25), rng.uniform(-30, 30)

@@ -18,8 +18,8 @@ import numpy as np
 
 from edge.atomic import atomic_write
 from edge.config import Config
-from edge.errors import BadInputError
-from edge.security.sealing import Key, SealError, is_sealed, seal, unseal
+from edge.errors import BadInputError, InputError
+from edge.security.sealing import Key, SealError, door_gallery_key, is_sealed, new_key, seal, unseal, write_key_file
 
 FORMAT_VERSION = 1
 
@@ -134,7 +134,7 @@ class Gallery:
         atomic_write(path, lambda handle: handle.write(sealed))
 
     @classmethod
-    def load(cls, path: Path, key: Key | None) -> "Gallery":
+    def load(cls, path: Path, key: Key | None) -> Gallery:
         """The sealed gallery at path, opened with key; a plaintext or unopenable file is an error."""
         try:
             data = Path(path).read_bytes()
@@ -155,12 +155,12 @@ class Gallery:
         return cls.from_bytes(unseal(data, key, "gallery", str(path)), str(path))
 
     @classmethod
-    def load_plaintext(cls, path: Path) -> "Gallery":
+    def load_plaintext(cls, path: Path) -> Gallery:
         """A gallery written before sealing (for `facecheck roster seal` only)."""
         return cls.from_bytes(Path(path).read_bytes(), str(path))
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str) -> "Gallery":
+    def from_bytes(cls, data: bytes, where: str) -> Gallery:
         """A gallery from its .npz bytes, checked for consistency; GalleryError naming `where` otherwise."""
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:  # np.savez stores; deflate could be a zip bomb
@@ -193,7 +193,7 @@ class Gallery:
                    version=int(fields["version"]))
 
     @classmethod
-    def load_or_new(cls, path: Path, model_id: str, dim: int, key: Key | None) -> "Gallery":
+    def load_or_new(cls, path: Path, model_id: str, dim: int, key: Key | None) -> Gallery:
         """The gallery at path (which must match model_id), or an empty one if there is none yet."""
         if not path.exists():
             return cls(model_id=model_id, dim=dim)
@@ -229,9 +229,12 @@ class GalleryFile:
         return cls(gallery, config.privacy.gallery_key_file or gallery.with_suffix(".key"))
 
     def key(self, create: bool = False) -> Key | None:
-        from edge.security.sealing import door_gallery_key
-
         return door_gallery_key(self.key_file, create)
+
+    def key_source(self) -> str:
+        """Where the gallery key comes from, for messages and doctor."""
+        key = self.key()
+        return key.source if key is not None else "nowhere (no gallery key yet)"
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -243,4 +246,39 @@ class GalleryFile:
         return Gallery.load_or_new(self.path, model_id, dim, None if not self.path.exists() else self.key())
 
     def save(self, gallery: Gallery) -> None:
-        gallery.save(self.path, self.key(create=True))
+        key = self.key(create=True)
+        if key is None:  # door_gallery_key(create=True) makes one where no source holds one
+            raise SealError(f"{self.key_file}: no gallery key could be made")
+        gallery.save(self.path, key)
+
+    def seal_plaintext(self) -> str:
+        """`roster seal`: a plaintext gallery from before galleries were sealed, sealed in place (the plaintext
+        file is replaced atomically). Says what it did."""
+        if not self.path.exists():
+            raise InputError(f"roster seal: {self.path} does not exist; nothing to seal")
+        if is_sealed(self.path.read_bytes()):
+            return f"{self.path} is sealed already (key: {self.key_source()})"
+        gallery = Gallery.load_plaintext(self.path)
+        self.save(gallery)
+        return (f"sealed {self.path} ({gallery.people} people) under the gallery key from {self.key_source()}; "
+                "the plaintext file is gone (replaced in place)")
+
+    def rekey(self) -> str:
+        """`roster rekey`: the sealed gallery under a fresh key file, the old key kept beside it as .old until the
+        operator removes it. Only a key that comes from the key file can be rotated here. Says what it did."""
+        if not self.path.exists():
+            raise InputError(f"roster rekey: {self.path} does not exist; nothing to seal")
+        if not is_sealed(self.path.read_bytes()):
+            raise InputError(f"roster rekey: {self.path} is plaintext; run `facecheck roster seal` first")
+        gallery = self.load()
+        if not self.key_file.exists() or self.key_source() != f"file {self.key_file}":
+            raise InputError(f"roster rekey: the gallery key comes from {self.key_source()}, not the key file "
+                             f"{self.key_file}: replace it at its source, then seal again")
+        old = self.key_file.with_name(self.key_file.name + ".old")
+        if old.exists():
+            raise InputError(f"roster rekey: {old} is still there from the last rotation; remove it first")
+        self.key_file.rename(old)
+        write_key_file(self.key_file, new_key())
+        self.save(gallery)
+        return (f"re-sealed {self.path} under a new key in {self.key_file}; the old key is in {old}: delete it once "
+                "backups sealed with it are gone")

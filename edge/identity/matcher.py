@@ -11,11 +11,12 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge.identity.gallery import Gallery
+from edge.identity.operating import RosterPoint
 from edge.identity.search import CANDIDATES, COMPACT_FROM, build_search
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class Matcher(Protocol):
     kind: str
     threshold: float
     threshold_origin: str
+    ambiguity_margin: float
+    roster: RosterPoint | None  # the enrolled roster's own bound on the threshold, where it has one
     gallery: Gallery
 
     def match(self, embedding: np.ndarray) -> Match: ...
@@ -204,7 +207,7 @@ class _Base:
         distances[person] = np.inf
         return float(distances.min())
 
-    def _result(self, person: int, score: float, distance: float, evidence: np.ndarray) -> Match:
+    def _result(self, person: int, score: float, distance: float, evidence: Any) -> Match:
         """evidence: what _runner_up needs (the embedding; the nearest matcher's similarities)."""
         known = distance <= self.threshold and (
             self.ambiguity_margin <= 0 or self._runner_up(person, evidence) - distance >= self.ambiguity_margin)

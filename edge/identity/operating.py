@@ -118,7 +118,7 @@ def roster_point(distances, same, photos: int, people: int, prior_std: float | N
     tail = mean - NormalDist().inv_cdf(1.0 - target / max(photos, 1)) * std
     bounds = {f"nearest impostor pair less {NEAREST_MARGIN}": nearest - NEAREST_MARGIN,
               f"normal model of {n} impostor pairs at {target:g} per visit": tail}
-    rule = min(bounds, key=bounds.get)
+    rule = min(bounds, key=lambda name: bounds[name])
     return RosterPoint(float(np.floor(bounds[rule] * 1000) / 1000), rule, people, photos, n, nearest, mean, std,
                        target)
 

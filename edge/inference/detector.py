@@ -29,7 +29,7 @@ class FaceBox:
         x, y, w, h = self.box
         return x <= point[0] <= x + w and y <= point[1] <= y + h
 
-    def moved(self, dx: int, dy: int) -> "FaceBox":
+    def moved(self, dx: int, dy: int) -> FaceBox:
         """The same face in an image whose origin lies at (dx, dy) of this one's."""
         x, y, w, h = self.box
         return FaceBox((x - dx, y - dy, w, h), self.score, self.keypoints - np.array([dx, dy], self.keypoints.dtype))
@@ -153,7 +153,7 @@ def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
     return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def merge_faces(faces: list["FaceBox"], iou_limit: float) -> list["FaceBox"]:
+def merge_faces(faces: list[FaceBox], iou_limit: float) -> list[FaceBox]:
     """One face per place: of boxes overlapping more than iou_limit, the most confident stays."""
     kept: list[FaceBox] = []
     for face in sorted(faces, key=lambda f: -f.score):

@@ -53,7 +53,8 @@ def read_sidecar(model: Path, verify_hash: bool = True) -> dict:
     """The converter's sidecar, after checking it describes this exact file."""
     side = sidecar_path(model)
     if not model.is_file():
-        raise ModelError(f"{model}: model file not found; build it with `facecheck-convert facenet --out {model}` (or scripts/bootstrap)")
+        raise ModelError(f"{model}: model file not found; build it with `facecheck-convert facenet --out {model}` "
+                         "(or scripts/bootstrap)")
     try:
         meta = json.loads(side.read_text())
     except FileNotFoundError:

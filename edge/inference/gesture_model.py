@@ -23,8 +23,17 @@ import numpy as np
 
 from edge.atomic import atomic_write
 from edge.errors import BadInputError
-from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, RIGHT_ELBOW, RIGHT_HIP,
-                                 RIGHT_SHOULDER, RIGHT_WRIST, body_coordinates)
+from edge.inference.pose import (
+    LEFT_ELBOW,
+    LEFT_HIP,
+    LEFT_SHOULDER,
+    LEFT_WRIST,
+    RIGHT_ELBOW,
+    RIGHT_HIP,
+    RIGHT_SHOULDER,
+    RIGHT_WRIST,
+    body_coordinates,
+)
 
 PACKAGED = Path(__file__).resolve().parent.parent / "data" / "gestures"
 DEFAULT_MODEL = PACKAGED / "model.npz"
@@ -146,7 +155,7 @@ class GestureNetwork:
             layers=np.int64(len(self.weights)), meta=np.array(json.dumps(self.meta, sort_keys=True)), **layers))
 
     @classmethod
-    def load(cls, path: Path) -> "GestureNetwork":
+    def load(cls, path: Path) -> GestureNetwork:
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "layers" not in data:
@@ -241,7 +250,7 @@ class LandmarkSet:
             meta=np.array(json.dumps(self.meta, sort_keys=True))))
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_LANDMARKS) -> "LandmarkSet":
+    def load(cls, path: Path = DEFAULT_LANDMARKS) -> LandmarkSet:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return cls(data["landmarks"], data["visibility"], data["gesture"].astype(str),
@@ -328,5 +337,5 @@ def train_site(recordings: Path, out: Path, min_visibility: float, landmarks: Pa
     network = train_on(site_points, site_labels)
     network.save(out)
     held = network.predict(np.stack([vector(p) for p in held_points]))
-    return {"site_samples": int(len(site_labels)), "labels": sorted(set(site_labels)),
+    return {"site_samples": len(site_labels), "labels": sorted(set(site_labels)),
             "site_cv_accuracy": site_accuracy, "packaged_heldout_accuracy": float(np.mean(np.array(held) == held_labels))}

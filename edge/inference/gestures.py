@@ -20,8 +20,20 @@ from typing import Protocol
 import numpy as np
 
 from edge.inference.gesture_model import DEFAULT_MODEL, GestureNetwork, body_points, vector
-from edge.inference.pose import (LEFT_ELBOW, LEFT_HIP, LEFT_SHOULDER, LEFT_WRIST, NOSE, RIGHT_ELBOW, RIGHT_HIP,
-                                 RIGHT_SHOULDER, RIGHT_WRIST, SMALL_FACE_SHARE, Pose, body_coordinates)
+from edge.inference.pose import (
+    LEFT_ELBOW,
+    LEFT_HIP,
+    LEFT_SHOULDER,
+    LEFT_WRIST,
+    NOSE,
+    RIGHT_ELBOW,
+    RIGHT_HIP,
+    RIGHT_SHOULDER,
+    RIGHT_WRIST,
+    SMALL_FACE_SHARE,
+    Pose,
+    body_coordinates,
+)
 
 GESTURES = ("confirm", "reject", "capture", "standby", "none")
 ARMS = (LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST)
@@ -165,7 +177,7 @@ class Confusion:
 GESTURE_ACTIONS = ("confirm", "reject", "capture")
 
 
-def read_gesture(pose_model, classifier: GestureClassifier, image: np.ndarray) -> str:
+def read_gesture(pose_model: PoseModel, classifier: GestureClassifier, image: np.ndarray) -> str:
     """The gesture of the photo's most confident body, or NO_BODY."""
     poses = pose_model.poses(image)
     return classifier.classify(poses[0]) if poses else NO_BODY
@@ -193,11 +205,29 @@ def owner_of(pose: Pose, boxes: list[tuple[int, int, int, int]], min_visibility:
     return None
 
 
+class PoseModel(Protocol):
+    """What reads bodies in a frame (BlazePose here): the gesture stage depends on this, not on the model."""
+
+    def poses(self, image_bgr: np.ndarray, tiles: bool = True) -> list[Pose]: ...
+
+
+class GestureReader(Protocol):
+    """What the pipeline needs of the gesture stage: whether to look this frame, and each face's gesture.
+    GestureStage (a pose model plus the classifier gestures.classifier chooses) is the one shipped."""
+
+    last_poses: list[Pose]
+
+    def wanted(self, awaiting: bool) -> bool: ...
+
+    def for_faces(self, image: np.ndarray, boxes: list[tuple[int, int, int, int]],
+                  track_ids: list[int]) -> dict[int, str]: ...
+
+
 class GestureStage:
     """Pose + gesture for the faces in a frame; pose runs only while a confirmation is pending
     (or every idle_every frames), so idle frames stay cheap."""
 
-    def __init__(self, pose, classifier: GestureClassifier, min_visibility: float = 0.5, idle_every: int = 0):
+    def __init__(self, pose: PoseModel, classifier: GestureClassifier, min_visibility: float = 0.5, idle_every: int = 0):
         self.pose = pose
         self.classifier = classifier
         self.min_visibility = min_visibility
@@ -205,15 +235,6 @@ class GestureStage:
         self.last_poses: list[Pose] = []
         self._previous: dict[int, str] = {}
         self._frames = 0
-
-    @classmethod
-    def from_config(cls, config) -> "GestureStage":
-        from edge.inference.pose import BlazePose
-
-        g = config.gestures
-        return cls(BlazePose.from_config(config),
-                   build_classifier(g.classifier, g.trained_model, g.min_visibility),
-                   g.min_visibility, g.idle_pose_every_n_frames)
 
     def wanted(self, awaiting: bool) -> bool:
         self._frames += 1

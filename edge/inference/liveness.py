@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -82,6 +83,12 @@ class Assessment:
     probabilities: dict[str, list[float]]
     score: float | None
     monochrome: bool
+
+
+class LivenessModel(Protocol):
+    """What judges one face in one image (MiniFASNet here): the liveness stage depends on this only."""
+
+    def assess(self, image: np.ndarray, face: FaceBox) -> Assessment: ...
 
 
 class MiniFasNet:
@@ -152,7 +159,7 @@ class TrackLiveness:
 class Liveness:
     """The anti-spoofing stage: the models and the rule that turns their score into a verdict."""
 
-    model: MiniFasNet
+    model: LivenessModel
     rule: LivenessRule
 
     def photo(self, image: np.ndarray, face: FaceBox) -> tuple[dict, Assessment]:

@@ -1,7 +1,8 @@
 """Body pose landmarks with MediaPipe's BlazePose models, run directly by the TFLite interpreter.
 
-Two models from the mediapipe wheel (copied into the model bundle by `facecheck-convert bundle`): pose_detection (finds every person, with hip-centre and
-body-scale keypoints) and pose_landmark_full (33 landmarks with visibility inside a rotated crop).
+Two models from the mediapipe wheel (copied into the model bundle by `facecheck-convert bundle`):
+pose_detection (finds every person, with hip-centre and body-scale keypoints) and pose_landmark_full
+(33 landmarks with visibility inside a rotated crop).
 Running them ourselves, rather than through mediapipe's legacy single-person Pose solution, gives
 landmarks for several people in one frame, so each gesture can be tied to the right face.
 
@@ -105,10 +106,6 @@ class BlazePose:
         self.min_presence = min_presence
         self.max_people = max_people
         self.model_id = "blazepose-full"
-
-    @classmethod
-    def from_config(cls, config) -> "BlazePose":
-        return cls(config.detector.threads, config.gestures.min_pose_score, models_dir=config.models.dir)
 
     def people(self, image_bgr: np.ndarray, tiles: bool = True) -> list[Person]:
         """Bodies in the frame, best first; tiles are searched only when the whole frame shows nobody (and

@@ -14,7 +14,7 @@ try:
 
     INTERPRETER = "ai-edge-litert"
 except ImportError:  # pragma: no cover - boards that ship the older runtime
-    from tflite_runtime.interpreter import Interpreter as _Interpreter  # type: ignore[import-not-found,no-redef]
+    from tflite_runtime.interpreter import Interpreter as _Interpreter
 
     INTERPRETER = "tflite-runtime"
 

@@ -14,18 +14,20 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from edge.security.command_auth import AuthError, NonceLedger, signing_key, verify
 from edge.config import SIGNED_COMMANDS, Config, ConfigError
-from edge.images import ImageError, decode_image
 from edge.identity.gallery import Gallery, GalleryError, check_name, check_person_id, new_person_id
+from edge.images import ImageError, decode_image
 from edge.jobs import BackgroundJobs, InlineJobs, JobFailed, Outcome
+from edge.security.command_auth import AuthError, NonceLedger, signing_key, verify
+from edge.security.secrets import COMMAND_KEY
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +107,12 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _string(body: dict, key: str, required: bool = True) -> str | None:
+def _optional_string(body: dict, key: str) -> str | None:
+    return None if body.get(key) is None else _string(body, key)
+
+
+def _string(body: dict, key: str) -> str:
     value = body.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value.strip():
         raise CommandError(f"'{key}' must be a non-empty string")
     return value.strip()
@@ -138,8 +142,7 @@ class CommandService:
         self.key = signing_key(config.commands) if signed else None
         if signed and self.key is None:
             raise ConfigError(f"commands.allow has {', '.join(signed)}, which need signed requests: set "
-                              "commands.signing_key_file (or FACECHECK_COMMAND_KEY, or systemd credential "
-                              "command-key), or take them out of commands.allow")
+                              f"{COMMAND_KEY.places()}, or take them out of commands.allow")
         self.ledger = NonceLedger(Path(ctx.gallery.path).parent / "command-nonces.json")
 
     def submit(self, name: str, payload: bytes, respond: Callable[[dict], None]) -> None:
@@ -155,6 +158,8 @@ class CommandService:
             self._admit(name)
             body = parse_payload(payload, self.ctx.max_bytes)
             if name in SIGNED_COMMANDS:
+                if self.key is None:  # never: a signed command is admitted only with a key (see __init__)
+                    raise CommandError(f"command {name!r} is not allowed on this door")
                 body = verify(self.key, self.device_id, name, body, self.ledger, self.max_skew_s)
             echo.update(take_request_id(body))
             if name in _HEAVY:
@@ -250,7 +255,7 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
     if not isinstance(force, bool):
         raise CommandError("'force' must be true or false")
     name = check_name(_string(body, "name"))
-    given_id = _string(body, "person_id", required=False)
+    given_id = _optional_string(body, "person_id")
     person_id = check_person_id(given_id) if given_id is not None else new_person_id()
     images, embeddings = body.get("images"), body.get("embeddings")
     if (images is None) == (embeddings is None):

@@ -13,13 +13,16 @@ import random
 import ssl
 import threading
 from collections import deque
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import Config
 from edge.security.secrets import broker_password, check_tls_files
@@ -45,6 +48,9 @@ class Command:
     correlation: bytes | None
 
 
+ClientT = TypeVar("ClientT", bound=mqtt.Client)
+
+
 class FailoverClient(mqtt.Client):
     """paho's client, connecting to the brokers of mqtt.hosts in turn: each (re)connect attempt goes to the next.
 
@@ -52,7 +58,7 @@ class FailoverClient(mqtt.Client):
     is chosen where paho reads it, at each reconnect() (the override paho's own maintainers suggest for
     clusters). The outbox holds every event not yet acknowledged, so whichever node is reached gets them."""
 
-    brokers: list[tuple[str, int]] = []
+    brokers: Sequence[tuple[str, int]] = ()  # mqtt.brokers(), set on each instance after make_client
     attempts = 0
 
     def next_broker(self) -> tuple[str, int]:
@@ -65,8 +71,7 @@ class FailoverClient(mqtt.Client):
         return super().reconnect()
 
 
-def make_client(config: Config, client_id: str, client_class: type[mqtt.Client] = mqtt.Client,
-                persistent: bool = False) -> mqtt.Client:
+def make_client(config: Config, client_id: str, client_class: type[ClientT], persistent: bool = False) -> ClientT:
     """A paho client with the configured protocol, credentials and TLS (files checked first). persistent: a
     session the broker keeps across disconnects (the door's own; on MQTT 5 the expiry is set at connect). A
     short-lived tool's client is clean, so it leaves no session queue behind on the broker."""
@@ -92,7 +97,7 @@ def connect_blocking(client: mqtt.Client, config: Config, timeout: float = 10.0,
     (per broker)."""
     failures = []
     for host, port in brokers or config.mqtt.brokers():
-        done, result = threading.Event(), {}
+        done, result = threading.Event(), dict[str, ReasonCode]()  # result["rc"]: the CONNACK's reason code, set by on_connect
 
         def on_connect(_client, _userdata, _flags, reason_code, _properties, result=result, done=done):
             result["rc"] = reason_code
@@ -125,7 +130,7 @@ def each_broker(config: Config, client_id: str):
     try:
         for i, broker in enumerate(config.mqtt.brokers()):
             name = f"{broker[0]}:{broker[1]}"
-            client = make_client(config, f"{client_id}-{i}")
+            client = make_client(config, f"{client_id}-{i}", mqtt.Client)
             try:
                 connect_blocking(client, config, brokers=[broker])
             except ConnectionError as exc:
@@ -169,8 +174,9 @@ class MqttLink:
     def _set_backoff(self) -> None:
         """Reconnect back-off from reconnect_min_s doubling to reconnect_max_s, each scaled by a fresh random
         factor per outage so a fleet of doors does not reconnect in step when the broker returns."""
-        self.client.reconnect_delay_set(self.mqtt.reconnect_min_s * random.uniform(0.5, 1.0),
-                                        self.mqtt.reconnect_max_s * random.uniform(0.75, 1.0))
+        # paho's annotation says int; it computes with whatever number it is given (fractions of a second).
+        self.client.reconnect_delay_set(self.mqtt.reconnect_min_s * random.uniform(0.5, 1.0),  # type: ignore[arg-type]
+                                        self.mqtt.reconnect_max_s * random.uniform(0.75, 1.0))  # type: ignore[arg-type]
 
     @property
     def node(self) -> str:
@@ -186,12 +192,13 @@ class MqttLink:
         return self.client.is_connected()
 
     def start(self) -> None:
-        kwargs = {}
+        host, port = self.client.next_broker()
         if self.mqtt.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.mqtt.session_expiry_s
-            kwargs = {"clean_start": False, "properties": props}
-        self.client.connect_async(*self.client.next_broker(), self.mqtt.keepalive_s, **kwargs)
+            self.client.connect_async(host, port, self.mqtt.keepalive_s, clean_start=False, properties=props)
+        else:
+            self.client.connect_async(host, port, self.mqtt.keepalive_s)
         self.client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from edge.events import Decision, Event
 from edge.errors import BadInputError
+from edge.events import Decision, Event
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Outbox:
             self._db.execute("SELECT count(*) FROM events").fetchone()
             self._last_seq = self._stored_last_seq()
         except (sqlite3.Error, OSError) as exc:
-            raise OutboxError(f"{path}: cannot open the outbox ({exc}); check the path, permissions and free disk")
+            raise OutboxError(f"{path}: cannot open the outbox ({exc}); check the path, permissions and free disk") from exc
 
     def _stored_last_seq(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()

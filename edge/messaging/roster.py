@@ -234,7 +234,7 @@ class RosterFollower:
         self.jobs.submit(f"roster version {gallery.version}", write_and_rebuild, answer)
 
 
-def follower(config, link, model_id: str, current_version, reload_gallery, jobs) -> "RosterFollower | None":
+def follower(config, link, model_id: str, current_version, reload_gallery, jobs) -> RosterFollower | None:
     """The door's roster follower for roster.site, with the site's keys (None without a site). A missing or
     malformed key stops the start-up with the reason (exit 2), never a door that takes unsigned rosters."""
     from edge.identity.gallery import GalleryFile
@@ -282,6 +282,42 @@ def publish_to_nodes(config, client_id: str, topic: str, gallery: Gallery, versi
             publish(client, topic, manifest, chunks, old["chunks"] if old else 0)
             nodes[name] = "published"
         return manifest, nodes
+
+
+@dataclass
+class PublishReport:
+    topic: str
+    manifest: dict | None  # None: no broker could be reached
+    nodes: dict[str, str]  # host:port -> "published" or why not
+
+    @property
+    def unreachable(self) -> dict[str, str]:
+        return {node: outcome for node, outcome in self.nodes.items() if outcome != "published"}
+
+
+def publish_site_roster(config, gallery: Gallery, site: str | None = None, version: int | None = None
+                        ) -> PublishReport:
+    """`facecheck roster publish`: the enrolment station's gallery, sealed under the site roster key and signed
+    with its signing key, retained on every broker of mqtt.hosts, not just one: RabbitMQ keeps retained
+    messages per node, so a door gets the roster whichever node it reaches only if every node holds it (on one
+    broker, or a bridged mosquitto, that is one publish). The version defaults to now in milliseconds."""
+    import time
+
+    from edge.errors import InputError
+    from edge.security.sealing import signing_key
+
+    site = site or config.roster.site
+    if not site:
+        raise InputError("roster publish: name the site with --site SITE or set roster.site in the config")
+    if config.privacy.roster_signing_key_file is None:
+        raise InputError("roster publish: set privacy.roster_signing_key_file (the enrolment station's Ed25519 key, "
+                         "`facecheck keys generate signing`): doors apply only signed rosters")
+    topic = config.roster_topic_of(site)
+    version = version if version is not None else int(time.time() * 1000)
+    key, signer = roster_key(config.privacy), signing_key(config.privacy.roster_signing_key_file)
+    manifest, nodes = publish_to_nodes(config, f"facecheck-roster-publisher-{site}", topic, gallery, version, key,
+                                       signer)
+    return PublishReport(topic, manifest, nodes)
 
 
 def read_retained_manifest(client, topic: str, wait: float = 2.0) -> dict | None:

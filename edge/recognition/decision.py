@@ -8,8 +8,9 @@ that stays unknown is reported once per interval; a cooldown per person stops du
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -168,8 +169,7 @@ class Confirmation:
         return last is not None and ts - last < self.config.cooldown_s
 
     def _decide(self, ts: float, obs: Observation, track: _TrackState, kind: str, gesture: str | None) -> Decision:
-        spoof = obs.liveness is not None and obs.liveness["verdict"] == "spoof"
-        if spoof and self.liveness_policy == "refuse":
+        if obs.liveness is not None and obs.liveness["verdict"] == "spoof" and self.liveness_policy == "refuse":
             kind = "spoof_suspected"
             log.warning("track %d claims to be %s but looks like a photo or a screen (liveness %s); not checked in",
                         obs.track_id, obs.name, obs.liveness["score"])

@@ -13,9 +13,9 @@ import numpy as np
 
 from edge.camera.replay import IMAGE_SUFFIXES
 from edge.errors import InputError
-from edge.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from edge.identity.augment import augment
 from edge.identity.gallery import Gallery, GalleryError, GalleryFile, new_person_id
+from edge.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from edge.inference.quality import FaceQuality
 from edge.recognition.pipeline import Identifier
 

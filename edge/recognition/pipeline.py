@@ -13,16 +13,16 @@ import cv2
 import numpy as np
 
 from edge.camera import Frame
-from edge.recognition.decision import Confirmation, Observation
 from edge.events import Decision
+from edge.identity.matcher import Match, Matcher
 from edge.inference.align import align_face
 from edge.inference.detector import FaceBox, FaceDetector, box_iou
 from edge.inference.embedder import Embedder, embed_views
-from edge.inference.liveness import Liveness, TrackLiveness
-from edge.identity.matcher import Match, Matcher
+from edge.inference.liveness import Assessment, Liveness, TrackLiveness
 from edge.inference.quality import FaceQuality, face_quality
-from edge.timing import StageTimer
+from edge.recognition.decision import Confirmation, Observation
 from edge.recognition.tracking import IouTracker
+from edge.timing import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class FaceResult:
     embedding: np.ndarray
     quality: FaceQuality | None = None
     liveness: dict | None = None  # {"score", "verdict"[, "frames"]}; None with liveness.policy off
-    evidence: object = None  # a still photo's liveness Assessment, for --explain
+    evidence: Assessment | None = None  # a still photo's liveness, for --explain
 
     def as_dict(self) -> dict:
         """The face as the identify command's output shows it."""
@@ -112,7 +112,7 @@ class Identifier:
         if self.liveness is None:
             return None
         with self.timer.stage("liveness"):
-            return self.liveness.model.score(image, face)
+            return self.liveness.model.assess(image, face).score
 
     def explain(self, result: FaceResult, k: int = 3) -> dict:
         """Why a face was or was not named: its nearest people, the rules in force and its quality."""
@@ -173,7 +173,7 @@ class TrackIdentity:
 
     def fused(self) -> np.ndarray:
         """Quality-weighted mean of the kept embeddings, re-normalised to unit length."""
-        total = sum(w * e for w, e in self.best)
+        total = np.sum([w * e for w, e in self.best], axis=0)
         norm = float(np.linalg.norm(total))
         return (total / norm).astype(np.float32) if norm > 0 else self.best[0][1]
 
@@ -196,7 +196,7 @@ class Pipeline:
         self.identifier = identifier
         self.confirmation = confirmation
         self.tracker = tracker or IouTracker()
-        self.gestures = gestures  # edge.inference.gestures.GestureStage; None = faces only
+        self.gestures = gestures  # None = faces only
         self.timer = timer or identifier.timer
         self.reuse_iou = reuse_iou
         self.reembed_every = reembed_every
@@ -228,7 +228,8 @@ class Pipeline:
 
     def _identify(self, frame: Frame, track_id: int, face: FaceBox) -> FaceResult:
         track = self._tracks.get(track_id)
-        if track is not None and self._reusable(track, face):
+        if (track is not None and track.match is not None and track.embedding is not None
+                and self._reusable(track, face)):
             self.embeddings_reused += 1
             track.box, track.seen_at = face.box, self._count
             return FaceResult(track_id, face, track.match, track.embedding, track.quality, self._liveness(track))

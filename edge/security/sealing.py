@@ -2,7 +2,8 @@
 
 - At rest: the gallery (templates and names) is AES-256-GCM under the door's own key, which never lies in
   the same file; it comes from where every secret comes from (security.secrets: `FACECHECK_GALLERY_KEY`, else
-  the systemd credential `gallery-key`, else `privacy.gallery_key_file`, mode 0600). A missing or wrong key is an error (exit 2), never a fall-back to plaintext.
+  the systemd credential `gallery-key`, else `privacy.gallery_key_file`, mode 0600). A missing or wrong key is
+  an error (exit 2), never a fall-back to plaintext.
 - On the wire: a site roster is AES-256-GCM under the site's roster key and its manifest is signed with the
   enrolment station's Ed25519 key; a door holds only the public half, so a key taken from a door cannot
   publish a roster.

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from edge.config import Config
-from edge.recognition.decision import Confirmation
-from edge.inference.detector import BlazeFaceDetector
-from edge.inference.embedder import FaceNetEmbedder
+from edge.config import Config, ConfigError
 from edge.identity.gallery import Gallery, GalleryFile
-from edge.inference.liveness import Liveness, LivenessRule, MiniFasNet
 from edge.identity.matcher import Matcher, build_matcher
+from edge.inference.detector import BlazeFaceDetector
+from edge.inference.embedder import Embedder, FaceNetEmbedder
+from edge.inference.gestures import GestureClassifier, GestureReader, GestureStage, build_classifier
+from edge.inference.liveness import Liveness, LivenessRule, MiniFasNet
+from edge.inference.pose import BlazePose
+from edge.recognition.decision import Confirmation
 from edge.recognition.pipeline import Identifier, Pipeline
-from edge.timing import StageTimer
 from edge.recognition.tracking import IouTracker
+from edge.timing import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def build_embedder(config: Config, threads: int | None = None) -> FaceNetEmbedde
     return FaceNetEmbedder(config.embedder.model, config.embedder.threads if threads is None else threads)
 
 
-def load_gallery(config: Config, embedder: FaceNetEmbedder) -> Gallery:
+def load_gallery(config: Config, embedder: Embedder) -> Gallery:
     """The enrolled gallery (empty if none yet); refuses one from another model, or sealed under another key."""
     return GalleryFile.from_config(config).load_or_new(embedder.model_id, embedder.dim)
 
@@ -83,6 +85,8 @@ def build_confirmation(config: Config) -> Confirmation:
     if config.confirmation.include_embedding_on_capture:
         from edge.security.sealing import backend_public_key, seal_to
 
+        if config.privacy.backend_public_key_file is None:  # the config refuses this combination; say so again
+            raise ConfigError("confirmation.include_embedding_on_capture needs privacy.backend_public_key_file")
         public = backend_public_key(config.privacy.backend_public_key_file)
         seal_embedding = lambda vector: seal_to(public, vector.tobytes())  # noqa: E731
     return Confirmation(config.confirmation, config.liveness.policy, seal_embedding)
@@ -93,7 +97,7 @@ def build_tracker(config: Config) -> IouTracker:
 
 
 def _assemble(config: Config, identifier: Identifier, confirmation: Confirmation, tracker: IouTracker,
-              gestures) -> Pipeline:
+              gestures: GestureReader | None) -> Pipeline:
     t = config.tracking
     return Pipeline(identifier, confirmation, tracker, gestures=gestures, reuse_iou=t.reuse_iou,
                     reembed_every=t.reembed_every_n_frames, split_distance=t.split_distance,
@@ -113,10 +117,21 @@ def rebuild_pipeline(current: Pipeline, old: Config, new: Config, matcher: Match
     return _assemble(new, identifier, confirmation, tracker, gestures)
 
 
-def build_gestures(config: Config):
+def build_pose(config: Config) -> BlazePose:
+    """The body landmark model (BlazePose from the bundle)."""
+    return BlazePose(config.detector.threads, config.gestures.min_pose_score, models_dir=config.models.dir)
+
+
+def build_gesture_classifier(config: Config) -> GestureClassifier:
+    """The classifier gestures.classifier names: learned (packaged), trained (the site's own) or rules."""
+    g = config.gestures
+    return build_classifier(g.classifier, g.trained_model, g.min_visibility)
+
+
+def build_gestures(config: Config) -> GestureReader | None:
     """The pose + gesture stage, needed only when a confirmation gesture is required."""
     if not config.confirmation.require_gesture:
         return None
-    from edge.inference.gestures import GestureStage
-
-    return GestureStage.from_config(config)
+    g = config.gestures
+    return GestureStage(build_pose(config), build_gesture_classifier(config), g.min_visibility,
+                        g.idle_pose_every_n_frames)

@@ -18,20 +18,20 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-from edge.service.assembly import build_identifier, build_pipeline
-from edge.identity.gallery import GalleryFile
-from edge.inference.liveness import VerdictCounts
 from edge.camera import Frame, open_capture
-from edge.messaging.commands import CommandContext, CommandService
 from edge.config import Config
 from edge.events import Event, EventSink, StdoutSink
-from edge.service.health import health_payload
+from edge.identity.gallery import GalleryFile
+from edge.inference.liveness import VerdictCounts
 from edge.jobs import BackgroundJobs
+from edge.messaging.commands import CommandContext, CommandService
 from edge.messaging.outbox import Outbox
-from edge.recognition.pipeline import FrameResult, Pipeline
+from edge.recognition.pipeline import FrameResult, Identifier, Pipeline
+from edge.recognition.snapshot import snapshot_jpeg
+from edge.service.assembly import build_identifier, build_pipeline
+from edge.service.health import HealthSnapshot, OutboxState, health_payload
 from edge.service.reload import Reloader
 from edge.service.sdnotify import Notifier
-from edge.recognition.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,12 @@ class Daemon:
             self.roster = follower(config, self.link, embedder.model_id, self._roster_version,
                                    self.reloader.gallery, self.jobs)
         self.ready_sent = False
-        self._enrol_identifier = None
+        self._enrol_identifier: Identifier | None = None
         self.commands = CommandService(config, CommandContext(
             model_id=embedder.model_id, dim=embedder.dim, gallery=GalleryFile.from_config(config),
             augmentations=config.matcher.augmentations, enrol_identifier=self._enrolment_identifier,
             reload_config=self.reloader.config, reload_gallery=self.reloader.gallery, snapshot=self.snapshot,
-            health=lambda: health_payload(self), max_bytes=config.mqtt.max_command_bytes,
+            health=lambda: health_payload(self.health_snapshot()), max_bytes=config.mqtt.max_command_bytes,
             max_image_pixels=config.limits.max_image_pixels, threshold=config.matcher.distance_threshold), self.jobs)
 
     def install_signal_handlers(self) -> None:
@@ -104,6 +104,21 @@ class Daemon:
     def _roster_version(self) -> int:
         matcher = self.pipeline.identifier.matcher
         return matcher.gallery.version if matcher else 0
+
+    def health_snapshot(self) -> HealthSnapshot:
+        """What the health payload reports, read in the loop's thread."""
+        identifier, outbox = self.pipeline.identifier, self.outbox
+        return HealthSnapshot(
+            device_id=self.config.device_id, uptime_s=time.monotonic() - self.started, fps=self.timer.fps(),
+            latency_ms=self.timer.summary(), frames=self.frames, frames_dropped=self.capture.frames_dropped,
+            camera_reconnects=self.capture.reconnects,
+            outbox=OutboxState(outbox.depth(), outbox.oldest_age_s(), outbox.last_seq(), outbox.disk_full,
+                               outbox.spilled(), outbox.events_lost),
+            jobs_pending=self.jobs.busy(), events=self.event_count,
+            detector_model=getattr(identifier.detector, "model_id", "unknown"),
+            embedder_model=identifier.embedder.model_id, matcher=identifier.matcher,
+            liveness_policy=self.config.liveness.policy, liveness_verdicts=self.liveness_verdicts,
+            broker=self.link.node if self.link is not None else None)
 
     def snapshot(self) -> dict:
         if self.last_frame is None:
@@ -144,13 +159,14 @@ class Daemon:
             self.commands.submit(command.name, command.payload, partial(self._answer, command))
         now = time.monotonic()
         if self.link.is_connected() and now - last_health >= self.config.mqtt.health_interval_s:
-            self.link.publish_json("health", health_payload(self), qos=0, retain=True)
+            self.link.publish_json("health", health_payload(self.health_snapshot()), qos=0, retain=True)
             return now
         return last_health
 
     def _answer(self, command, result: dict) -> None:
         log.info("command %s: %s", command.name, "ok" if result["ok"] else result["error"])
-        self.link.respond(command, result)
+        if self.link is not None:  # commands come only through the link
+            self.link.respond(command, result)
 
     def run(self) -> int:
         """Process frames until stopped or the source ends; 0 on a clean stop, 2 if the camera is misconfigured."""

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from typing import ClassVar
 
 from edge.config import LogConfig
 
@@ -27,7 +28,8 @@ class JsonFormatter(logging.Formatter):
 class JournalFormatter(logging.Formatter):
     """sd-daemon priority prefixes (<3> error ... <7> debug) so journald keeps the level."""
 
-    _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+    _PRIORITY: ClassVar[dict[int, int]] = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
+                                           logging.DEBUG: 7}
 
     def format(self, record: logging.LogRecord) -> str:
         prefix = f"<{self._PRIORITY.get(record.levelno, 6)}>"

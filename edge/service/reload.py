@@ -10,11 +10,17 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from edge.service.assembly import RELOADABLE_SECTIONS, RESTART_SECTIONS, build_matcher_for, load_gallery, rebuild_pipeline
 from edge.config import Config, ConfigError, load_config
 from edge.jobs import JobFailed, Outcome
-from edge.service.logs import apply_level
 from edge.recognition.pipeline import Pipeline
+from edge.service.assembly import (
+    RELOADABLE_SECTIONS,
+    RESTART_SECTIONS,
+    build_matcher_for,
+    load_gallery,
+    rebuild_pipeline,
+)
+from edge.service.logs import apply_level
 
 log = logging.getLogger(__name__)
 

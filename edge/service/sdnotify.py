@@ -21,8 +21,8 @@ class Notifier:
         self.address = address
         usec = env.get("WATCHDOG_USEC")
         pid = env.get("WATCHDOG_PID")
-        watchdog = bool(usec) and (not pid or pid == str(os.getpid()))
-        self.watchdog_interval_s = int(usec) / 1e6 if watchdog else None
+        watchdog = usec is not None and usec.isdigit() and (not pid or pid == str(os.getpid()))
+        self.watchdog_interval_s = int(usec) / 1e6 if usec is not None and watchdog else None
         self._last_ping = 0.0
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if address else None
 
@@ -31,7 +31,7 @@ class Notifier:
         return self._socket is not None
 
     def send(self, *fields: str) -> None:
-        if self._socket is None:
+        if self._socket is None or self.address is None:
             return
         try:
             self._socket.sendto("\n".join(fields).encode(), self.address)
