@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, machine, write
+from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, write
 from edge.cli.demo import ENROL, EventListener, render_clip
 from edge.config import config_from_dict
 from edge.inference.gestures import GestureStage
@@ -147,7 +147,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="recognise_frames 2 and hold_frames 3 only")
     parser.add_argument("--visits", type=int, default=12)
     parser.add_argument("--fps", default="15,30")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    if smoke_mode(args.smoke):
+        args.quick, args.visits, args.fps = True, 2, "15"
     from edge.cli.local_broker import Broker
     from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol

@@ -1,4 +1,6 @@
-"""Shared helpers for the benchmarks: timing statistics and the sample images."""
+"""Shared helpers for the benchmarks: timing statistics, the host's description, where results go, and the smoke
+mode every benchmark has (`--smoke`: each code path on tiny inputs, results under bench/results/smoke/; CI runs
+it so a missing install step shows, and its numbers mean nothing)."""
 
 from __future__ import annotations
 
@@ -61,10 +63,32 @@ def machine() -> dict:
             "processor": platform.processor() or platform.machine(), "simd": simd()}
 
 
+SMOKE_HELP = "every code path on tiny inputs, results under bench/results/smoke/ (a check that it runs: no figures)"
+_smoke = [False]
+
+
+def smoke_mode(enabled: bool) -> bool:
+    """Switch the smoke mode on for this process (results then go under bench/results/smoke/); the flag."""
+    _smoke[0] = bool(enabled)
+    return _smoke[0]
+
+
+def smoke_mode_on() -> bool:
+    """In smoke mode a comparison that cannot run (face_recognition missing) is a failure, not a note: the smoke
+    pass exists to show a missing install step."""
+    return _smoke[0]
+
+
+def results_dir() -> Path:
+    return RESULTS / "smoke" if _smoke[0] else RESULTS
+
+
 def write(name: str, data: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """bench/results/<name>.json (smoke: bench/results/smoke/<name>.json); a plot goes beside it as .png."""
+    folder = results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({**data, "smoke": _smoke[0]}, indent=2) + "\n")
     return path
 
 

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import yaml
 
-from bench.common import ROOT, PeakRss, default_model, machine, write
+from bench.common import ROOT, SMOKE_HELP, PeakRss, default_model, machine, smoke_mode, write
 from edge.cli.local_broker import Broker
 from edge.messaging.outbox import Outbox
 from edge.samples import sample
@@ -258,7 +258,7 @@ def scenario_fuzz(work: Path, base: dict, commands: int = 400, seconds: float = 
                 "fps": end_health.get("fps"), "alive_until_stopped": code == 0, "exit_code": code}
 
 
-def scenario_bomb(work: Path, base: dict) -> dict:
+def scenario_bomb(work: Path, base: dict, rounds: int = 3) -> dict:
     with serving_door(work, "bomb", base) as (door, sub, outbox):
         start_health = last_health(sub)
         tiny = base64.b64encode(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()).decode()
@@ -271,15 +271,15 @@ def scenario_bomb(work: Path, base: dict) -> dict:
             ("enroll", signed("enroll", {"name": "Big", "images": [big] * 20})),  # 20 x 75 MB decoded, allowed size
             ("health", b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
         ]
-        for name, payload in attacks * 3:
+        for name, payload in attacks * rounds:
             sub.client.publish(f"{BASE}/cmd/{name}", payload, qos=1)
             time.sleep(0.5)
-        sub.wait_for(lambda: len([t for t, _, _ in sub.messages if t.endswith("/result")]) >= len(attacks) * 3, 60)
+        sub.wait_for(lambda: len([t for t, _, _ in sub.messages if t.endswith("/result")]) >= len(attacks) * rounds, 60)
         time.sleep(2)
         end_health = last_health(sub)
         results = [json.loads(p) for t, p, _ in sub.messages if t.endswith("/result")]
         code = door.stop()
-        return {**delivery(sub, outbox), "attacks": len(attacks) * 3, "refused": sum(1 for r in results if not r["ok"]),
+        return {**delivery(sub, outbox), "attacks": len(attacks) * rounds, "refused": sum(1 for r in results if not r["ok"]),
                 "peak_rss_mb": round(door.rss.peak_kb / 1024),
                 "frames_dropped": end_health.get("frames_dropped", 0) - start_health.get("frames_dropped", 0),
                 "exit_code": code}
@@ -679,14 +679,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="kills,fuzz,bomb,disk,cluster")
     parser.add_argument("--long-outage-s", type=float, default=35.0)
+    parser.add_argument("--smoke", action="store_true",
+                        help=SMOKE_HELP + "; the cluster scenario is left to tests/test_cluster.py, which runs it")
     args = parser.parse_args(argv)
+    smoke = smoke_mode(args.smoke)
     chosen = args.only.split(",")
+    if smoke:
+        args.long_outage_s = 3.0
+        chosen = [name for name in chosen if name != "cluster"]
     results: dict = {"machine": machine(), "memory_max_mb": MEMORY_MAX_MB}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         base = prepare(work)
         runs = {"kills": lambda: scenario_kills(work, base, args.long_outage_s),
-                "fuzz": lambda: scenario_fuzz(work, base), "bomb": lambda: scenario_bomb(work, base),
+                "fuzz": lambda: scenario_fuzz(work, base, *((40, 4.0) if smoke else ())),
+                "bomb": lambda: scenario_bomb(work, base, 1 if smoke else 3),
                 "disk": lambda: scenario_disk(work, base), "cluster": lambda: scenario_cluster(work, base)}
         for name in chosen:
             started = time.monotonic()

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, ROOT, machine, write
+from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, write
 
 ACTIONS = ("confirm", "reject", "capture")
 FPS = (10, 15, 30)
@@ -135,13 +135,19 @@ def main(argv=None) -> int:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
     parser.add_argument("--visits", type=int, default=1000, help="simulated visits per gesture and fps")
     parser.add_argument("labelled", nargs="*", metavar="LABEL=FOLDER", help="your own labelled folders instead")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    smoke = smoke_mode(args.smoke)
+    if smoke:
+        args.visits = 20
     from bench.opcount import count_macs
     from edge.config import config_from_dict
     from edge.inference.gestures import NO_BODY, Confusion, build_classifier
     from edge.service.assembly import build_pose
 
     photos = own_sets(args.labelled) if args.labelled else shared_sets(args.shared)
+    if smoke:  # two photos of each gesture and class, both splits where there are
+        photos = [p for i, p in enumerate(photos) if sum(q[:2] == p[:2] for q in photos[:i]) < 2]
     if not photos:
         print(f"skipping: no gesture photos in {args.shared / 'gestures'} (the shared data folder beside the "
               "project); pass LABEL=FOLDER pairs of your own")
@@ -205,8 +211,8 @@ def main(argv=None) -> int:
                         "near-miss visits")
         result["classifiers"][label] = found
     path = write("gesture_accuracy", result)
-    plot(result, RESULTS / "gesture_accuracy.png")
-    print(f"\nwrote {path} and {RESULTS / 'gesture_accuracy.png'}")
+    plot(result, path.with_suffix(".png"))
+    print(f"\nwrote {path} and {path.with_suffix('.png')}")
     return 0
 
 

@@ -16,7 +16,7 @@ import sys
 
 import cv2
 
-from bench.common import ROOT, default_model, machine, measure, write
+from bench.common import ROOT, SMOKE_HELP, default_model, machine, measure, results_dir, smoke_mode, write
 from edge.camera.base import Frame
 from edge.config import config_from_dict
 from edge.inference.gestures import GestureStage, RuleClassifier, build_classifier
@@ -28,7 +28,11 @@ from edge.recognition.pipeline import Pipeline
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    smoke = smoke_mode(args.smoke)
+    if smoke:
+        args.repeat = 2
     photos = ROOT / "tests" / "data" / "registry"
     bus = cv2.imread(str(photos / "bus.jpg"))
     if bus is None:
@@ -63,9 +67,9 @@ def main(argv=None) -> int:
 
     from bench.outbox_mqtt import main as outbox_main
 
-    outbox_json = ROOT / "bench" / "results" / "outbox_mqtt.json"
+    outbox_json = results_dir() / "outbox_mqtt.json"
     if not outbox_json.is_file():
-        outbox_main(["--events", "500", "--latency-samples", "100"])
+        outbox_main(["--events", "500", "--latency-samples", "100"] + (["--smoke"] if smoke else []))
     outbox = json.loads(outbox_json.read_text())
     frame_p50 = result["decision"]["confirming frame through the pipeline (pose on)"]["p50_ms"]
     puback_p50 = outbox["decision_to_puback_ms"]["p50"]

@@ -14,7 +14,7 @@ import sys
 import cv2
 import numpy as np
 
-from bench.common import ROOT, machine, measure, write
+from bench.common import ROOT, SMOKE_HELP, machine, measure, smoke_mode, write
 from edge.identity.gallery import Gallery
 from edge.identity.matcher import NearestMatcher, SvcMatcher
 from edge.inference.align import align_face
@@ -47,7 +47,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    sizes = GALLERY_SIZES[:2] if smoke_mode(args.smoke) else GALLERY_SIZES
+    if args.smoke:
+        args.repeat = 2
     threads = resolve_threads(args.threads)
     image = cv2.imread(str(sample("obama-1.jpg")))
     frame = image
@@ -68,7 +72,7 @@ def main(argv=None) -> int:
         result["stages"][f"embed {variant}"] = measure(lambda: embedder.embed(aligned), args.repeat)
     query = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
     query /= np.linalg.norm(query)
-    for people in GALLERY_SIZES:
+    for people in sizes:
         matcher = NearestMatcher(random_gallery(people, 2))
         result["match"][f"nearest {people}"] = measure(lambda: matcher.match(query), args.repeat)
     svc = SvcMatcher(random_gallery(100, 21))

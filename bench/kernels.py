@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, machine, measure, write
+from bench.common import ROOT, SMOKE_HELP, default_model, machine, measure, smoke_mode, write
 from bench.opcount import count_macs
 from edge.inference.tflite import resolve_threads
 
@@ -61,8 +61,11 @@ def blas_gmacs(threads: int, repeat: int, size: int = 1024) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     models = sorted((ROOT / "models").glob("facenet-*.tflite"))
+    if smoke_mode(args.smoke):
+        args.repeat, models = 2, [m for m in models if m == default_model()]
     if not models:
         print("no FaceNet model in models/: run scripts/bootstrap", file=sys.stderr)
         return 2

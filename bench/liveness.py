@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import ROOT, machine, write
+from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, write
 
 LIVENESS_SAMPLES = ROOT / "tests" / "data" / "liveness"
 COMBINATIONS = {"v2 (default)": ("v2",), "v1se": ("v1se",), "v2 + v1se (upstream's mean)": ("v2", "v1se")}
@@ -111,7 +111,9 @@ def cost(model_dir: Path, image: np.ndarray, face, embedder, repeats: int = 200)
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    smoke = smoke_mode(args.smoke)
     from edge.config import config_from_dict
     from edge.inference.embedder import FaceNetEmbedder
     from edge.inference.liveness import LivenessRule, MiniFasNet
@@ -125,11 +127,12 @@ def main(argv=None) -> int:
                     "live": {}, "attacks": {}}
     for group, sets in (("live", live_sets(args.shared)), ("attacks", attack_sets())):
         for name, items in sets.items():
-            rows = assess_set(identifier, model, items, 40 if "faces >= 40" in name else 0)
+            rows = assess_set(identifier, model, items[:3] if smoke else items, 40 if "faces >= 40" in name else 0)
             result[group][name] = {label: summarise(rows, names, rule) for label, names in COMBINATIONS.items()}
     sample = cv2.imread(str(LIVENESS_SAMPLES / "image_T1.jpg"))
     face = identifier.faces(sample)[0]
-    result["ms_per_face"] = cost(config.models.dir, sample, face, FaceNetEmbedder(config.embedder.model, 1))
+    result["ms_per_face"] = cost(config.models.dir, sample, face, FaceNetEmbedder(config.embedder.model, 1),
+                                 5 if smoke else 200)
 
     print(f"thresholds: spoof below {rule.spoof_below}, live from {rule.live_from} (config.yaml liveness)\n")
     print(f"{'set':44} {'model':28} {'faces':>5} {'spoof':>6} {'uncert.':>7} {'mono':>5}  "

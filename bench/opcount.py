@@ -8,13 +8,14 @@ operations that dominate these networks); other ops are listed by count only.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, write
+from bench.common import ROOT, SMOKE_HELP, smoke_mode, write
 
 MODELS = {
     "facenet keras (any precision)": ROOT / "models" / "facenet-keras-float32.tflite",
@@ -54,6 +55,9 @@ def count_macs(path: Path) -> tuple[int, Counter]:
 
 
 def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP + "; counting is quick, so all of it runs")
+    smoke_mode(parser.parse_args(argv).smoke)
     result = {}
     for label, ref in MODELS.items():
         path = ref

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine, write
+from bench.common import SMOKE_HELP, machine, smoke_mode, write
 from edge.cli.local_broker import Broker
 from edge.config import config_from_dict
 from edge.events import Decision
@@ -95,7 +95,10 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--broker", choices=["mosquitto", "rabbitmq-cluster"], default="mosquitto")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    if smoke_mode(args.smoke):
+        args.events, args.latency_samples = 50, 10
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         broker, mqtt = start_broker(args.broker, work)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.common import ROOT, write
+from bench.common import ROOT, SMOKE_HELP, smoke_mode, write
 
 LENSES = (60, 75, 90)
 RESOLUTIONS = ((640, 480), (1280, 720))
@@ -24,7 +24,9 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--min-face-px", type=int, default=config_from_dict({}, ROOT).detector.min_face_px)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP + "; the geometry is quick, so all of it runs")
     args = parser.parse_args(argv)
+    smoke_mode(args.smoke)
     print(f"face {FACE_WIDTH_M * 100:.0f} cm wide must be >= {args.min_face_px} px; gesture span "
           f"{GESTURE_LOW_M:.2f}-{GESTURE_HIGH_M:.2f} m above the floor; level camera\n")
     print("| lens (across) | resolution | vertical | face >= min up to | nearest at "

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from bench.common import machine, measure, write
+from bench.common import SMOKE_HELP, machine, measure, smoke_mode, write
 from bench.identity import DIM
 from edge.identity.gallery import Gallery
 from edge.identity.matcher import NearestMatcher
@@ -56,7 +56,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    if smoke_mode(args.smoke):
+        args.sizes, args.repeat = "1000,5000", 5
     result: dict = {"machine": machine(), "dim": DIM, "data": "synthetic clustered unit vectors (see docstring)",
                     "sizes": {}}
     print(f"{'identities':>10} {'search':>8} {'build s':>8} {'MB':>7} {'match p50':>10} {'p95 ms':>8} {'recall@1':>9}")

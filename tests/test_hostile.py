@@ -111,7 +111,8 @@ def test_commands_are_off_and_signed_by_default(base_config, tmp_path, facenet_m
         assert "not allowed on this door" in service.run(name, b"{}")["error"]
     assert service.run("health", b"{}")["ok"]
     unsafe = config_from_dict(dict(base_config, commands={"allow": ["enroll"]}), base_dir=tmp_path)
-    with pytest.raises(ConfigError, match="need signed requests: set commands.signing_key_file"):
+    needs_key = "need signed requests: set .FACECHECK_COMMAND_KEY, the systemd credential command-key or commands"
+    with pytest.raises(ConfigError, match=needs_key):
         CommandService(unsafe, ctx)
     short = tmp_path / "short-key"
     short.write_text("secret")

@@ -64,7 +64,8 @@ def record(pose_model: PoseModel, images: list[tuple[str, np.ndarray]], label: s
             continue
         recorded.append(points)
     if not recorded:
-        raise InputError("no usable samples: no image showed a person with both shoulders visible")
+        raise InputError("no usable samples: no image showed a person with both shoulders visible "
+                         f"({', '.join(skipped)})")
     if path.exists():
         points, labels = load_recordings(path)
     else:
