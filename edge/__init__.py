@@ -1,6 +1,6 @@
 """FaceCheck Edge: touchless attendance at the door, decided on-device."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import os as _os
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from edge import __version__
@@ -126,52 +127,51 @@ def _config(args) -> Config:
 
 
 def _dispatch(args) -> int:
-    if args.command == "run":
-        from edge.service.daemon import Daemon
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _run, "demo": _demo, "enroll": _enroll, "roster": _roster, "keys": _keys, "identify": _identify,
+        "gesture": _gesture, "gestures": _gestures, "doctor": _doctor, "snapshot": _snapshot,
+        "sign-command": _sign_command, "install-service": _install_service}
+    return handlers[args.command](args)
 
-        daemon = Daemon(_config(args))
-        daemon.install_signal_handlers()
-        return daemon.run()
-    if args.command == "demo":
-        from edge.cli.demo import run_demo
-        from edge.service.logs import setup_logging
 
-        setup_logging(LogConfig(level="warning"))
-        return run_demo(args.model, args.keep)
-    if args.command == "enroll":
-        return _enroll(args)
-    if args.command == "roster":
-        return _roster(args)
-    if args.command == "keys":
-        from edge.security.sealing import generate
+def _run(args) -> int:
+    from edge.service.daemon import Daemon
 
-        for path in generate(args.kind, args.out):
-            print(f"wrote {path}")
-        return EXIT_OK
-    if args.command == "identify":
-        return _identify(args)
-    if args.command == "gesture":
-        return _gesture(args)
-    if args.command == "gestures":
-        return _gestures(args)
-    if args.command == "doctor":
-        from edge.cli.doctor import run_doctor
+    daemon = Daemon(_config(args))
+    daemon.install_signal_handlers()
+    return daemon.run()
 
-        config = load_config(args.config)
-        from edge.service.logs import setup_logging
 
-        setup_logging(LogConfig(level="error"))
-        return run_doctor(config)
-    if args.command == "snapshot":
-        return _snapshot(args)
-    if args.command == "sign-command":
-        return _sign_command(args)
-    if args.command == "install-service":
-        from edge.cli.install import install_steps
+def _demo(args) -> int:
+    from edge.cli.demo import run_demo
+    from edge.service.logs import setup_logging
 
-        print(install_steps(args.prefix))
-        return EXIT_OK
-    raise AssertionError(args.command)
+    setup_logging(LogConfig(level="warning"))
+    return run_demo(args.model, args.keep)
+
+
+def _keys(args) -> int:
+    from edge.security.sealing import generate
+
+    for path in generate(args.kind, args.out):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _doctor(args) -> int:
+    from edge.cli.doctor import run_doctor
+    from edge.service.logs import setup_logging
+
+    config = load_config(args.config)
+    setup_logging(LogConfig(level="error"))
+    return run_doctor(config)
+
+
+def _install_service(args) -> int:
+    from edge.cli.install import install_steps
+
+    print(install_steps(args.prefix))
+    return EXIT_OK
 
 
 def _enroll(args) -> int:
