@@ -1,4 +1,4 @@
-"""One error hierarchy: each kind carries the exit code the CLI returns for it (CONTRACT: 2 = bad usage,
+"""One error hierarchy: each kind carries the exit code the CLI returns for it (README, Using it: 2 = bad usage,
 config or input, naming the file, key or value and the fix; 1 = any other failure)."""
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Event:
-    """An event as published: CONTRACT.md's payload plus documented extra fields."""
+    """An event as published: the payload docs/mqtt.md and edge/schemas/event.schema.json describe."""
 
     event_id: str
     seq: int

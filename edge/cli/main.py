@@ -1,4 +1,4 @@
-"""The `facecheck` command (see CONTRACT.md): exit 0 success, 2 bad input/config, 1 other failures."""
+"""The `facecheck` command (README, Using it): exit 0 success, 2 bad input/config, 1 other failures."""
 
 from __future__ import annotations
 
