@@ -139,11 +139,6 @@ def last_health(sub: Subscriber) -> dict:
     return health[-1] if health else {}
 
 
-def live_online(sub: Subscriber) -> int:
-    with sub.lock:
-        return sum(1 for t, p, retained in sub.messages if t == f"{BASE}/status" and p == b"online" and not retained)
-
-
 def wait_events(sub: Subscriber, at_least: int, timeout: float = 60) -> bool:
     return sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= at_least, timeout)
 
@@ -160,10 +155,10 @@ def scenario_kills(work: Path, base: dict, long_outage: float) -> dict:
             before = len(sub.on(f"{BASE}/events"))
             broker.kill()
             time.sleep(outage)
-            seen = live_online(sub)
+            seen = sub.live_online(BASE)
             broker.start()
             returned = time.monotonic()
-            sub.wait_for(lambda: live_online(sub) > seen, 30)
+            sub.wait_for(lambda: sub.live_online(BASE) > seen, 30)
             back_s.append(round(time.monotonic() - returned, 2))
             wait_events(sub, before + 3)
             if len(doors) < 3:  # a daemon kill -9 after the first two outages, and a restart
@@ -300,7 +295,7 @@ def disk_full_run(work: Path, base: dict, mount: Path) -> dict:
     data = yaml.safe_load(config.read_text())
     data["outbox"] = {"path": str(mount / "outbox.sqlite")}
     config.write_text(yaml.safe_dump(data))
-    sub = Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/health"], client_id="disk")
+    sub = Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/health", f"{BASE}/status"], client_id="disk")
     door = Door(config, log)
     try:
         wait_events(sub, 3)
@@ -308,9 +303,11 @@ def disk_full_run(work: Path, base: dict, mount: Path) -> dict:
         full_at = len(sub.on(f"{BASE}/events"))
         sub.wait_for(lambda: any(h.get("disk_full") for h in sub.events(f"{BASE}/health")), 30)
         wait_events(sub, full_at + 8)
+        online = sub.live_online(BASE)
         broker.stop()  # broker away too: events wait in memory only
         time.sleep(3)
         broker.start()
+        sub.wait_for(lambda: sub.live_online(BASE) > online, 30)
         wait_events(sub, full_at + 12)
         during_full = len(sub.on(f"{BASE}/events")) - full_at
         filler.unlink()

@@ -65,6 +65,13 @@ class Subscriber:
         with self.lock:
             return [p for t, p, _ in self.messages if t == topic]
 
+    def live_online(self, base: str) -> int:
+        """How many live (not retained) `online` statuses the door at `base` has sent: one per connection. The
+        sign that the door itself is back after a broker restart; more events arriving is not, since the
+        broker also replays what it queued for this persistent subscriber before it went down."""
+        with self.lock:
+            return sum(1 for t, p, retained in self.messages if t == f"{base}/status" and p == b"online" and not retained)
+
     def events(self, topic: str) -> list[dict]:
         return [json.loads(p) for p in self.on(topic)]
 

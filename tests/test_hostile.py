@@ -301,20 +301,16 @@ def test_back_within_seconds_after_a_long_broker_outage(mqtt_config, tmp_path, b
     """The daemon announces `online` (live, not the retained copy) within 5 s of the broker's return."""
     sub = Subscriber(broker.port, [f"{BASE}/status"])
 
-    def live_online() -> int:
-        with sub.lock:
-            return sum(1 for t, p, retained in sub.messages if t == f"{BASE}/status" and p == b"online" and not retained)
-
     defaults = {k: v for k, v in mqtt_config["mqtt"].items() if not k.startswith("reconnect")}  # 0.5 s .. 4 s
     daemon = DaemonProcess(looping(dict(mqtt_config, mqtt=defaults)), tmp_path)
     try:
-        assert sub.wait_for(lambda: live_online() >= 1, 60)
+        assert sub.wait_for(lambda: sub.live_online(BASE) >= 1, 60)
         broker.kill()
         time.sleep(20)  # long enough for the back-off to reach its cap
-        seen = live_online()
+        seen = sub.live_online(BASE)
         broker.start()
         back = time.monotonic()
-        assert sub.wait_for(lambda: live_online() > seen, 15), "the daemon never came back"
+        assert sub.wait_for(lambda: sub.live_online(BASE) > seen, 15), "the daemon never came back"
         online_after = time.monotonic() - back
         assert online_after <= 5.0, f"online {online_after:.1f} s after the broker returned"
     finally:
@@ -326,7 +322,7 @@ def test_a_full_disk_keeps_the_door_recognising_and_loses_no_event(mqtt_config, 
     from testkit.disk import fill
 
     mqtt_config["outbox"] = {"path": str(small_disk / "outbox.sqlite")}
-    sub = Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/health"])
+    sub = Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/health", f"{BASE}/status"])
     daemon = DaemonProcess(looping(mqtt_config), tmp_path)
     try:
         assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 3, 60)
@@ -335,9 +331,11 @@ def test_a_full_disk_keeps_the_door_recognising_and_loses_no_event(mqtt_config, 
         assert sub.wait_for(lambda: any(h["disk_full"] for h in sub.events(f"{BASE}/health")), 60)
         assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= before + 6, 60), "events flow with a full disk"
         assert daemon.proc.poll() is None, "a full disk never stops the door"
+        online = sub.live_online(BASE)
         broker.stop()  # while the disk is full and the broker away, events wait in memory
         time.sleep(3)
         broker.start()
+        assert sub.wait_for(lambda: sub.live_online(BASE) > online, 60), "the door reconnected"
         assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= before + 10, 60)
         filler.unlink()
         seen = len(sub.on(f"{BASE}/health"))

@@ -55,13 +55,17 @@ def test_last_will_says_offline_after_kill_9_and_online_after_restart(mqtt_confi
 
 
 def test_no_event_lost_while_the_broker_restarts_three_times(mqtt_config, tmp_path, broker):
-    sub = Subscriber(broker.port, [f"{BASE}/events"])
+    sub = Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/status"])
     daemon = DaemonProcess(looping(mqtt_config), tmp_path)
     assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= 3, 60)
     for _ in range(3):
+        online = sub.live_online(BASE)
         broker.stop()
         time.sleep(2.0)  # the daemon keeps deciding events into its outbox meanwhile
         broker.start()
+        # The door itself is back (its live `online`), not merely the broker replaying what it had queued
+        # for this subscriber: counting events alone let the stop below come during the door's back-off.
+        assert sub.wait_for(lambda: sub.live_online(BASE) > online, 60), "the door reconnected"
         before = len(sub.on(f"{BASE}/events"))
         assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) > before + 2, 60)
     assert daemon.terminate() == 0, (tmp_path / "daemon.log").read_text()
@@ -128,7 +132,7 @@ def wait_until_events(events, count: int, timeout: float) -> bool:
 
 
 def test_no_event_lost_when_the_daemon_is_killed_mid_publish(mqtt_config, tmp_path, broker):
-    sub = Subscriber(broker.port, [f"{BASE}/events"])
+    sub = Subscriber(broker.port, [f"{BASE}/events", f"{BASE}/status"])
     for round_ in range(3):
         daemon = DaemonProcess(looping(mqtt_config), tmp_path)
         before = len(sub.on(f"{BASE}/events"))
@@ -138,8 +142,9 @@ def test_no_event_lost_when_the_daemon_is_killed_mid_publish(mqtt_config, tmp_pa
     broker.stop()  # events decided while the broker is down and the daemon restarts
     daemon = DaemonProcess(looping(mqtt_config), tmp_path)
     time.sleep(3)
-    before = len(sub.on(f"{BASE}/events"))
+    before, online = len(sub.on(f"{BASE}/events")), sub.live_online(BASE)
     broker.start()
+    assert sub.wait_for(lambda: sub.live_online(BASE) > online, 60), "the door connected"
     assert sub.wait_for(lambda: len(sub.on(f"{BASE}/events")) >= before + 10, 60), "the backlog arrives"
     assert daemon.terminate() == 0
     outbox = Outbox(tmp_path / "state" / "outbox.sqlite", "x")
