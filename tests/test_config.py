@@ -128,10 +128,12 @@ def test_the_health_payload_is_made_from_a_typed_snapshot_and_fits_its_schema():
         device_id="door-1", uptime_s=12.34, fps=9.876, latency_ms={"frame": {"p50": 40.0, "p95": 55.0, "n": 120}}, frames=120,
         frames_dropped=3, camera_reconnects=0, outbox=OutboxState(2, 1.25, 17, False, 0, 0), jobs_pending=0,
         events=17, detector_model="blazeface-short", embedder_model="facenet-test", matcher=None,
-        liveness_policy="refuse", liveness_verdicts=VerdictCounts(live=4, spoof=1, spoof_suspected=1),
+        liveness_policy="refuse", liveness_check="minifasnet v2",
+        liveness_verdicts=VerdictCounts(live=4, spoof=1, spoof_suspected=1),
         broker="127.0.0.1:1883")
     payload = health_payload(snapshot)
     validate(payload, "health")
     assert (payload["uptime_s"], payload["fps"], payload["outbox_depth"], payload["last_seq"]) == (12.3, 9.88, 2, 17)
     assert payload["roster"] == {"people": 0, "version": 0} and payload["matcher"] is None
-    assert payload["liveness"] == {"policy": "refuse", "live": 4, "uncertain": 0, "spoof": 1, "spoof_suspected": 1}
+    assert payload["liveness"] == {"policy": "refuse", "check": "minifasnet v2", "live": 4, "uncertain": 0, "spoof": 1,
+                                   "spoof_suspected": 1}

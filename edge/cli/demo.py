@@ -169,7 +169,7 @@ def _build_bundle_if_missing(model: Path) -> None:
 def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
     from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
-    from edge.service.assembly import build_identifier
+    from edge.service.assembly import LIVENESS_INSTALL, build_identifier, liveness_status
     from edge.service.daemon import Daemon
 
     model = (model or _default_model()).resolve()
@@ -189,6 +189,10 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
             "sinks": {"stdout": True},
             "log": {"stage_timing_every_s": 0},
         }, base_dir=work)
+        liveness = liveness_status(config)
+        if liveness == "not installed":  # the demo runs face-only; a door with the shipped config would refuse
+            config = config_from_dict({**config.model_dump(mode="json", exclude={"source_path"}),
+                                       "liveness": {"policy": "off"}}, base_dir=work)
         started = time.monotonic()
         broker, listener = _start_broker(work)
         if broker is not None:
@@ -227,6 +231,12 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
         print(f"# frames {daemon.frames}, pipeline {daemon.timer.fps():.1f} fps; per-frame p50 "
               f"{summary.get('frame', {}).get('p50', 0):.1f} ms, embed p50 {summary.get('embed', {}).get('p50', 0):.1f}"
               f" ms; total {elapsed:.1f}s", file=sys.stderr)
+        if liveness == "not installed":
+            print("# liveness: not installed, so this demo ran face-only (a photo held up would pass); install "
+                  f"the anti-spoofing models with `{LIVENESS_INSTALL.format(models=model.parent)}` "
+                  "(docs/liveness.md)", file=sys.stderr)
+        else:
+            print(f"# liveness: {liveness}", file=sys.stderr)
         return status
     finally:
         if keep is None:

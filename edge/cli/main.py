@@ -302,10 +302,14 @@ def _sign_command(args) -> int:
 
 def _identify(args) -> int:
     from edge.images import read_image
-    from edge.service.assembly import build_identifier
+    from edge.service.assembly import LIVENESS_INSTALL, build_identifier, liveness_status
 
     config = _config(args)
-    identifier = build_identifier(config)
+    identifier = build_identifier(config, liveness_required=False)
+    absent = liveness_status(config) == "not installed"
+    if absent:
+        print(f"facecheck: warning: liveness: not installed: photos are not checked for spoofing; install the models "
+              f"with `{LIVENESS_INSTALL.format(models=config.models.dir)}` (docs/liveness.md)", file=sys.stderr)
     status = EXIT_OK
     for path in args.images:
         try:
@@ -315,7 +319,8 @@ def _identify(args) -> int:
             print(f"facecheck: {exc}", file=sys.stderr)
             status = EXIT_USAGE
             continue
-        faces = [{**face.as_dict(), **({"explain": identifier.explain(face)} if args.explain else {})}
+        faces = [{**face.as_dict(), **({"liveness": "not installed"} if absent else {}),
+                  **({"explain": identifier.explain(face)} if args.explain else {})}
                  for face in identifier.identify(image)]
         print(json.dumps({"image": str(path), "faces": faces}), flush=True)
     return status

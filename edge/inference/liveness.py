@@ -1,6 +1,6 @@
 """Passive anti-spoofing: is the face in front of the camera a live person, or a photo or a screen?
 
-Two MiniFASNet models (Silent-Face-Anti-Spoofing, Apache-2.0; converters/data/liveness/NOTICE) look at the
+Two MiniFASNet models (Silent-Face-Anti-Spoofing, Apache-2.0; the operator installs them, converters/liveness.py) look at the
 face with more or less of its surroundings: V2 at 2.7 times the face box, V1SE at 4.0. Each gives a softmax
 over (attack, live, attack). Upstream averages the two; on BlazeFace's boxes V1SE scored the tablet replay
 as live more often than not and the live photos lower than V2 did, so the default score is V2's live

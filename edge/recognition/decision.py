@@ -70,11 +70,13 @@ class Confirmation:
     spoof_suspected event carrying the identity it claimed), flag (it does, with its verdict), off."""
 
     def __init__(self, config: ConfirmationConfig, liveness_policy: str = "off",
-                 seal_embedding: Callable[[np.ndarray], dict] | None = None):
+                 seal_embedding: Callable[[np.ndarray], dict] | None = None, liveness_check: str | None = None):
         """seal_embedding: how a capture's embedding is sealed to the backend (edge.security.sealing.seal_to); a capture
-        carries one only with confirmation.include_embedding_on_capture and this given."""
+        carries one only with confirmation.include_embedding_on_capture and this given. liveness_check: which
+        anti-spoofing was in force ("minifasnet v2", "off"), written into every event."""
         self.config = config
         self.liveness_policy = liveness_policy
+        self.liveness_check = liveness_check or ("off" if liveness_policy == "off" else "unknown")
         self.seal_embedding = seal_embedding
         self._tracks: dict[int, _TrackState] = {}
         self._last_check_in: dict[str, float] = {}
@@ -108,7 +110,9 @@ class Confirmation:
                 track.state = "done"
                 if ts - self._last_unknown >= cfg.unknown_interval_s:
                     self._last_unknown = ts
-                    return Decision("unknown_face", score=obs.score, extra={"track_id": obs.track_id})
+                    # a stranger's face is not scored for spoofing; which check was in force is said all the same
+                    return Decision("unknown_face", score=obs.score,
+                                    extra={"track_id": obs.track_id, "liveness": self.liveness(track, None)})
             return None
         if obs.person_id != track.person_id:
             track.person_id, track.recognised, track.scores = obs.person_id, 0, []
@@ -162,7 +166,7 @@ class Confirmation:
         motion = float(np.median(track.motion)) if track.motion else None
         passive = "unknown" if motion is None else ("ok" if motion >= STILL_MOTION else "suspicious")
         return {"gesture": gesture is not None, "motion": None if motion is None else round(motion, 5),
-                "passive": passive}
+                "passive": passive, "policy": self.liveness_policy, "check": self.liveness_check}
 
     def _cooling_down(self, ts: float, person_id: str | None) -> bool:
         last = self._last_check_in.get(person_id or "")

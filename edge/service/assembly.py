@@ -10,6 +10,7 @@ from edge.identity.matcher import Matcher, build_matcher
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import Embedder, FaceNetEmbedder
 from edge.inference.gestures import GestureClassifier, GestureReader, GestureStage, build_classifier
+from edge.inference.liveness import MODELS as LIVENESS_MODELS
 from edge.inference.liveness import Liveness, LivenessRule, MiniFasNet
 from edge.inference.pose import BlazePose
 from edge.recognition.decision import Confirmation
@@ -55,22 +56,52 @@ def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
                          m.stranger_far)
 
 
-def build_liveness(config: Config) -> Liveness | None:
-    """The anti-spoofing models and their thresholds; None with liveness.policy off."""
+LIVENESS_INSTALL = "facecheck-convert liveness --from DIR --out {models}"
+
+
+class LivenessNotInstalled(ConfigError):
+    """liveness.policy asks for anti-spoofing, and its models are not in the bundle (the operator supplies them)."""
+
+
+def liveness_status(config: Config) -> str:
+    """Which liveness is in force: "off" (liveness.policy off), "not installed" (asked for, models absent) or
+    the models in use, e.g. "minifasnet v2"."""
     lv = config.liveness
     if lv.policy == "off":
+        return "off"
+    if not all((config.models.dir / LIVENESS_MODELS[name][0]).is_file() for name in lv.models):
+        return "not installed"
+    return "minifasnet " + "+".join(lv.models)
+
+
+def build_liveness(config: Config, required: bool = True) -> Liveness | None:
+    """The anti-spoofing models and their thresholds; None with liveness.policy off. Models that are asked for
+    and absent stop the door (exit 2, naming the command that installs them and the setting that does without
+    them); with required=False (identify, the demo) they give None, and liveness_status says so."""
+    lv = config.liveness
+    status = liveness_status(config)
+    if status == "off":
         return None
+    if status == "not installed":
+        if not required:
+            return None
+        missing = [LIVENESS_MODELS[n][0] for n in lv.models if not (config.models.dir / LIVENESS_MODELS[n][0]).is_file()]
+        raise LivenessNotInstalled(
+            f"liveness.policy is {lv.policy}, but the anti-spoofing models are not installed ({', '.join(missing)} "
+            f"missing in {config.models.dir}): install them with `{LIVENESS_INSTALL.format(models=config.models.dir)}` "
+            "(docs/liveness.md: where to get the files), or set liveness.policy: off to run without them, which "
+            "accepts a photo or a screen held up to the camera")
     return Liveness(MiniFasNet(config.models.dir, tuple(lv.models), lv.threads),
                     LivenessRule(lv.spoof_below, lv.live_from))
 
 
 def build_identifier(config: Config, with_matcher: bool = True, timer: StageTimer | None = None,
-                     threads: int | None = None) -> Identifier:
+                     threads: int | None = None, liveness_required: bool = True) -> Identifier:
     """threads overrides the config's interpreter threads (the jobs thread embeds with one). Without the
     matcher (enrolment) no anti-spoofing model is loaded either."""
     embedder = build_embedder(config, threads)
     matcher = build_matcher_for(config, load_gallery(config, embedder)) if with_matcher else None
-    liveness = build_liveness(config) if with_matcher else None
+    liveness = build_liveness(config, liveness_required) if with_matcher else None
     return Identifier(build_detector(config, threads), embedder, matcher, timer, liveness)
 
 
@@ -89,7 +120,7 @@ def build_confirmation(config: Config) -> Confirmation:
             raise ConfigError("confirmation.include_embedding_on_capture needs privacy.backend_public_key_file")
         public = backend_public_key(config.privacy.backend_public_key_file)
         seal_embedding = lambda vector: seal_to(public, vector.tobytes())  # noqa: E731
-    return Confirmation(config.confirmation, config.liveness.policy, seal_embedding)
+    return Confirmation(config.confirmation, config.liveness.policy, seal_embedding, liveness_status(config))
 
 
 def build_tracker(config: Config) -> IouTracker:

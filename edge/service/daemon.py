@@ -117,7 +117,8 @@ class Daemon:
             jobs_pending=self.jobs.busy(), events=self.event_count,
             detector_model=getattr(identifier.detector, "model_id", "unknown"),
             embedder_model=identifier.embedder.model_id, matcher=identifier.matcher,
-            liveness_policy=self.config.liveness.policy, liveness_verdicts=self.liveness_verdicts,
+            liveness_policy=self.config.liveness.policy, liveness_check=self.pipeline.confirmation.liveness_check,
+            liveness_verdicts=self.liveness_verdicts,
             broker=self.link.node if self.link is not None else None)
 
     def snapshot(self) -> dict:

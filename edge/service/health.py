@@ -40,6 +40,7 @@ class HealthSnapshot:
     embedder_model: str
     matcher: Matcher | None
     liveness_policy: str
+    liveness_check: str  # the anti-spoofing in force: "minifasnet v2", or "off"
     liveness_verdicts: VerdictCounts
     broker: str | None  # host:port in use; None without MQTT
 
@@ -76,6 +77,6 @@ def health_payload(snapshot: HealthSnapshot) -> dict:
         "roster": {"people": matcher.gallery.people if matcher else 0,
                    "version": matcher.gallery.version if matcher else 0},
         "matcher": matcher_summary(matcher) if matcher else None,
-        "liveness": {"policy": s.liveness_policy, **asdict(s.liveness_verdicts)},
+        "liveness": {"policy": s.liveness_policy, "check": s.liveness_check, **asdict(s.liveness_verdicts)},
         "broker": s.broker,
     }
