@@ -101,10 +101,10 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
 
     try:
         with path.open("rb") as handle:
-            for _ in range(3):  # magic number, protocol version, system info
-                pickle.load(handle)
+            for _ in range(3):  # magic number, protocol version, system info: plain values, no globals
+                Restricted(handle).load()
             state = Restricted(handle).load()
-            for key in pickle.load(handle):
+            for key in Restricted(handle).load():
                 storage = storages[key]
                 count = struct.unpack("<q", handle.read(8))[0]
                 storage.data = np.frombuffer(handle.read(count * np.dtype(storage.dtype).itemsize), storage.dtype)
@@ -112,6 +112,9 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
         raise LivenessConversionError(f"{path}: not a PyTorch state dict in the legacy format ({exc})") from None
     arrays = {}
     for name, (storage, offset, size, stride) in state.items():
+        extent = offset + sum((n - 1) * step for n, step in zip(size, stride)) + 1 if all(size) else offset
+        if offset < 0 or min(stride, default=0) < 0 or extent > storage.data.size:
+            raise LivenessConversionError(f"{path}: tensor {name} reaches past its storage; not a state dict")
         item = storage.data.itemsize
         view = np.lib.stride_tricks.as_strided(storage.data[offset:], size, tuple(s * item for s in stride))
         arrays[name.removeprefix("module.")] = np.array(view)

@@ -48,6 +48,23 @@ def test_upstreams_state_dicts_become_tflite_that_reproduces_pytorch(antispoof, 
         assert ACCEPTED[name].state_dict_sha256 in meta["source"] and meta["licence"].startswith("Apache-2.0")
 
 
+def test_a_state_dict_that_would_run_code_is_refused_before_it_can(tmp_path):
+    """Every pickle in the file goes through the restricted unpickler, the header's too: a global other than a
+    tensor's rebuild is refused, never called."""
+    import pickle
+
+    from converters.liveness import LivenessConversionError, read_state_dict
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    crafted = tmp_path / "crafted.pth"
+    crafted.write_bytes(pickle.dumps(Payload()) + pickle.dumps(1001) + pickle.dumps({}))
+    with pytest.raises(LivenessConversionError, match=r"holds builtins.print, not only tensors; refused"):
+        read_state_dict(crafted)
+
+
 def test_a_file_that_is_not_upstreams_is_refused_by_name(tmp_path):
     from converters.liveness import LivenessConversionError, install
 
