@@ -34,14 +34,13 @@ def check_models(config: Config) -> Check:
     from edge.inference.embedder import read_sidecar
     from edge.inference.liveness import MODELS as LIVENESS_MODELS
     from edge.inference.tflite import BUNDLED, ModelError, TfliteModel, bundle_model
-    from edge.service.assembly import LivenessNotInstalled, build_liveness, liveness_status
+    from edge.service.assembly import LivenessNotInstalled, require_liveness
 
     names = list(BUNDLED)
-    if liveness_status(config) == "not installed":
-        try:
-            build_liveness(config)
-        except LivenessNotInstalled as exc:
-            return Check("models", False, str(exc))
+    try:
+        require_liveness(config)
+    except LivenessNotInstalled as exc:
+        return Check("models", False, str(exc))
     if config.liveness.policy != "off":
         names += [LIVENESS_MODELS[name][0] for name in config.liveness.models]
     try:
@@ -271,8 +270,8 @@ def run_doctor(config: Config, out=print) -> int:
         out(result.line())
         failed += not result.ok
     out(f"{len(CHECKS) - failed}/{len(CHECKS)} checks passed")  # a WARN passes
-    from edge.service.assembly import liveness_status
+    from edge.service.assembly import missing_liveness_models
 
-    if liveness_status(config) == "not installed":
+    if missing_liveness_models(config):
         return 2  # a setting or an install step to fix, as `facecheck run` says too
     return 0 if failed == 0 else 1

@@ -63,34 +63,42 @@ class LivenessNotInstalled(ConfigError):
     """liveness.policy asks for anti-spoofing, and its models are not in the bundle (the operator supplies them)."""
 
 
+def missing_liveness_models(config: Config) -> list[str]:
+    """The anti-spoofing model files liveness.policy asks for that are not in the bundle (none with policy off)."""
+    if config.liveness.policy == "off":
+        return []
+    files = [LIVENESS_MODELS[name][0] for name in config.liveness.models]
+    return [name for name in files if not (config.models.dir / name).is_file()]
+
+
 def liveness_status(config: Config) -> str:
     """Which liveness is in force: "off" (liveness.policy off), "not installed" (asked for, models absent) or
     the models in use, e.g. "minifasnet v2"."""
-    lv = config.liveness
-    if lv.policy == "off":
+    if config.liveness.policy == "off":
         return "off"
-    if not all((config.models.dir / LIVENESS_MODELS[name][0]).is_file() for name in lv.models):
-        return "not installed"
-    return "minifasnet " + "+".join(lv.models)
+    return "not installed" if missing_liveness_models(config) else "minifasnet " + "+".join(config.liveness.models)
+
+
+def require_liveness(config: Config) -> None:
+    """Models that are asked for and absent stop the door (exit 2), naming the command that installs them and
+    the setting that does without them."""
+    missing = missing_liveness_models(config)
+    if missing:
+        raise LivenessNotInstalled(
+            f"liveness.policy is {config.liveness.policy}, but the anti-spoofing models are not installed "
+            f"({', '.join(missing)} missing in {config.models.dir}): install them with "
+            f"`{LIVENESS_INSTALL.format(models=config.models.dir)}` (docs/liveness.md: where to get the files), or "
+            "set liveness.policy: off to run without them, which accepts a photo or a screen held up to the camera")
 
 
 def build_liveness(config: Config, required: bool = True) -> Liveness | None:
-    """The anti-spoofing models and their thresholds; None with liveness.policy off. Models that are asked for
-    and absent stop the door (exit 2, naming the command that installs them and the setting that does without
-    them); with required=False (identify, the demo) they give None, and liveness_status says so."""
+    """The anti-spoofing models and their thresholds; None with liveness.policy off. Absent models stop the door
+    (require_liveness); with required=False (identify, the demo) they give None, and liveness_status says so."""
     lv = config.liveness
     status = liveness_status(config)
-    if status == "off":
+    if status == "off" or (status == "not installed" and not required):
         return None
-    if status == "not installed":
-        if not required:
-            return None
-        missing = [LIVENESS_MODELS[n][0] for n in lv.models if not (config.models.dir / LIVENESS_MODELS[n][0]).is_file()]
-        raise LivenessNotInstalled(
-            f"liveness.policy is {lv.policy}, but the anti-spoofing models are not installed ({', '.join(missing)} "
-            f"missing in {config.models.dir}): install them with `{LIVENESS_INSTALL.format(models=config.models.dir)}` "
-            "(docs/liveness.md: where to get the files), or set liveness.policy: off to run without them, which "
-            "accepts a photo or a screen held up to the camera")
+    require_liveness(config)
     return Liveness(MiniFasNet(config.models.dir, tuple(lv.models), lv.threads),
                     LivenessRule(lv.spoof_below, lv.live_from))
 
