@@ -40,33 +40,27 @@ class OutboxPublisher:
             self.ack_latency_ms.append((now - submitted) * 1000)
 
     def pump(self) -> int:
-        """Forget acknowledged events, then hand newly pending ones to paho within the window."""
+        """Forget acknowledged events, then hand pending ones to paho within the window: the new ones, and with
+        nothing in flight every pending one. An event already handed over that is still pending with nothing in
+        flight was dropped by paho without an acknowledgement (seen across broker restarts): it is handed over
+        again rather than left to the next start; the backend deduplicates by event_id."""
         self._reap()
-        self._resubmit_strays()
         room = self.window - len(self._inflight)
         if room <= 0:
             return 0
-        events = self.outbox.pending(after_seq=self._submitted_seq, limit=room)
+        after = self._submitted_seq if self._inflight else 0
+        events = self.outbox.pending(after_seq=after, limit=room)
+        if events and events[0].seq <= self._submitted_seq:
+            log.warning("event #%d was handed to the MQTT client but never acknowledged; publishing from it again",
+                        events[0].seq)
         for event in events:
             info = self.link.client.publish(self.link.topic("events"), event.to_json(), qos=1)
             self._inflight[info.mid] = (event.seq, time.monotonic())
-            self._submitted_seq = event.seq
+            self._submitted_seq = max(self._submitted_seq, event.seq)
         return len(events)
 
     def inflight(self) -> int:
         return len(self._inflight)
-
-    def _resubmit_strays(self) -> None:
-        """Nothing in flight, yet the outbox holds an event already handed to paho: paho dropped it without an
-        acknowledgement (seen across broker restarts). Hand it over again rather than leave it to the next
-        start; the backend deduplicates by event_id."""
-        if self._inflight:
-            return
-        oldest = self.outbox.pending(limit=1)
-        if oldest and oldest[0].seq <= self._submitted_seq:
-            log.warning("event #%d was handed to the MQTT client but never acknowledged; publishing from it again",
-                        oldest[0].seq)
-            self._submitted_seq = oldest[0].seq - 1
 
     def drain(self, timeout: float) -> bool:
         """Publish until the outbox is empty (or timeout); True when no event is left in it."""
