@@ -58,7 +58,18 @@ REQUIRED = ("event_id", "seq", "type", "device_id", "person_id", "name", "score"
 class AttendanceStore:
     def __init__(self, path: Path):
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        # Switching a new file to WAL takes an exclusive lock that SQLite's busy timeout does not wait for: two
+        # consumers opening one store at once (the AMQP example's competing consumers) saw "database is
+        # locked" here. Wait for the other opener instead, up to the same 30 s.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self.db.executescript(SCHEMA)
         self.lock = threading.Lock()
 
