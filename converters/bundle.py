@@ -28,6 +28,7 @@ INPUTS = {
     "face_detection_full_range_sparse.tflite": "1x192x192x3 float32 RGB scaled to [-1, 1], letterboxed",
     "pose_detection.tflite": "1x224x224x3 float32 RGB scaled to [-1, 1], letterboxed",
     "pose_landmark_full.tflite": "1x256x256x3 float32 RGB scaled to [0, 1], rotated person crop",
+    "face_landmark.tflite": "1x192x192x3 float32 RGB scaled to [0, 1], face box x1.5 square turned eyes-level",
 }
 
 
@@ -53,7 +54,7 @@ def is_current(out: Path) -> bool:
 
 
 def copy_mediapipe_models(out: Path, wheel: Path | None = None, log=print) -> list[Path]:
-    """The four .tflite files out of the mediapipe wheel into out, each with its sidecar."""
+    """The .tflite files out of the mediapipe wheel into out, each with its sidecar."""
     wheel = wheel or download("mediapipe", MEDIAPIPE_VERSION, sdist=False, wheel_tags=MEDIAPIPE_WHEEL)
     out.mkdir(parents=True, exist_ok=True)
     written = []

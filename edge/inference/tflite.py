@@ -69,6 +69,7 @@ BUNDLED = {
     "face_detection_full_range_sparse.tflite": "face_detection/face_detection_full_range_sparse.tflite",
     "pose_detection.tflite": "pose_detection/pose_detection.tflite",
     "pose_landmark_full.tflite": "pose_landmark/pose_landmark_full.tflite",
+    "face_landmark.tflite": "face_landmark/face_landmark.tflite",
 }
 DEFAULT_MODELS_DIR = Path("models")
 _verified: dict[Path, str] = {}
