@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.config import ConfigError, ConfirmationConfig, config_from_dict
-from edge.inference.liveness import MODELS, LivenessRule, MiniFasNet, TrackLiveness, crop, softmax
+from edge.inference.liveness import MODELS, RETINA, BoxShape, LivenessRule, MiniFasNet, TrackLiveness, crop, softmax
 from edge.inference.tflite import TfliteModel, bundle_model
 from edge.recognition.decision import Confirmation, Observation
 from tests.conftest import ROOT, run_cli, write_yaml
@@ -93,6 +93,16 @@ def test_verdicts_and_track_fusion():
     for score in (0.9, None, 0.001, 0.002, 0.003):  # None: a frame the models cannot judge adds nothing
         track.add(score)
     assert track.as_dict(rule) == {"score": 0.002, "verdict": "spoof", "frames": 3}
+    track.add(0.95)  # one frame of an attack the model took for live does not make the track live (a mean would)
+    assert track.as_dict(rule)["verdict"] == "spoof"
+
+
+def test_box_shapes_reshape_blazefaces_box_about_its_centre():
+    assert BoxShape(1.0, 1.0, 0.0).of((10, 20, 100, 50)) == (10.0, 20.0, 100.0, 50.0)
+    x, y, w, h = BoxShape(1.2, 1.3, 0.05).of((0, 0, 100, 100))
+    assert (w, h) == pytest.approx((120.0, 130.0)) and x + w / 2 == pytest.approx(50.0)
+    assert y + h / 2 == pytest.approx(45.0)  # 0.05 box heights up
+    assert RETINA.width == pytest.approx(1.0, abs=0.05)  # the measured RetinaFace geometry stays near BlazeFace's
 
 
 def test_liveness_thresholds_out_of_order_name_the_keys():
