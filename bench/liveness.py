@@ -5,7 +5,8 @@ attacks it refuses, per frame and per track; what it costs per decided face.
 
 Choices measured: the model (MiniFASNet V2 at 2.7 times the box, V1SE at 4.0, the mean of both), the box each is
 given (RETINA, the shape of upstream's RetinaFace boxes measured by bench.liveness_boxes, against WIDER, the
-shape used before and kept: it refuses more) and how a track's frames are fused (mean, median).
+shape used before and kept: it refuses more) and how a track's frames are fused (median, mean, or the median of
+the better half by the daemon's quality weight).
 
 Live faces, each set on its own (never pooled): the accuracy benchmark's photos (bench/datasets.py), the demo
 clip's frames, upstream's live sample, and where the shared data folder is beside the project the faces of
@@ -41,7 +42,7 @@ import numpy as np
 from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, write
 
 MODELS = {"v2": ("v2",), "v1se": ("v1se",), "v2+v1se": ("v2", "v1se")}
-FUSIONS = ("median", "mean")
+FUSIONS = ("median", "best-half median", "mean")
 TRAIN_ACCEPT = 0.99
 REPLAY_FRAMES = 8
 VISIT_PHOTOS = 4
@@ -58,6 +59,7 @@ class Item:
     label: str
     attack: bool
     live: dict[tuple[str, str], float | None]
+    quality: float  # the frame's quality weight (size, sharpness, frontal), as the daemon computes it
 
 
 def fold_of(name: str, folds: int) -> int:
@@ -151,7 +153,7 @@ def score_items(identifier, models: dict, name: str, rows: list, attack: bool, m
             assessment = model.assess(searched, face)
             for key, probabilities in assessment.probabilities.items():
                 live[(key, shape_name)] = None if assessment.monochrome else probabilities[1]
-        out.append(Item(name, track, label, attack, live))
+        out.append(Item(name, track, label, attack, live, identifier.aligned(searched, face)[1].weight))
     return out
 
 
@@ -161,14 +163,23 @@ def frame_score(item: Item, model: str, shape: str) -> float | None:
 
 
 def track_scores(items: list[Item], model: str, shape: str, fusion: str) -> dict[str, float | None]:
-    by_track: dict[str, list[float]] = {}
+    """Each track's score: the median or mean of its frames' scores, or the median of its better half by quality."""
+    by_track: dict[str, list[tuple[float, float]]] = {}
     for item in items:
         score = frame_score(item, model, shape)
         by_track.setdefault(item.track, [])
         if score is not None:
-            by_track[item.track].append(score)
-    fuse = np.median if fusion == "median" else np.mean
-    return {track: (float(fuse(s)) if s else None) for track, s in by_track.items()}
+            by_track[item.track].append((item.quality, score))
+    out: dict[str, float | None] = {}
+    for track, frames in by_track.items():
+        if not frames:
+            out[track] = None
+            continue
+        if fusion == "best-half median":
+            frames = sorted(frames, reverse=True)[:max(1, (len(frames) + 1) // 2)]
+        scores = [score for _quality, score in frames]
+        out[track] = float(np.mean(scores) if fusion == "mean" else np.median(scores))
+    return out
 
 
 def highest_threshold(live_by_set: dict[str, list[float | None]], keep: float) -> float:
@@ -284,9 +295,9 @@ def main(argv=None) -> int:
             for fusion in FUSIONS:
                 result = evaluate(items, args.folds, model, shape, fusion)
                 choices[f"{model} / {shape} box / {fusion}"] = result
-    print(f"{'choice':34} {'thresholds (per fold)':46} {'upstream attacks':>16} {'replay tracks':>13} {'frames':>7}")
+    print(f"{'choice':42} {'thresholds (per fold)':46} {'upstream attacks':>16} {'replay tracks':>13} {'frames':>7}")
     for label, result in choices.items():
-        print(f"{label:34} {result['thresholds']!s:46} {refused_share(result, 'tracks', upstream):16.0%} "
+        print(f"{label:42} {result['thresholds']!s:46} {refused_share(result, 'tracks', upstream):16.0%} "
               f"{refused_share(result, 'tracks', replay_names):13.1%} {refused_share(result, 'frames', replay_names):7.1%}")
     # the choice: first the real attacks (upstream's print and tablet, held out in their folds), then the rendered
     # replays; both also lie in the training folds, so the choice itself is made in sample and is said to be
