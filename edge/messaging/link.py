@@ -248,7 +248,9 @@ class MqttLink:
             return
         self.connections += 1
         log.info("connected to %s (session present: %s)", self.node, getattr(flags, "session_present", None))
-        client.publish(self.topic("status"), "online", qos=1, retain=True)
+        # Subscribe first, announce after: the broker handles one connection's packets in order, so whoever sees
+        # "online" can send a command at once and it is heard (announced first, a command sent on seeing it could
+        # reach the broker before the subscription and be dropped: seen in a loaded test run).
         client.subscribe(self.topic("cmd/+"), qos=1)
         if self.roster_topic:
             # Exact topics, never roster/#: RabbitMQ sends no retained message to a wildcard subscription.
@@ -259,6 +261,7 @@ class MqttLink:
 
             client.subscribe(f"{self.config.homeassistant.discovery_prefix}/status", qos=1)
             announce(client, self.config)
+        client.publish(self.topic("status"), "online", qos=1, retain=True)
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
