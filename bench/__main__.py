@@ -39,6 +39,8 @@ PEOPLE = {"obama": ["obama-1.jpg", "obama-2.jpg", "obama-3.jpg", "obama-partial.
           "biden": ["biden-1.jpg"], "collins": ["collins-1.jpg"], "cameraman": ["cameraman.jpg"]}
 MODEL = ROOT / "models" / "facenet-keras-{}.tflite"  # the default source; sandberg2018 in bench.identity
 DEFAULT_MODEL = default_model()
+# The second embedder, measured beside FaceNet where the bundle has it (scripts/bootstrap --mobilefacenet).
+MOBILEFACENET = ROOT / "models" / "mobilefacenet-float32.tflite"
 DEFAULT = DEFAULT_MODEL.stem.rsplit("-", 1)[1]  # the shipped config's precision (int8full)
 PRECISIONS = ("float32", "float16", "int8", "int8full")
 
@@ -151,6 +153,15 @@ def stage_latencies(repeat: int, threads: int) -> dict:
         embedder = FaceNetEmbedder(Path(str(MODEL).format(precision)), threads)
         out[f"embed {precision}"] = measure(lambda: embedder.embed(aligned), repeat)
     query = embedder.embed(aligned)
+    if MOBILEFACENET.is_file():
+        from edge.inference.face_landmarks import FaceMesh
+
+        mobile, mesh = FaceNetEmbedder(MOBILEFACENET, threads), FaceMesh(ROOT / "models", threads)
+        out["FaceMesh landmarks (for five-point alignment)"] = measure(lambda: mesh.landmarks(frame, face), repeat)
+        points = mesh.landmarks(frame, face).points
+        out["align five points"] = measure(lambda: align_face(frame, face, 112, 0.0, "arcface-5point", points), repeat)
+        five = align_face(frame, face, 112, 0.0, "arcface-5point", points)
+        out["embed mobilefacenet float32"] = measure(lambda: mobile.embed(five), repeat)
     matcher = NearestMatcher(random_gallery(150, 5))
     out["match (nearest, 150 people)"] = measure(lambda: matcher.match(query), repeat)
     pose = BlazePose(threads)
@@ -205,7 +216,7 @@ def pipeline_fps(frames: int, threads: int, gallery: Path) -> dict:
     return out
 
 
-def startup_and_rss(gallery: Path, work: Path) -> dict:
+def startup_and_rss(gallery: Path, work: Path, model: Path = DEFAULT_MODEL) -> dict:
     """The real daemon in a fresh process: time to its first processed frame, and its peak RSS."""
     import yaml
 
@@ -217,7 +228,7 @@ def startup_and_rss(gallery: Path, work: Path) -> dict:
     config = work / "startup.yaml"
     config.write_text(yaml.safe_dump({
         "camera": {"kind": "replay", "path": str(frames), "realtime": False},
-        "models": {"dir": str(ROOT / "models")}, "embedder": {"model": str(DEFAULT_MODEL)}, "matcher": {"gallery": str(gallery)},
+        "models": {"dir": str(ROOT / "models")}, "embedder": {"model": str(model)}, "matcher": {"gallery": str(gallery)},
         "outbox": {"path": str(work / "outbox.sqlite")}, "mqtt": {"enabled": False},
         "confirmation": {"require_gesture": True}, "log": {"stage_timing_every_s": 0}}))
     start = time.monotonic()
@@ -355,15 +366,22 @@ def main(argv=None) -> int:
         from edge.identity.gallery import GalleryFile
         from edge.service.assembly import build_identifier
 
-        config = config_from_dict({"embedder": {"model": str(DEFAULT_MODEL)},
-                                   "matcher": {"gallery": str(gallery)}}, base_dir=ROOT)
-        identifier = build_identifier(config, with_matcher=False)
-        for who, photos in (("Barack Obama", ["obama-1.jpg", "obama-2.jpg"]), ("Joe Biden", ["biden-1.jpg"])):
-            enrol(identifier, GalleryFile.from_config(config), who, [sample(p) for p in photos], None, 5)
+        models = {"": (DEFAULT_MODEL, gallery)}
+        if MOBILEFACENET.is_file():
+            models[" with mobilefacenet"] = (MOBILEFACENET, work / "gallery-mobilefacenet.npz")
+        for model, model_gallery in models.values():
+            config = config_from_dict({"embedder": {"model": str(model)}, "matcher": {"gallery": str(model_gallery)}},
+                                      base_dir=ROOT)
+            identifier = build_identifier(config, with_matcher=False)
+            for who, photos in (("Barack Obama", ["obama-1.jpg", "obama-2.jpg"]), ("Joe Biden", ["biden-1.jpg"])):
+                enrol(identifier, GalleryFile.from_config(config), who, [sample(p) for p in photos], None, 5)
 
         section("start-up and memory (the real daemon, fresh process)")
-        result["daemon"], result["spread"]["daemon"] = repeated(lambda: startup_and_rss(gallery, work), runs)
-        print(result["daemon"])
+        for suffix, (model, model_gallery) in models.items():
+            key = "daemon" + suffix.replace(" ", "_")
+            result[key], result["spread"][key] = repeated(
+                lambda m=model, g=model_gallery: startup_and_rss(g, work, m), runs)
+            print(f"{model.name}: {result[key]}")
         section("per-stage latency (ms)")
         result["stages"], result["spread"]["stages"] = repeated(lambda: stage_latencies(repeat, threads), runs)
         for name, s in result["stages"].items():

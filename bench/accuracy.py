@@ -74,15 +74,20 @@ def detect_largest(photos: list[Photo], pad: bool = False):
 
 
 def embed_ours(model: Path, detections, augmentations: int = 0, margin: float | None = None,
-               normalisation: str | None = None, threads: int = 0) -> View:
+               normalisation: str | None = None, threads: int = 0, mesh: bool = True) -> View:
+    """mesh: for a model aligned on five points, FaceMesh's landmarks where the face is large enough (as the
+    door does); False: BlazeFace's four keypoints always (the fallback)."""
     from edge.identity.augment import augment
     from edge.inference.align import align_face
     from edge.inference.embedder import NORMALISATIONS, FaceNetEmbedder, embed_views
+    from edge.inference.face_landmarks import FaceMesh
+    from edge.recognition.pipeline import Identifier
 
     embedder = FaceNetEmbedder(model, threads)
     if normalisation:
         embedder.normalise = NORMALISATIONS[normalisation]
     margin = embedder.align_margin if margin is None else margin
+    marker = Identifier(None, embedder, None, mesh=FaceMesh(model.parent) if mesh else None)
     view = View(model.stem, [], [])
     started = time.perf_counter()
     for n, (image, face) in enumerate(detections):
@@ -90,7 +95,8 @@ def embed_ours(model: Path, detections, augmentations: int = 0, margin: float | 
             view.vectors.append(None)
             view.augmented.append(np.zeros((0, embedder.dim), np.float32))
             continue
-        aligned = align_face(image, face, embedder.input_size, margin)
+        aligned = align_face(image, face, embedder.input_size, margin, embedder.alignment,
+                             marker.five_point_landmarks(image, face))
         view.vectors.append(embed_views(embedder, aligned))  # a photo: both views, as enrolment does
         view.augmented.append(np.array([embedder.embed(v) for v in augment(aligned, augmentations, seed=n + 1)]
                                        ).reshape(-1, embedder.dim))
@@ -217,7 +223,8 @@ def door_protocol(view: View, photos: list[Photo], k: int | None,
 
 
 def model_files() -> list[Path]:
-    return sorted(p for p in MODELS.glob("facenet-*.tflite") if p.with_suffix(".tflite.json").is_file())
+    return sorted(p for pattern in ("facenet-*.tflite", "mobilefacenet-*.tflite") for p in MODELS.glob(pattern)
+                  if p.with_suffix(".tflite.json").is_file())
 
 
 def evaluate_model(model: Path, photos: list[Photo], detections, augmentations: int, ks,
@@ -242,12 +249,16 @@ def evaluate_model(model: Path, photos: list[Photo], detections, augmentations: 
 
 
 def variants(photos: list[Photo], detections) -> dict:
-    """Alignment margin and normalisation variants of the float32 models: pair metrics only."""
+    """Alignment margin and normalisation variants of the float32 models (for a five-point model: BlazeFace's four
+    keypoints instead of FaceMesh's five points): pair metrics only."""
     out = {}
     for model in (p for p in model_files() if "float32" in p.name):
         from edge.inference.embedder import NORMALISATIONS, read_sidecar
 
         meta = read_sidecar(model, verify_hash=False)
+        if meta.get("alignment") == "arcface-5point":
+            out[f"{model.stem} BlazeFace four points"] = pair_metrics(embed_ours(model, detections, mesh=False), photos)
+            continue
         for margin in (0.0, 0.05, 0.1, 0.2):
             out[f"{model.stem} margin {margin}"] = pair_metrics(embed_ours(model, detections, margin=margin), photos)
         for other in set(NORMALISATIONS) - {meta["normalisation"]}:

@@ -31,7 +31,7 @@ class Check:
 
 
 def check_models(config: Config) -> Check:
-    from edge.inference.embedder import read_sidecar
+    from edge.inference.embedder import describe, read_sidecar
     from edge.inference.liveness import MODELS as LIVENESS_MODELS
     from edge.inference.tflite import BUNDLED, ModelError, TfliteModel, bundle_model
     from edge.service.assembly import LivenessNotInstalled, require_liveness
@@ -51,7 +51,9 @@ def check_models(config: Config) -> Check:
         TfliteModel(config.embedder.model, 1)
     except ModelError as exc:
         return Check("models", False, str(exc))
-    return Check("models", True, f"{meta['model_id']} and {len(bundled)} bundled models in {config.models.dir} "
+    contract = describe(meta)
+    return Check("models", True, f"{meta['model_id']} ({contract['input']}, {contract['alignment']}, {contract['dim']}-d; "
+                                 f"{contract['licence']}) and {len(bundled)} bundled models in {config.models.dir} "
                                  "(sha256 match their sidecars)")
 
 

@@ -1,15 +1,50 @@
-"""Aligns a detected face to FaceNet's input: eyes level and at fixed places (normalising is the embedder's)."""
+"""Aligns a detected face to an embedder's input: eyes level and at fixed places (normalising is the embedder's).
+
+Two alignment contracts, named in the model's sidecar (`alignment`):
+
+- `facenet-3point`: FaceNet's loose crop, BlazeFace's eyes and mouth centre onto `_TEMPLATE`, widened by the
+  model's `align_margin` on each side;
+- `arcface-5point`: the standard 112x112 ArcFace template of eye centres, nose tip and mouth corners, which
+  ArcFace-trained networks such as MobileFaceNet were trained on. The five points come from FaceMesh's
+  landmarks where the caller has them (a face large enough to mark); otherwise BlazeFace's four keypoints
+  stand in, its mouth centre taken onto the middle of the template's mouth corners (a coarser fit: docs/accuracy.md).
+"""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from edge.inference.detector import LEFT_EYE, MOUTH, RIGHT_EYE, FaceBox
+from edge.inference.detector import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, FaceBox
 
 # Where the eyes and mouth land in a face-only square of side 1 (FaceNet was trained on loose MTCNN
 # crops, so the margin setting widens this square by a fraction on each side).
 _TEMPLATE = np.array([[0.30, 0.36], [0.70, 0.36], [0.50, 0.80]], dtype=np.float32)
+ALIGNMENTS = ("facenet-3point", "arcface-5point")
+# The ArcFace template in a 112x112 crop: the image-left eye (the person's right), the other eye, the nose tip,
+# the image-left and image-right mouth corners.
+ARCFACE_SIZE = 112
+ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+                             [70.7299, 92.2041]], dtype=np.float32)
+# FaceMesh indices for those five points: each eye's two corners (their midpoint is the eye centre), the nose
+# tip, the two mouth corners.
+MESH_EYES = ((33, 133), (362, 263))
+MESH_NOSE_TIP, MESH_MOUTH_CORNERS = 1, (61, 291)
+
+
+def five_points(landmarks: np.ndarray) -> np.ndarray:
+    """The ArcFace template's five points out of FaceMesh's 468 landmarks (image pixels)."""
+    eyes = [landmarks[list(pair)].mean(axis=0) for pair in MESH_EYES]
+    return np.stack([*eyes, landmarks[MESH_NOSE_TIP], *landmarks[list(MESH_MOUTH_CORNERS)]]).astype(np.float32)
+
+
+def _arcface_matrix(face: FaceBox, size: int, landmarks: np.ndarray | None) -> np.ndarray | None:
+    template = ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)
+    if landmarks is not None:
+        return similarity_transform(five_points(landmarks), template)
+    keypoints = face.keypoints[[RIGHT_EYE, LEFT_EYE, NOSE, MOUTH]].astype(np.float32)
+    target = np.vstack([template[:3], template[3:].mean(axis=0)])
+    return similarity_transform(keypoints, target)
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray | None:
@@ -34,12 +69,18 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray |
     return np.hstack([scale * rotation, shift[:, None]])
 
 
-def alignment_matrix(face: FaceBox, size: int, margin: float) -> np.ndarray:
-    """2x3 similarity transform taking the eyes and mouth of face onto the template in a size x size crop."""
-    source = np.stack([face.keypoints[RIGHT_EYE], face.keypoints[LEFT_EYE], face.keypoints[MOUTH]]).astype(np.float32)
-    inner = size / (1.0 + 2.0 * margin)
-    target = _TEMPLATE * inner + (size - inner) / 2.0
-    matrix = similarity_transform(source, target)
+def alignment_matrix(face: FaceBox, size: int, margin: float, alignment: str = "facenet-3point",
+                     landmarks: np.ndarray | None = None) -> np.ndarray:
+    """2x3 similarity transform taking the face's points onto the alignment's template in a size x size crop."""
+    if alignment == "arcface-5point":
+        matrix = _arcface_matrix(face, size, landmarks)
+    elif alignment == "facenet-3point":
+        source = np.stack([face.keypoints[RIGHT_EYE], face.keypoints[LEFT_EYE], face.keypoints[MOUTH]]).astype(np.float32)
+        inner = size / (1.0 + 2.0 * margin)
+        target = _TEMPLATE * inner + (size - inner) / 2.0
+        matrix = similarity_transform(source, target)
+    else:
+        raise ValueError(f"alignment {alignment!r}: one of {', '.join(ALIGNMENTS)}")
     if matrix is None:  # degenerate keypoints: fall back to a box crop
         x, y, w, h = face.box
         side = max(w, h) * (1.0 + 2.0 * margin)
@@ -49,9 +90,10 @@ def alignment_matrix(face: FaceBox, size: int, margin: float) -> np.ndarray:
     return matrix
 
 
-def align_face(image_bgr: np.ndarray, face: FaceBox, size: int, margin: float) -> np.ndarray:
-    """The aligned RGB crop, uint8 size x size x 3."""
-    matrix = alignment_matrix(face, size, margin)
+def align_face(image_bgr: np.ndarray, face: FaceBox, size: int, margin: float, alignment: str = "facenet-3point",
+               landmarks: np.ndarray | None = None) -> np.ndarray:
+    """The aligned RGB crop, uint8 size x size x 3 (landmarks: FaceMesh's, for arcface-5point)."""
+    matrix = alignment_matrix(face, size, margin, alignment, landmarks)
     crop = cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
 

@@ -1,4 +1,10 @@
-"""FaceNet embeddings from the converted .tflite, checked against its sidecar before use."""
+"""Face embeddings from a converted .tflite, checked against its sidecar before use.
+
+The sidecar is the model's input contract and the runtime follows it: input size, normalisation, alignment
+(`facenet-3point` with `align_margin`, or `arcface-5point`), output size. FaceNet (the default) and
+MobileFaceNet (converters/mobilefacenet.py) both run through `FaceNetEmbedder`; any model whose sidecar states
+a contract this build knows runs the same way. A sidecar from before `alignment` existed is FaceNet's.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.inference.align import ALIGNMENTS
 from edge.inference.tflite import ModelError, TfliteModel
 
 
@@ -17,6 +24,8 @@ class Embedder(Protocol):
     input_size: int
     dim: int
     align_margin: float  # part of the model's preprocessing contract, from its sidecar
+    alignment: str  # "facenet-3point" or "arcface-5point" (edge.inference.align)
+    meta: dict  # the whole sidecar: the contract, the source and the licence
 
     def embed(self, aligned_rgb: np.ndarray) -> np.ndarray: ...
 
@@ -69,10 +78,21 @@ def read_sidecar(model: Path, verify_hash: bool = True) -> dict:
         if actual != meta["sha256"]:
             raise ModelError(f"{model}: sha256 {actual[:12]}… does not match its sidecar ({meta['sha256'][:12]}…); "
                              "the file is corrupt or was replaced: rebuild it with facecheck-convert")
+    if meta.get("alignment", "facenet-3point") not in ALIGNMENTS:
+        raise ModelError(f"{side}: alignment {meta['alignment']!r} is not one this build knows ({', '.join(ALIGNMENTS)}); "
+                         "use a model built by this version's facecheck-convert")
     if meta["normalisation"] not in NORMALISATIONS:
         raise ModelError(f"{side}: normalisation {meta['normalisation']!r} is not one this build knows "
                          f"({', '.join(NORMALISATIONS)}); rebuild the model with this version's facecheck-convert")
     return meta
+
+
+def describe(meta: dict) -> dict:
+    """The contract a sidecar states, as doctor and identify --explain report which embedder runs."""
+    alignment = meta.get("alignment", "facenet-3point")
+    return {"model_id": meta["model_id"], "input": f"{meta['input_size']}x{meta['input_size']} RGB, {meta['normalisation']}",
+            "alignment": alignment + (f", margin {meta['align_margin']}" if alignment == "facenet-3point" else ""),
+            "dim": int(meta["embedding_size"]), "licence": meta.get("licence"), "source": meta.get("source_package")}
 
 
 VIEWS = ("plain", "mirrored", "both")
@@ -106,6 +126,7 @@ class FaceNetEmbedder:
         self.input_size: int = int(meta["input_size"])
         self.dim: int = int(meta["embedding_size"])
         self.align_margin: float = float(meta["align_margin"])
+        self.alignment: str = meta.get("alignment", "facenet-3point")
         self.normalise = NORMALISATIONS[meta["normalisation"]]
         self.model = TfliteModel(model, threads)
         self.model.expect_input((1, self.input_size, self.input_size, 3))

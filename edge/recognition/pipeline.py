@@ -17,7 +17,8 @@ from edge.events import Decision
 from edge.identity.matcher import Match, Matcher
 from edge.inference.align import align_face
 from edge.inference.detector import FaceBox, FaceDetector, box_iou
-from edge.inference.embedder import Embedder, embed_views
+from edge.inference.embedder import Embedder, describe, embed_views
+from edge.inference.face_landmarks import MIN_FACE_PX, FaceMesh
 from edge.inference.liveness import Assessment, Liveness, TrackLiveness
 from edge.inference.quality import FaceQuality, face_quality
 from edge.recognition.decision import Confirmation, Observation
@@ -55,12 +56,13 @@ class Identifier:
     """detect -> align -> embed -> match for every face in an image (also used by enroll/identify)."""
 
     def __init__(self, detector: FaceDetector, embedder: Embedder, matcher: Matcher | None,
-                 timer: StageTimer | None = None, liveness: Liveness | None = None):
+                 timer: StageTimer | None = None, liveness: Liveness | None = None, mesh: FaceMesh | None = None):
         self.detector = detector
         self.embedder = embedder
         self.matcher = matcher
         self.timer = timer or StageTimer()
         self.liveness = liveness
+        self.mesh = mesh  # FaceMesh, for an embedder aligned on five points (arcface-5point)
 
     def faces(self, image: np.ndarray, tiles: bool | None = None) -> list[FaceBox]:
         """tiles: None = the detector's setting (photos: always tiled)."""
@@ -82,8 +84,18 @@ class Identifier:
     def aligned(self, image: np.ndarray, face: FaceBox) -> tuple[np.ndarray, FaceQuality]:
         """The face cut out and aligned for the embedder, and how usable it is."""
         with self.timer.stage("align"):
-            aligned = align_face(image, face, self.embedder.input_size, self.embedder.align_margin)
+            embedder = self.embedder
+            aligned = align_face(image, face, embedder.input_size, embedder.align_margin, embedder.alignment,
+                                 self.five_point_landmarks(image, face))
             return aligned, face_quality(face, aligned)
+
+    def five_point_landmarks(self, image: np.ndarray, face: FaceBox) -> np.ndarray | None:
+        """FaceMesh's landmarks for an embedder aligned on five points, where the face is large enough to mark
+        and FaceMesh sees a face in it; None otherwise (the alignment then uses BlazeFace's keypoints)."""
+        if self.mesh is None or self.embedder.alignment != "arcface-5point" or max(face.box[2:]) < MIN_FACE_PX:
+            return None
+        marks = self.mesh.landmarks(image, face)
+        return marks.points if marks.presence >= 0.5 else None
 
     def embed_aligned(self, aligned: np.ndarray, view: str = "both") -> np.ndarray:
         """view: "both" for a photo (the face and its mirror image averaged), "plain" or "mirrored" for
@@ -132,6 +144,7 @@ class Identifier:
             why = (f"ambiguous: {best.name} at {best.distance:.3f} and {runner.name} at {runner.distance:.3f} "
                    f"lie within the ambiguity margin {margin:.2f} of each other")
         return {"why": why, "threshold": round(threshold, 4), "ambiguity_margin": margin,
+                "embedder": describe(self.embedder.meta),
                 "candidates": [{"person_id": c.person_id, "name": c.name, "distance": c.distance} for c in candidates],
                 "quality": result.quality.as_dict() if result.quality else None,
                 **({"liveness": self.liveness.explain(result.evidence)} if self.liveness and result.evidence else {})}

@@ -9,6 +9,7 @@ from edge.identity.gallery import Gallery, GalleryFile
 from edge.identity.matcher import Matcher, build_matcher
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import Embedder, FaceNetEmbedder
+from edge.inference.face_landmarks import FaceMesh
 from edge.inference.gestures import GestureClassifier, GestureReader, GestureStage, build_classifier
 from edge.inference.liveness import MODELS as LIVENESS_MODELS
 from edge.inference.liveness import Liveness, LivenessRule, MiniFasNet
@@ -110,7 +111,14 @@ def build_identifier(config: Config, with_matcher: bool = True, timer: StageTime
     embedder = build_embedder(config, threads)
     matcher = build_matcher_for(config, load_gallery(config, embedder)) if with_matcher else None
     liveness = build_liveness(config, liveness_required) if with_matcher else None
-    return Identifier(build_detector(config, threads), embedder, matcher, timer, liveness)
+    return Identifier(build_detector(config, threads), embedder, matcher, timer, liveness, build_mesh(config, embedder, threads))
+
+
+def build_mesh(config: Config, embedder: Embedder, threads: int | None = None) -> FaceMesh | None:
+    """FaceMesh, for an embedder whose contract aligns faces on five points (MobileFaceNet); None for FaceNet."""
+    if embedder.alignment != "arcface-5point":
+        return None
+    return FaceMesh(config.models.dir, config.embedder.threads if threads is None else threads)
 
 
 def build_pipeline(config: Config, timer: StageTimer | None = None) -> Pipeline:
@@ -147,7 +155,7 @@ def rebuild_pipeline(current: Pipeline, old: Config, new: Config, matcher: Match
     """A whole new pipeline for a reloaded config, reusing the loaded detector, embedder and every stage
     whose sections did not change; the caller swaps it in at once. Raises if a new stage cannot be built."""
     identifier = Identifier(current.identifier.detector, current.identifier.embedder, matcher, current.timer,
-                            current.identifier.liveness)
+                            current.identifier.liveness, current.identifier.mesh)
     confirmation = current.confirmation if new.confirmation == old.confirmation else build_confirmation(new)
     tracker = current.tracker if new.tracking == old.tracking else build_tracker(new)
     gestures_same = new.gestures == old.gestures and current.gestures is not None

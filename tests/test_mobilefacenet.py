@@ -1,0 +1,104 @@
+"""MobileFaceNet, the second embedder, through the same contract as FaceNet: its sidecar, five-point alignment,
+recognition on real photographs, and `facecheck identify` with `embedder.model` pointed at it. The model is built
+by `scripts/bootstrap --mobilefacenet` (scripts/test and CI always build it)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from converters.mobilefacenet import RepairError, repair
+from edge.config import config_from_dict
+from edge.identity.gallery import GalleryFile
+from edge.identity.matcher import NearestMatcher
+from edge.images import read_image
+from edge.inference.align import ARCFACE_TEMPLATE, alignment_matrix, five_points
+from edge.inference.embedder import read_sidecar
+from edge.recognition.enroll import enrol
+from edge.samples import sample
+from edge.service.assembly import build_identifier
+from tests.conftest import MODELS, run_cli, write_yaml
+
+MODEL = MODELS / "mobilefacenet-float32.tflite"
+
+
+@pytest.fixture
+def mobilefacenet() -> object:
+    if not MODEL.is_file():
+        pytest.fail(f"{MODEL} is missing: scripts/test builds it (scripts/bootstrap --mobilefacenet)")
+    return MODEL
+
+
+@pytest.fixture
+def identifier_pair(base_config, tmp_path, mobilefacenet):
+    config = config_from_dict({**base_config, "embedder": {"model": str(mobilefacenet)}}, base_dir=tmp_path)
+    return config, build_identifier(config, with_matcher=False)
+
+
+def embed(identifier, name):
+    image = read_image(sample(name))
+    faces = identifier.faces(image)
+    assert len(faces) == 1
+    return identifier.embed_with_quality(image, faces[0])[0]
+
+
+def test_the_sidecar_states_the_contract(mobilefacenet):
+    meta = read_sidecar(mobilefacenet)
+    assert (meta["input_size"], meta["embedding_size"], meta["alignment"], meta["normalisation"]) == \
+        (112, 192, "arcface-5point", "fixed")
+    assert meta["repair"] == {"unfused_depthwise_relus": 16, "negated_prelu_slopes": 33}
+    assert meta["parity_min_cosine"] >= 0.9999 and "MIT" in meta["licence"]
+    assert (mobilefacenet.parent / "LICENSE-mobilefacenet.txt").is_file()
+
+
+def test_five_points_land_on_the_arcface_template(identifier_pair):
+    _, identifier = identifier_pair
+    image = read_image(sample("obama-1.jpg"))
+    face = identifier.faces(image)[0]
+    marks = identifier.five_point_landmarks(image, face)
+    assert marks is not None, "a 150 px face is large enough for FaceMesh"
+    matrix = alignment_matrix(face, 112, 0.0, "arcface-5point", marks)
+    landed = five_points(marks) @ matrix[:, :2].T + matrix[:, 2]
+    assert np.abs(landed - ARCFACE_TEMPLATE).max() < 6.0, landed  # pixels of the 112 px crop
+
+
+def test_same_person_is_closer_than_different_people(identifier_pair):
+    _, identifier = identifier_pair
+    obama = [embed(identifier, p) for p in ("obama-1.jpg", "obama-2.jpg", "obama-3.jpg")]
+    others = [embed(identifier, p) for p in ("biden-1.jpg", "collins-1.jpg", "cameraman.jpg")]
+    same = [np.linalg.norm(a - b) for i, a in enumerate(obama) for b in obama[i + 1:]]
+    different = [np.linalg.norm(a - b) for a in obama for b in others]
+    assert max(same) < min(different), (same, different)
+    assert obama[0].shape == (192,) and abs(np.linalg.norm(obama[0]) - 1) < 1e-4
+
+
+def test_recognises_across_photos_and_refuses_strangers(identifier_pair):
+    config, identifier = identifier_pair
+    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+        enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None,
+              config.matcher.augmentations)
+    matcher = NearestMatcher(GalleryFile.from_config(config).load())
+    assert matcher.match(embed(identifier, "obama-3.jpg")).name == "Barack Obama"
+    for stranger in ("collins-1.jpg", "cameraman.jpg"):
+        assert not matcher.match(embed(identifier, stranger)).known, stranger
+
+
+def test_identify_runs_with_mobilefacenet(base_config, tmp_path, mobilefacenet):
+    config = write_yaml(tmp_path / "config.yaml", {**base_config, "embedder": {"model": str(mobilefacenet)}})
+    done = run_cli("enroll", "--config", str(config), "--name", "Barack Obama", str(sample("obama-1.jpg")),
+                   str(sample("obama-2.jpg")))
+    assert done.returncode == 0, done.stderr
+    result = run_cli("identify", "--config", str(config), str(sample("obama-3.jpg")), str(sample("biden-1.jpg")))
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    names = [face.get("name") for answer in answers for face in answer["faces"]]
+    assert names == ["Barack Obama", None], answers
+
+
+def test_the_repair_refuses_a_graph_it_was_not_written_for():
+    """repair() counts what it fixes: a graph with other faults (here: none) is refused, never half-repaired."""
+    nodes = [{"name": "img_inputs", "op": "Placeholder"}, {"name": "w", "op": "Const"},
+             {"name": "conv", "op": "FusedDepthwiseConv2dNative", "input": ["img_inputs", "w"],
+              "attr": {"fused_ops": {"list": {"s": []}}}}]
+    with pytest.raises(RepairError, match="expected 16 fused ReLUs and 33 PReLU slopes, found 0 and 0"):
+        repair(nodes, {"w": np.zeros(1, np.float32)})
