@@ -89,6 +89,13 @@ def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
                           cwd=kwargs.pop("cwd", ROOT), **kwargs)
 
 
+def enrol_obama_and_biden(config_path) -> None:
+    """Enrol the two sample people through the CLI, as an operator would (the demo clip's enrolled visitors)."""
+    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+        result = run_cli("enroll", "-c", str(config_path), "--name", name, *[str(sample(p)) for p in photos])
+        assert result.returncode == 0, result.stderr
+
+
 def validate(payload, schema_name: str, subschema: str | None = None) -> None:
     """Check a payload against the shipped JSON Schema (with $refs between them resolved)."""
     import jsonschema

@@ -9,15 +9,7 @@ import sys
 import time
 
 from edge.cli.demo import render_clip
-from tests.conftest import ROOT, run_cli, write_yaml
-
-
-def enrol_obama_and_biden(config_path):
-    from edge.samples import sample
-
-    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
-        result = run_cli("enroll", "-c", str(config_path), "--name", name, *[str(sample(p)) for p in photos])
-        assert result.returncode == 0, result.stderr
+from tests.conftest import ROOT, enrol_obama_and_biden, run_cli, write_yaml
 
 
 def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_path):

@@ -17,7 +17,7 @@ from edge.inference.embedder import read_sidecar
 from edge.recognition.enroll import enrol
 from edge.samples import sample
 from edge.service.assembly import build_identifier
-from tests.conftest import MODELS, run_cli, write_yaml
+from tests.conftest import MODELS, enrol_obama_and_biden, run_cli, write_yaml
 
 MODEL = MODELS / "mobilefacenet-float32.tflite"
 
@@ -102,3 +102,20 @@ def test_the_repair_refuses_a_graph_it_was_not_written_for():
               "attr": {"fused_ops": {"list": {"s": []}}}}]
     with pytest.raises(RepairError, match="expected 16 fused ReLUs and 33 PReLU slopes, found 0 and 0"):
         repair(nodes, {"w": np.zeros(1, np.float32)})
+
+
+def test_the_daemon_checks_people_in_with_mobilefacenet(base_config, tmp_path, mobilefacenet):
+    """`facecheck run` on the demo's replayed clip with embedder.model pointed at MobileFaceNet: the two enrolled
+    people check in and the two strangers stay unknown, as with FaceNet (tests/test_daemon.py)."""
+    from edge.cli.demo import render_clip
+
+    render_clip(tmp_path / "frames")
+    config = write_yaml(tmp_path / "config.yaml", {
+        **base_config, "embedder": {"model": str(mobilefacenet)}, "sinks": {"stdout": True},
+        "confirmation": {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0}})
+    enrol_obama_and_biden(config)
+    result = run_cli("run", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["type"], e["name"]) for e in events] == [
+        ("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"), ("unknown_face", None)]
