@@ -26,6 +26,8 @@ MODELS = {
     "blazepose landmarks (full)": ROOT / "models" / "pose_landmark_full.tflite",
     "minifasnet v2 (liveness, default)": ROOT / "models" / "minifasnet_v2_2.7.tflite",
     "minifasnet v1se (liveness)": ROOT / "models" / "minifasnet_v1se_4.0.tflite",
+    "mobilefacenet (second embedder)": ROOT / "models" / "mobilefacenet-float32.tflite",
+    "facemesh (five-point alignment)": ROOT / "models" / "face_landmark.tflite",
 }
 
 
