@@ -125,8 +125,12 @@ class DetectorConfig(_Model):
 
 
 class EmbedderConfig(_Model):
-    model: Path = Field(Path("models/facenet-keras-int8full.tflite"), description="FaceNet .tflite built by facecheck-convert.")
+    model: Path = Field(Path("models/facenet-keras-int8full.tflite"), description="The embedder .tflite built by "
+                        "facecheck-convert (FaceNet; or models/mobilefacenet-float32.tflite).")
     threads: int = Field(0, ge=0, le=64, description="Interpreter threads; 0 = number of cores.")
+    enrol_also: list[Path] = Field(
+        [], max_length=4, description="Other embedder .tflite files enrolment also stores templates of, so that "
+        "embedder.model can later point at one of them without re-enrolling anyone (docs/accuracy.md).")
 
 
 class TrackingConfig(_Model):
@@ -401,6 +405,7 @@ class Config(_Model):
 # --------------------------------------------------------------------------- loading
 
 _PATH_KEYS = (
+    ("embedder", "enrol_also"),
     ("models", "dir"),
     ("embedder", "model"),
     ("matcher", "gallery"),
@@ -499,6 +504,8 @@ def _resolve_path(data: dict[str, Any], keys: tuple[str, ...], base_dir: Path) -
     value = node[last]
     if isinstance(value, Path):
         node[last] = value if value.is_absolute() else base_dir / value
+    elif isinstance(value, list) and all(isinstance(item, Path) for item in value):
+        node[last] = [item if item.is_absolute() else base_dir / item for item in value]
     elif isinstance(value, str) and keys == ("camera", "path") and not os.path.isabs(value):
         node[last] = str(base_dir / value)
 

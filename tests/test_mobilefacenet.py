@@ -119,3 +119,52 @@ def test_the_daemon_checks_people_in_with_mobilefacenet(base_config, tmp_path, m
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(e["type"], e["name"]) for e in events] == [
         ("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"), ("unknown_face", None)]
+
+
+def test_a_gallery_enrolled_once_switches_between_the_models(base_config, tmp_path, mobilefacenet):
+    """Enrolled with FaceNet and `embedder.enrol_also: [MobileFaceNet]`, the same sealed gallery file serves either
+    model: pointing embedder.model at the other one needs no re-enrolment; a person removed leaves both."""
+    both = {**base_config, "embedder": {"model": base_config["embedder"]["model"], "enrol_also": [str(mobilefacenet)]}}
+    facenet_config = write_yaml(tmp_path / "facenet.yaml", both)
+    mobile_config = write_yaml(tmp_path / "mobile.yaml", {**base_config, "embedder": {"model": str(mobilefacenet)}})
+    enrol_obama_and_biden(facenet_config)
+    for config in (facenet_config, mobile_config):
+        result = run_cli("identify", "--config", str(config), str(sample("obama-3.jpg")), str(sample("collins-1.jpg")))
+        assert result.returncode == 0, (config.name, result.stderr)
+        names = [face.get("name") for line in result.stdout.splitlines() if line.strip()
+                 for face in json.loads(line)["faces"]]
+        assert names == ["Barack Obama", None], (config.name, names)
+    gallery = GalleryFile.from_config(config_from_dict(both, tmp_path)).load()
+    assert gallery.models == [gallery.model_id, read_sidecar(mobilefacenet)["model_id"]]
+    person = gallery.person_ids[gallery.names.index("Barack Obama")]
+    assert run_cli("roster", "remove", "--config", str(mobile_config), person).returncode == 0
+    for config in (facenet_config, mobile_config):
+        result = run_cli("identify", "--config", str(config), str(sample("obama-3.jpg")))
+        assert json.loads(result.stdout.splitlines()[0])["faces"][0].get("name") is None, config.name
+
+
+def test_templates_of_other_models_travel_with_the_gallery_and_stay_complete():
+    from edge.identity.gallery import Gallery, GalleryError
+
+    rng = np.random.default_rng(0)
+    gallery = Gallery("facenet", 4)
+    notes = gallery.add("a", "Ann", rng.normal(size=(2, 4)), np.array([True, False]), "facenet",
+                        {"mobile": (rng.normal(size=(2, 3)), np.array([True, False]))})
+    assert notes == [] and gallery.models == ["facenet", "mobile"]
+    gallery.add("b", "Bo", rng.normal(size=(1, 4)), np.array([True]), "facenet",
+                {"mobile": (rng.normal(size=(1, 3)), np.array([True]))})
+    copy = Gallery.from_bytes(gallery.to_bytes(), "test")
+    mobile = copy.select("mobile")
+    assert (mobile.model_id, mobile.dim, mobile.names, mobile.labels.tolist()) == ("mobile", 3, ["Ann", "Bo"], [0, 0, 1])
+    assert mobile.select("facenet").labels.tolist() == [0, 0, 1]
+    copy.remove("a")
+    assert copy.others["mobile"].labels.tolist() == [0] and copy.select("mobile").names == ["Bo"]
+    with pytest.raises(GalleryError, match="enrol_also"):
+        copy.select("arcface")
+    # an enrolment that did not compute a model's templates drops that model, and says so
+    notes = copy.add("c", "Cy", rng.normal(size=(1, 4)), np.array([True]), "facenet")
+    assert copy.models == ["facenet"] and "mobile: templates dropped" in notes[0]
+    # a model the roster's earlier people lack is not started halfway
+    notes = copy.add("d", "Di", rng.normal(size=(1, 4)), np.array([True]), "facenet",
+                     {"mobile": (rng.normal(size=(1, 3)), np.array([True]))})
+    assert copy.models == ["facenet"] and "mobile: not stored" in notes[0]

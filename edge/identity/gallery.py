@@ -49,7 +49,21 @@ def check_name(value: str) -> str:
 
 
 @dataclass
+class Templates:
+    """One embedder's templates of the gallery's people (labels index the gallery's person_ids)."""
+
+    dim: int
+    embeddings: np.ndarray
+    labels: np.ndarray
+    original: np.ndarray
+
+
+@dataclass
 class Gallery:
+    """The roster of one door or site. The matcher reads the templates of one embedder (`model_id`, the one the
+    door runs); `others` holds the same people's templates from other embedders the enrolment also ran
+    (`embedder.enrol_also`), so pointing `embedder.model` at one of them needs no re-enrolment (`select`)."""
+
     model_id: str
     dim: int
     embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # N x dim, L2-normalised
@@ -58,6 +72,7 @@ class Gallery:
     person_ids: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     version: int = 0
+    others: dict[str, Templates] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.embeddings.size == 0:
@@ -78,7 +93,17 @@ class Gallery:
             result[pid] = (int((mask & self.original).sum()), int(mask.sum()))
         return result
 
-    def add(self, person_id: str, name: str, embeddings: np.ndarray, original: np.ndarray, model_id: str) -> None:
+    @property
+    def models(self) -> list[str]:
+        """Every embedder whose templates the gallery holds, the one in use first."""
+        return [self.model_id, *self.others]
+
+    def add(self, person_id: str, name: str, embeddings: np.ndarray, original: np.ndarray, model_id: str,
+            also: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[str]:
+        """A person's templates for the model in use, and (`also`) for other embedders: model id -> (embeddings,
+        original flags). Every model's templates must hold every person, or a switch to it would turn the missing
+        into strangers: a model not yet held joins only with the roster's first person, and a model this enrolment
+        did not compute is dropped. Returns what was not kept, and why, for the enrolment report."""
         if model_id != self.model_id:
             raise GalleryError(f"embeddings from model {model_id!r} cannot join a gallery of model {self.model_id!r}")
         check_person_id(person_id)
@@ -86,6 +111,18 @@ class Gallery:
         embeddings = np.asarray(embeddings, np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim or len(embeddings) == 0:
             raise GalleryError(f"expected N x {self.dim} embeddings, got {embeddings.shape}")
+        also = {m: (np.asarray(v, np.float32), np.asarray(f, bool)) for m, (v, f) in (also or {}).items()}
+        for other, (vectors, _flags) in also.items():
+            known = self.others.get(other)
+            if vectors.ndim != 2 or len(vectors) == 0 or (known is not None and vectors.shape[1] != known.dim):
+                raise GalleryError(f"expected N x {known.dim if known else 'D'} embeddings for {other}, got {vectors.shape}")
+        first = self.people == 0 or self.person_ids == [person_id]
+        notes = [f"{other}: not stored, the roster's other people have no {other} templates (re-enrol everyone "
+                 "with embedder.enrol_also naming it)" for other in also if other not in self.others and not first]
+        notes += [f"{other}: templates dropped, this enrolment did not compute them (embedder.enrol_also)"
+                  for other in self.others if other not in also]
+        for other in [m for m in self.others if m not in also]:
+            del self.others[other]
         if person_id in self.person_ids:
             index = self.person_ids.index(person_id)
             self.names[index] = name
@@ -93,11 +130,31 @@ class Gallery:
             index = len(self.person_ids)
             self.person_ids.append(person_id)
             self.names.append(name)
-        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-        self.embeddings = np.concatenate([self.embeddings, embeddings / np.maximum(norms, 1e-12)])
-        self.labels = np.concatenate([self.labels, np.full(len(embeddings), index, np.int32)])
-        self.original = np.concatenate([self.original, np.asarray(original, bool)])
+        self.embeddings, self.labels, self.original = _appended(self.embeddings, self.labels, self.original,
+                                                                embeddings, index, original)
+        for other, (vectors, flags) in also.items():
+            if other not in self.others and not first:
+                continue
+            t = self.others.setdefault(other, Templates(vectors.shape[1], np.zeros((0, vectors.shape[1]), np.float32),
+                                                        np.zeros(0, np.int32), np.zeros(0, bool)))
+            t.embeddings, t.labels, t.original = _appended(t.embeddings, t.labels, t.original, vectors, index, flags)
         self.version += 1
+        return notes
+
+    def select(self, model_id: str, where: str = "the gallery") -> Gallery:
+        """The same roster read through another embedder's templates (no re-enrolment)."""
+        if model_id == self.model_id:
+            return self
+        if model_id not in self.others:
+            raise GalleryError(f"{where}: gallery was enrolled with model {self.model_id!r}"
+                               + (f" (and {', '.join(self.others)})" if self.others else "")
+                               + f" but the embedder is {model_id!r}; re-enrol with this model, point embedder.model "
+                               "at one of those, or enrol with embedder.enrol_also naming this model")
+        chosen = self.others[model_id]
+        others = {m: t for m, t in self.others.items() if m != model_id}
+        others[self.model_id] = Templates(self.dim, self.embeddings, self.labels, self.original)
+        return Gallery(model_id, chosen.dim, chosen.embeddings, chosen.labels, chosen.original, list(self.person_ids),
+                       list(self.names), self.version, others)
 
     def remove(self, person_id: str) -> None:
         """Erase a person: every embedding of theirs leaves the gallery."""
@@ -108,6 +165,10 @@ class Gallery:
         self.embeddings, self.original = self.embeddings[keep], self.original[keep]
         labels = self.labels[keep]
         self.labels = np.where(labels > index, labels - 1, labels).astype(np.int32)
+        for t in self.others.values():
+            kept = t.labels != index
+            t.embeddings, t.original = t.embeddings[kept], t.original[kept]
+            t.labels = np.where(t.labels[kept] > index, t.labels[kept] - 1, t.labels[kept]).astype(np.int32)
         del self.person_ids[index], self.names[index]
         self.version += 1
 
@@ -125,6 +186,10 @@ class Gallery:
             original=self.original.astype(bool),
             person_ids=np.array(self.person_ids, dtype=np.str_),
             names=np.array(self.names, dtype=np.str_),
+            others=np.int32(len(self.others)),
+            **{f"other{i}_{key}": value for i, (model, t) in enumerate(self.others.items()) for key, value in (
+                ("model_id", np.str_(model)), ("dim", np.int32(t.dim)), ("embeddings", t.embeddings.astype(np.float32)),
+                ("labels", t.labels.astype(np.int32)), ("original", t.original.astype(bool)))},
         )
         return buffer.getvalue()
 
@@ -188,25 +253,41 @@ class Gallery:
         )
         if not consistent:
             raise GalleryError(f"{where}: gallery arrays are inconsistent (corrupt file); restore a backup or re-enrol")
+        others = {}
+        for i in range(int(fields.get("others", 0))):  # a gallery from before several models: none
+            keys = [f"other{i}_{k}" for k in ("model_id", "dim", "embeddings", "labels", "original")]
+            if not set(keys) <= set(fields):
+                raise GalleryError(f"{where}: gallery lacks {sorted(set(keys) - set(fields))}; restore a backup or re-enrol")
+            model, other_dim, vectors, other_labels, flags = (fields[k] for k in keys)
+            if not (vectors.ndim == 2 and vectors.shape[1] == int(other_dim) and vectors.dtype == np.float32
+                    and other_labels.shape == (len(vectors),) and flags.shape == (len(vectors),)
+                    and (other_labels.size == 0 or (other_labels.min() >= 0 and other_labels.max() < len(person_ids)))
+                    and np.isfinite(vectors).all()):
+                raise GalleryError(f"{where}: the {str(model)!r} templates are inconsistent (corrupt file); restore a "
+                                   "backup or re-enrol")
+            others[str(model)] = Templates(int(other_dim), vectors, other_labels.astype(np.int32), flags.astype(bool))
         return cls(model_id=str(fields["model_id"]), dim=dim, embeddings=embeddings, labels=labels.astype(np.int32),
                    original=fields["original"].astype(bool), person_ids=person_ids, names=names,
-                   version=int(fields["version"]))
+                   version=int(fields["version"]), others=others)
 
     @classmethod
     def load_or_new(cls, path: Path, model_id: str, dim: int, key: Key | None) -> Gallery:
         """The gallery at path (which must match model_id), or an empty one if there is none yet."""
         if not path.exists():
             return cls(model_id=model_id, dim=dim)
-        gallery = cls.load(path, key)
-        gallery.require_model(model_id, path)
-        return gallery
+        return cls.load(path, key).select(model_id, str(path))
 
     def require_model(self, model_id: str, path: Path | str) -> None:
-        if self.model_id != model_id:
-            raise GalleryError(
-                f"{path}: gallery was enrolled with model {self.model_id!r} but the embedder is {model_id!r}; "
-                "re-enrol with this model or point embedder.model at the original one"
-            )
+        self.select(model_id, str(path))
+
+
+def _appended(embeddings: np.ndarray, labels: np.ndarray, original: np.ndarray, vectors: np.ndarray, index: int,
+              flags: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One model's template arrays with a person's vectors (L2-normalised) added under label `index`."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (np.concatenate([embeddings, vectors / np.maximum(norms, 1e-12)]),
+            np.concatenate([labels, np.full(len(vectors), index, np.int32)]),
+            np.concatenate([original, np.asarray(flags, bool)]))
 
 
 def new_person_id() -> str:

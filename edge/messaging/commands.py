@@ -270,14 +270,15 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
         from edge.recognition.enroll import enrolment_warnings
 
         skipped: list[str] = []
+        also: dict = {}
         if images is not None:
-            vectors, original, labels, skipped = _embed_images(photos, ctx, force)
+            vectors, original, labels, skipped, also = _embed_images(photos, ctx, force)
         else:
             vectors = _vectors(embeddings, ctx.dim)
             original, labels = np.ones(len(vectors), bool), [f"embeddings[{i}]" for i in range(len(vectors))]
         gallery = _gallery(ctx)
         warnings = enrolment_warnings(gallery, person_id, labels, vectors[original], ctx.threshold)
-        gallery.add(person_id, name, vectors, original, ctx.model_id)
+        warnings += gallery.add(person_id, name, vectors, original, ctx.model_id, also)
         ctx.gallery.save(gallery)
         return _with_gallery_reload({"person_id": person_id, "name": name, "skipped": skipped,
                                      "warnings": warnings}, ctx)
@@ -286,17 +287,22 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
 
 
 def _embed_images(raw: list[bytes], ctx: CommandContext, force: bool
-                  ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Each photo is decoded (bounded, edge/images.py) only when its turn comes."""
-    from edge.recognition.enroll import embed_person_images
+                  ) -> tuple[np.ndarray, np.ndarray, list[str], list[str], dict]:
+    """Each photo is decoded (bounded, edge/images.py) only when its turn comes; the other embedders' templates
+    (embedder.enrol_also) come last."""
+    from edge.recognition.enroll import InputError, embed_also, embed_person_images
 
     loaders = [(f"images[{i}]", partial(decode_image, data, ctx.max_image_pixels)) for i, data in enumerate(raw)]
-    vectors, original, used, reasons = embed_person_images(ctx.enrol_identifier(), loaders, ctx.augmentations,
-                                                           force=force)
+    identifier = ctx.enrol_identifier()
+    vectors, original, used, reasons = embed_person_images(identifier, loaders, ctx.augmentations, force=force)
     skipped = [f"{label}: {why}" for label, why in reasons.items()]
     if not used:
         raise CommandError("no usable face in the images: " + "; ".join(skipped))
-    return vectors, original, used, skipped
+    try:
+        also = embed_also(identifier, loaders, used, ctx.augmentations)
+    except InputError as exc:
+        raise CommandError(str(exc)) from None
+    return vectors, original, used, skipped, also
 
 
 def _base64_image(index: int, item) -> bytes:

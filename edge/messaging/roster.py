@@ -77,10 +77,17 @@ def package(gallery: Gallery, version: int, key: Key, signer, chunk_bytes: int =
     data = seal(gallery.to_bytes(), key.value, "roster")
     pieces = [data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
     manifest = {"version": version, "model_id": gallery.model_id, "dim": gallery.dim, "people": gallery.people,
-                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": len(pieces)}
+                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": len(pieces),
+                "models": gallery.models}
     manifest["signature"] = sign(signer, signed_part(manifest))
     chunks = [{"version": version, "index": i, "data": base64.b64encode(p).decode()} for i, p in enumerate(pieces)]
     return manifest, chunks
+
+
+def manifest_models(manifest: dict) -> list[str]:
+    """The embedders whose templates a roster holds; a manifest from before several models names one (and its
+    signature covers only the fields it has, so the default is never written into it)."""
+    return manifest.get("models", [manifest.get("model_id")])
 
 
 def parse_manifest(payload: bytes) -> dict:
@@ -95,6 +102,9 @@ def parse_manifest(payload: bytes) -> dict:
     for key, kind in needed.items():
         if not isinstance(body.get(key), kind) or isinstance(body.get(key), bool):
             raise RosterError(f"manifest field {key!r} missing or not {kind.__name__}")
+    models = manifest_models(body)
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models) or not 1 <= len(models) <= 8:
+        raise RosterError("manifest field 'models' must be a list of 1 to 8 model ids")
     if not 0 < body["bytes"] <= MAX_ROSTER_BYTES or not 0 < body["chunks"] <= 10_000:
         raise RosterError(f"manifest size out of range ({body['bytes']} bytes in {body['chunks']} chunks)")
     return body
@@ -125,9 +135,9 @@ class RosterAssembler:
             raise RosterError(f"roster version {manifest['version']}: the manifest's signature does not verify "
                               "against privacy.roster_verify_key_file: not published by this site's enrolment "
                               "station (forged or altered)")
-        if manifest["model_id"] != self.model_id:
-            raise RosterError(f"roster version {manifest['version']} is for model {manifest['model_id']!r}; "
-                              f"this device runs {self.model_id!r}")
+        if self.model_id not in manifest_models(manifest):
+            raise RosterError(f"roster version {manifest['version']} holds templates of model "
+                              f"{', '.join(manifest_models(manifest))}; this device runs model {self.model_id!r}")
         self.manifest = manifest
         self.chunks = {v: c for v, c in self.chunks.items() if v == manifest["version"]}
 
@@ -156,8 +166,10 @@ class RosterAssembler:
         except SealError as exc:
             raise RosterError(str(exc)) from None
         gallery = gallery_from_bytes(opened)
-        if gallery.model_id != self.model_id or gallery.dim != m["dim"]:
-            raise RosterError(f"roster version {m['version']}: gallery is for model {gallery.model_id!r}")
+        if gallery.models != manifest_models(m) or gallery.dim != m["dim"] or self.model_id not in gallery.models:
+            raise RosterError(f"roster version {m['version']}: gallery holds model {', '.join(gallery.models)}, "
+                              f"not what the manifest says")
+        gallery = gallery.select(self.model_id)
         if gallery.people != m["people"] or gallery.version != m["version"]:
             raise RosterError(f"roster version {m['version']}: contents disagree with the manifest")
         if not np.isfinite(gallery.embeddings).all():

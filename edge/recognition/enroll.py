@@ -110,14 +110,20 @@ def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Call
     return np.stack(vectors), np.array(original), used, skipped
 
 
-def embed_person(identifier: Identifier, paths: list[Path], augmentations: int, progress: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray, list[Path], dict[Path, str]]:
-    """As embed_person_images, for files: unreadable or oversized ones are skipped with the reason."""
-    by_label = {str(p): p for p in paths}
-    vectors, original, used, reasons = embed_person_images(
-        identifier, [(str(p), partial(read_image, p, max_pixels)) for p in paths], augmentations, progress, force)
-    return vectors, original, [by_label[label] for label in used], {by_label[k]: v for k, v in reasons.items()}
+def embed_also(identifier: Identifier, images: Sequence[tuple[str, Callable[[], np.ndarray]]], used: list[str],
+               augmentations: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The used photos' templates from every other embedder enrolment stores (embedder.enrol_also): model id ->
+    (embeddings, original flags). The photos passed the checks already; a photo another embedder's alignment
+    cannot use fails the enrolment rather than leaving that model without the person."""
+    chosen = [(label, load) for label, load in images if label in used]
+    out = {}
+    for other in identifier.also:
+        vectors, original, got, reasons = embed_person_images(other, chosen, augmentations, force=True)
+        if got != used:
+            raise InputError(f"{other.embedder.model_id} (embedder.enrol_also) could not use "
+                             + "; ".join(f"{label}: {why}" for label, why in reasons.items()))
+        out[other.embedder.model_id] = (vectors, original)
+    return out
 
 
 def enrol(identifier: Identifier, gallery_file: GalleryFile, name: str, paths: list[Path], person_id: str | None,
@@ -130,15 +136,18 @@ def enrol(identifier: Identifier, gallery_file: GalleryFile, name: str, paths: l
         existing = [pid for pid, n in zip(gallery.person_ids, gallery.names) if n == name]
         person_id = existing[0] if existing else new_person_id()
     report = EnrolReport(person_id, name)
-    vectors, original, report.used, report.skipped = embed_person(identifier, image_paths(paths), augmentations,
-                                                                  progress, max_pixels, force)
+    files = image_paths(paths)
+    by_label = {str(p): p for p in files}
+    images = [(str(p), partial(read_image, p, max_pixels)) for p in files]
+    vectors, original, used, reasons = embed_person_images(identifier, images, augmentations, progress, force)
+    report.used, report.skipped = [by_label[label] for label in used], {by_label[k]: v for k, v in reasons.items()}
     if not report.used:
-        reasons = "; ".join(f"{p}: {why}" for p, why in report.skipped.items()) or "no images given"
-        raise InputError(f"no usable photo of {name}: {reasons}")
-    report.warnings = enrolment_warnings(gallery, person_id, [str(p) for p in report.used], vectors[original],
-                                         threshold)
+        reasons_text = "; ".join(f"{p}: {why}" for p, why in report.skipped.items()) or "no images given"
+        raise InputError(f"no usable photo of {name}: {reasons_text}")
+    report.warnings = enrolment_warnings(gallery, person_id, used, vectors[original], threshold)
     try:
-        gallery.add(person_id, name, vectors, original, embedder.model_id)
+        report.warnings += gallery.add(person_id, name, vectors, original, embedder.model_id,
+                                       embed_also(identifier, images, used, augmentations))
     except GalleryError as exc:
         raise InputError(str(exc)) from None
     gallery_file.save(gallery)

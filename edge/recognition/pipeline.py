@@ -56,13 +56,15 @@ class Identifier:
     """detect -> align -> embed -> match for every face in an image (also used by enroll/identify)."""
 
     def __init__(self, detector: FaceDetector, embedder: Embedder, matcher: Matcher | None,
-                 timer: StageTimer | None = None, liveness: Liveness | None = None, mesh: FaceMesh | None = None):
+                 timer: StageTimer | None = None, liveness: Liveness | None = None, mesh: FaceMesh | None = None,
+                 also: list[Identifier] | None = None):
         self.detector = detector
         self.embedder = embedder
         self.matcher = matcher
         self.timer = timer or StageTimer()
         self.liveness = liveness
         self.mesh = mesh  # FaceMesh, for an embedder aligned on five points (arcface-5point)
+        self.also = also or []  # enrolment only: the other embedders it stores templates of (embedder.enrol_also)
 
     def faces(self, image: np.ndarray, tiles: bool | None = None) -> list[FaceBox]:
         """tiles: None = the detector's setting (photos: always tiled)."""

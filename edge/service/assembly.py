@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from edge.config import Config, ConfigError
 from edge.identity.gallery import Gallery, GalleryFile
@@ -42,8 +43,8 @@ def build_detector(config: Config, threads: int | None = None) -> BlazeFaceDetec
                              tiles=True, models_dir=config.models.dir)
 
 
-def build_embedder(config: Config, threads: int | None = None) -> FaceNetEmbedder:
-    return FaceNetEmbedder(config.embedder.model, config.embedder.threads if threads is None else threads)
+def build_embedder(config: Config, threads: int | None = None, model: Path | None = None) -> FaceNetEmbedder:
+    return FaceNetEmbedder(model or config.embedder.model, config.embedder.threads if threads is None else threads)
 
 
 def load_gallery(config: Config, embedder: Embedder) -> Gallery:
@@ -111,7 +112,13 @@ def build_identifier(config: Config, with_matcher: bool = True, timer: StageTime
     embedder = build_embedder(config, threads)
     matcher = build_matcher_for(config, load_gallery(config, embedder)) if with_matcher else None
     liveness = build_liveness(config, liveness_required) if with_matcher else None
-    return Identifier(build_detector(config, threads), embedder, matcher, timer, liveness, build_mesh(config, embedder, threads))
+    detector = build_detector(config, threads)
+    also = []
+    if not with_matcher:  # enrolment: every other embedder it stores templates of, on the same detector
+        for path in config.embedder.enrol_also:
+            other = build_embedder(config, threads, path)
+            also.append(Identifier(detector, other, None, timer, None, build_mesh(config, other, threads)))
+    return Identifier(detector, embedder, matcher, timer, liveness, build_mesh(config, embedder, threads), also)
 
 
 def build_mesh(config: Config, embedder: Embedder, threads: int | None = None) -> FaceMesh | None:
