@@ -42,6 +42,25 @@ def facenet_model() -> Path:
     return model_path("keras-int8full")  # the default in config.yaml
 
 
+@pytest.fixture(scope="session")
+def mobilefacenet_model() -> Path:
+    """The second embedder, which scripts/test always builds (scripts/bootstrap --mobilefacenet)."""
+    path = MODELS / "mobilefacenet-float32.tflite"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: scripts/test builds it (scripts/bootstrap --mobilefacenet)")
+    return path
+
+
+def embed_photo(identifier, name: str):
+    """The embedding of the one face in a sample photo, as enrolment computes it."""
+    from edge.images import read_image
+
+    image = read_image(sample(name))
+    faces = identifier.faces(image)
+    assert len(faces) == 1
+    return identifier.embed_with_quality(image, faces[0])[0]
+
+
 @pytest.fixture
 def base_config(tmp_path: Path, facenet_model: Path) -> dict:
     """A config dict for one test: real model, state under tmp_path, no broker."""

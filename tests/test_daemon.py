@@ -8,11 +8,17 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from edge.cli.demo import render_clip
 from tests.conftest import ROOT, enrol_obama_and_biden, run_cli, write_yaml
 
 
-def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_path):
+@pytest.mark.parametrize("embedder", ["facenet", "mobilefacenet"])
+def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_path, embedder, request):
+    """The same clip, the same events, with either embedder (embedder.model)."""
+    if embedder == "mobilefacenet":
+        base_config["embedder"] = {"model": str(request.getfixturevalue("mobilefacenet_model"))}
     expected = render_clip(tmp_path / "frames")
     base_config["sinks"] = {"stdout": True}
     base_config["confirmation"] = {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0}

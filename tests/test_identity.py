@@ -21,22 +21,13 @@ from edge.inference.tflite import ModelError
 from edge.recognition.enroll import InputError, enrol
 from edge.samples import sample
 from edge.service.assembly import build_identifier
-from tests.conftest import run_cli, write_yaml
+from tests.conftest import embed_photo, run_cli, write_yaml
 
 
 @pytest.fixture
 def identifier(base_config, tmp_path):
     config = config_from_dict(base_config, base_dir=tmp_path)
     return config, build_identifier(config, with_matcher=False)
-
-
-def embed_photo(identifier, name):
-    from edge.images import read_image
-
-    image = read_image(sample(name))
-    faces = identifier.faces(image)
-    assert len(faces) == 1
-    return identifier.embed_with_quality(image, faces[0])[0]
 
 
 def enrolled(identifier_pair, people):
@@ -60,14 +51,17 @@ def test_detector_finds_one_face_with_eyes_inside_the_box(identifier):
     assert 100 < w < 250 and 100 < h < 250
 
 
-def test_same_person_is_closer_than_different_people(identifier):
-    _, ident = identifier
+@pytest.mark.parametrize("model", ["facenet", "mobilefacenet"])
+def test_same_person_is_closer_than_different_people(base_config, tmp_path, model, request):
+    if model == "mobilefacenet":
+        base_config = {**base_config, "embedder": {"model": str(request.getfixturevalue("mobilefacenet_model"))}}
+    ident = build_identifier(config_from_dict(base_config, base_dir=tmp_path), with_matcher=False)
     obama = [embed_photo(ident, p) for p in ("obama-1.jpg", "obama-2.jpg", "obama-3.jpg")]
     others = [embed_photo(ident, p) for p in ("biden-1.jpg", "collins-1.jpg", "cameraman.jpg")]
     same = [np.linalg.norm(a - b) for i, a in enumerate(obama) for b in obama[i + 1:]]
     different = [np.linalg.norm(a - b) for a in obama for b in others]
     assert max(same) < min(different), (same, different)
-    assert all(abs(np.linalg.norm(v) - 1) < 1e-4 for v in obama)
+    assert all(v.shape == (ident.embedder.dim,) and abs(np.linalg.norm(v) - 1) < 1e-4 for v in obama)
 
 
 @pytest.mark.parametrize("matcher_cls", [SvcMatcher, NearestMatcher])
