@@ -158,6 +158,8 @@ class MatcherConfig(_Model):
     ambiguity_margin: float = Field(
         0.05, ge=0, le=1, description="A face not this much closer to its best person than to the next is unknown.")
     augmentations: int = Field(20, ge=0, le=100, description="Augmented variants embedded per enrolment photo.")
+    site_point: Path = Field(Path("state/site-point.json"), description="The site's own operating point, written by "
+                             "`facecheck calibrate FOLDER`; it can only tighten the model's. No file: the model's point.")
 
 
 class GestureConfig(_Model):
@@ -409,6 +411,7 @@ _PATH_KEYS = (
     ("models", "dir"),
     ("embedder", "model"),
     ("matcher", "gallery"),
+    ("matcher", "site_point"),
     ("gestures", "trained_model"),
     ("outbox", "path"),
     ("mqtt", "password_file"),

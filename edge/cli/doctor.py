@@ -103,6 +103,17 @@ def check_threshold(config: Config) -> Check:
         return Check("matching", True, f"threshold {configured} from config is LOOSER than the {measured}")
     if configured is not None:
         return Check("matching", True, f"threshold {configured} from config; {measured}")
+    from edge.identity.operating import SitePointError, load_site_point
+
+    try:
+        site = load_site_point(config.matcher.site_point, model_id)
+    except SitePointError as exc:
+        return Check("matching", False, str(exc))
+    if site is not None:
+        effect = (f"tightens it to {site.threshold}" if site.threshold < point.threshold
+                  else f"allows {site.threshold}, so the model's point stays")
+        measured += (f"; site point from {site.people} of the site's people ({site.impostor_pairs} impostor pairs, "
+                     f"{site.measured_at}) {effect}")
     return Check("matching", True, measured + "; " + roster_bound(config))
 
 

@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--force", action="store_true",
                         help="accept photos below the size, sharpness and frontalness limits (one face still needed)")
 
+    calibrate = with_config(sub.add_parser("calibrate", help="measure the site's own operating point from photos of "
+                                           "its people (one sub-folder per person); it can only tighten the model's"))
+    calibrate.add_argument("folder", type=Path, metavar="FOLDER")
+
     roster = with_config(sub.add_parser("roster", help="list or remove enrolled people"))
     roster_sub = roster.add_subparsers(dest="roster_command", required=True)
     roster_sub.add_parser("list", help="list enrolled people")
@@ -128,8 +132,8 @@ def _config(args) -> Config:
 
 def _dispatch(args) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "run": _run, "demo": _demo, "enroll": _enroll, "roster": _roster, "keys": _keys, "identify": _identify,
-        "gesture": _gesture, "gestures": _gestures, "doctor": _doctor, "snapshot": _snapshot,
+        "run": _run, "demo": _demo, "enroll": _enroll, "calibrate": _calibrate, "roster": _roster, "keys": _keys,
+        "identify": _identify, "gesture": _gesture, "gestures": _gestures, "doctor": _doctor, "snapshot": _snapshot,
         "sign-command": _sign_command, "install-service": _install_service}
     return handlers[args.command](args)
 
@@ -171,6 +175,31 @@ def _install_service(args) -> int:
     from edge.cli.install import install_steps
 
     print(install_steps(args.prefix))
+    return EXIT_OK
+
+
+def _calibrate(args) -> int:
+    """Measure and write the site's operating point (matcher.site_point); print what it does as JSON."""
+    from edge.identity.operating import operating_point, save_site_point
+    from edge.recognition.calibration import calibrate
+    from edge.service.assembly import build_identifier
+
+    config = _config(args)
+    identifier = build_identifier(config, with_matcher=False)
+    result = calibrate(identifier, args.folder, config.limits.max_image_pixels)
+    for photo, why in result.skipped.items():
+        print(f"skipped {photo}: {why}", file=sys.stderr)
+    point = result.point
+    save_site_point(point, config.matcher.site_point)
+    model = operating_point(point.model_id)
+    in_force = min(point.threshold, model.threshold) if model else point.threshold
+    print(json.dumps({
+        "site_point": point.as_dict(), "written_to": str(config.matcher.site_point),
+        "model_point": model.threshold if model else None, "threshold_in_force": in_force,
+        "what_it_does": (f"tightens the model's threshold {model.threshold} to {point.threshold}" if model and
+                         point.threshold < model.threshold else "leaves the model's threshold as it is (the site's "
+                         "people lie no closer than the model's measured impostors)"),
+        "site_genuine_pairs_accepted": round(point.tar, 4)}, indent=2))
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.identity.gallery import Gallery
-from edge.identity.operating import RosterPoint
+from edge.identity.operating import RosterPoint, SitePoint
 from edge.identity.search import CANDIDATES, COMPACT_FROM, build_search
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class Matcher(Protocol):
     threshold_origin: str
     ambiguity_margin: float
     roster: RosterPoint | None  # the enrolled roster's own bound on the threshold, where it has one
+    site: SitePoint | None  # the site's own operating point (facecheck calibrate), where one was measured
     gallery: Gallery
 
     def match(self, embedding: np.ndarray) -> Match: ...
@@ -125,20 +126,25 @@ def resolve_threshold(gallery: Gallery, configured: float | None, target: float 
     return resolve(gallery, configured, target)[:2]
 
 
-def resolve(gallery: Gallery, configured: float | None, target: float | None = None):
+def resolve(gallery: Gallery, configured: float | None, target: float | None = None, site: SitePoint | None = None):
     """(distance threshold, where it came from, the roster's evidence or None): the config's number, else the
-    model's measured operating point, tightened by calibration and by the roster's own bound (never
-    loosened), else a strict fallback (tightened likewise). target: strangers accepted per visit the
-    roster's bound aims at."""
+    model's measured operating point (or the site's own, `facecheck calibrate`, where it is tighter), tightened
+    by calibration and by the roster's own bound (never loosened), else a strict fallback (tightened likewise).
+    target: strangers accepted per visit the roster's bound aims at."""
     from edge.identity.operating import DEFAULT_STRANGER_FAR, operating_point
 
     if configured is not None:
         return configured, "config matcher.distance_threshold", None
     point = operating_point(gallery.model_id)
     ceiling = point.threshold if point else FALLBACK_THRESHOLD
+    site_tighter = site is not None and site.threshold < ceiling
+    if site is not None:
+        ceiling = min(ceiling, site.threshold)
     threshold, calibrated, roster = bounded_threshold(gallery, ceiling,
                                                       DEFAULT_STRANGER_FAR if target is None else target)
     origin = "operating point" if point else "fallback (no operating point measured for this model)"
+    if site is not None and site_tighter:
+        origin = f"site operating point ({site.people} people, {site.impostor_pairs} impostor pairs; tighter than the {origin})"
     if threshold < calibrated:
         origin += f", tightened by this roster ({roster.rule})"
     elif threshold < ceiling:
@@ -156,10 +162,11 @@ class _Base:
     kind = "base"
 
     def __init__(self, gallery: Gallery, threshold: float | None, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
-                 stranger_far: float | None = None):
+                 stranger_far: float | None = None, site: SitePoint | None = None):
         self.gallery = gallery
         self.ambiguity_margin = ambiguity_margin
-        self.threshold, self.threshold_origin, self.roster = resolve(gallery, threshold, stranger_far)
+        self.site = site
+        self.threshold, self.threshold_origin, self.roster = resolve(gallery, threshold, stranger_far, site)
         self._person_blocks: tuple[np.ndarray, np.ndarray] | None = None
 
     def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
@@ -223,8 +230,8 @@ class NearestMatcher(_Base):
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
                  ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
-                 compact_from: int = COMPACT_FROM):
-        super().__init__(gallery, threshold, ambiguity_margin, stranger_far)
+                 site: SitePoint | None = None, compact_from: int = COMPACT_FROM):
+        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site)
         mask = _originals(gallery)
         self._labels = gallery.labels[mask]
         self.search = build_search(gallery.embeddings, np.nonzero(mask)[0], compact_from)
@@ -262,8 +269,9 @@ class SvcMatcher(_Base):
     kind = "svc"
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
-                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None):
-        super().__init__(gallery, threshold, ambiguity_margin, stranger_far)
+                 ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
+                 site: SitePoint | None = None):
+        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site)
         from sklearn.svm import SVC
 
         if gallery.people < 2:
@@ -296,7 +304,7 @@ def _per_person_subset(gallery: Gallery, limit: int) -> np.ndarray:
 
 def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None = None,
                   svc_max_identities: int = 2000, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
-                  stranger_far: float | None = None) -> Matcher:
+                  stranger_far: float | None = None, site: SitePoint | None = None) -> Matcher:
     """The configured matcher; `auto` uses the SVC for 2..svc_max_identities people, else nearest."""
     if kind == "svc" and gallery.people < 2:
         log.warning("matcher.kind svc needs two or more people (roster has %d); using nearest", gallery.people)
@@ -304,7 +312,7 @@ def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None 
     if kind == "auto":
         kind = "svc" if 2 <= gallery.people <= svc_max_identities else "nearest"
     cls = SvcMatcher if kind == "svc" else NearestMatcher
-    matcher: Matcher = cls(gallery, threshold, ambiguity_margin, stranger_far)
+    matcher: Matcher = cls(gallery, threshold, ambiguity_margin, stranger_far, site)
     log.info("matcher %s over %d people, distance threshold %.3f (%s)", matcher.kind, gallery.people,
              matcher.threshold, matcher.threshold_origin)
     return matcher

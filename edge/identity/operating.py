@@ -123,8 +123,79 @@ def roster_point(distances, same, photos: int, people: int, prior_std: float | N
                        target)
 
 
+# A site's own point (`facecheck calibrate FOLDER`): the site's people, photographed as the site photographs
+# them, are the population the door serves, and their impostor distances say where its threshold lies. It can
+# only tighten the model's point (site_point takes the smaller), never loosen it.
+
+
+@dataclass(frozen=True)
+class SitePoint:
+    model_id: str
+    threshold: float  # what the site's pairs allow: the smallest impostor distance less SAFETY, floored to 0.001
+    model_threshold: float | None  # the model's measured point when calibrated
+    people: int
+    photos: int
+    impostor_pairs: int
+    genuine_pairs: int
+    far_bound_95: float
+    tar: float  # the site's genuine pairs accepted at min(threshold, model_threshold)
+    impostor_min: float
+    impostor_mean: float
+    folder: str
+    measured_at: str
+
+    def as_dict(self) -> dict:
+        return {key: (round(value, 6) if isinstance(value, float) else value) for key, value in asdict(self).items()}
+
+
+def site_point_from(model_id: str, distances, same, people: int, photos: int, folder: str, measured_at: str
+                    ) -> SitePoint:
+    """The site's point from its pairs (`same`: the pair shows one person); at least two people needed."""
+    import numpy as np
+
+    distances, same = np.asarray(distances, np.float64), np.asarray(same, bool)
+    impostor, genuine = distances[~same], distances[same]
+    if people < 2 or impostor.size == 0:
+        raise ValueError("calibration needs photos of at least two people (one sub-folder each)")
+    point = operating_point(model_id)
+    threshold = float(np.floor((impostor.min() - SAFETY) * 1000) / 1000)
+    in_force = min(threshold, point.threshold) if point else threshold
+    return SitePoint(model_id, threshold, point.threshold if point else None, people, photos, int(impostor.size),
+                     int(genuine.size), min(1.0, 3.0 / impostor.size),
+                     float((genuine <= in_force).mean()) if genuine.size else 0.0, float(impostor.min()),
+                     float(impostor.mean()), folder, measured_at)
+
+
+def save_site_point(point: SitePoint, path: Path) -> None:
+    from edge.atomic import atomic_write
+
+    text = json.dumps(point.as_dict(), indent=2) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+class SitePointError(ValueError):
+    pass
+
+
+def load_site_point(path: Path | None, model_id: str) -> SitePoint | None:
+    """The site's point at path (None where there is no file). A point measured with another embedder says
+    nothing about this one: an error naming the fix, never silently ignored."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        point = SitePoint(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise SitePointError(f"{path}: not a site operating point ({exc}); run `facecheck calibrate FOLDER` again "
+                             "or remove the file") from None
+    if point.model_id != model_id:
+        raise SitePointError(f"{path}: site point measured with {point.model_id!r}, the embedder is {model_id!r}: "
+                             "run `facecheck calibrate FOLDER` again with this model, or remove the file")
+    return point
+
+
 def summary(threshold: float, origin: str, point: OperatingPoint | None, photos: int,
-            roster: RosterPoint | None = None) -> dict:
+            roster: RosterPoint | None = None, site: SitePoint | None = None) -> dict:
     """What the health payload and doctor say about the threshold in force and what it buys."""
     measured = None
     if point is not None:
@@ -132,6 +203,7 @@ def summary(threshold: float, origin: str, point: OperatingPoint | None, photos:
                     "tar": round(point.tar, 4), "impostor_pairs": point.impostor_pairs,
                     "stranger_far_bound": round(point.stranger_far_bound(photos), 4), "roster_photos": photos}
     return {"threshold": round(threshold, 4), "threshold_origin": origin, "operating_point": measured,
+            "site_point": None if site is None else site.as_dict(),
             "roster_point": None if roster is None else roster.as_dict(threshold)}
 
 

@@ -53,9 +53,16 @@ def load_gallery(config: Config, embedder: Embedder) -> Gallery:
 
 
 def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
+    """The configured matcher over the gallery, with the site's own operating point where one was measured."""
+    from edge.identity.operating import SitePointError, load_site_point
+
     m = config.matcher
+    try:
+        site = load_site_point(m.site_point, gallery.model_id)
+    except SitePointError as exc:
+        raise ConfigError(str(exc)) from None
     return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities, m.ambiguity_margin,
-                         m.stranger_far)
+                         m.stranger_far, site)
 
 
 LIVENESS_INSTALL = "facecheck-convert liveness --from DIR --out {models}"

@@ -50,7 +50,7 @@ def matcher_summary(matcher: Matcher) -> dict:
     gallery = matcher.gallery
     return {"kind": matcher.kind, **summary(matcher.threshold, matcher.threshold_origin,
                                             operating_point(gallery.model_id), int(gallery.original.sum()),
-                                            matcher.roster)}
+                                            matcher.roster, matcher.site)}
 
 
 def health_payload(snapshot: HealthSnapshot) -> dict:
