@@ -48,7 +48,13 @@ def visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> n
     from edge.inference.detector import BlazeFaceDetector
 
     image = cv2.imread(str(sample(photo)))
-    x, y, w, h = BlazeFaceDetector(min_face_px=20, models_dir=models_dir or _default_model().parent).detect(image)[0].box
+    box = BlazeFaceDetector(min_face_px=20, models_dir=models_dir or _default_model().parent).detect(image)[0].box
+    return visitor_crop(image, box, face_px)
+
+
+def visitor_crop(image: np.ndarray, box: tuple[int, int, int, int], face_px: int = 170) -> np.ndarray:
+    """The person around a face box, head and shoulders, scaled so the face is face_px across."""
+    x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
     half = 1.4 * max(w, h)
     x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
@@ -64,6 +70,17 @@ def doorway() -> np.ndarray:
     return np.full((480, 640, 3), DOORWAY, np.uint8)
 
 
+def in_doorway(person: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One frame of a person (a visitor_crop) standing in the doorway, jittered a few pixels."""
+    frame = doorway()
+    ph, pw = person.shape[:2]
+    dx, dy = rng.integers(-4, 5, 2)
+    x0 = int(np.clip((640 - pw) // 2 + dx, 0, 640 - pw))
+    y0 = int(np.clip(480 - ph + dy, 0, 480 - ph))
+    frame[y0:y0 + ph, x0:x0 + pw] = person
+    return frame
+
+
 def clip_frames(seed: int = 0, visitors=VISITORS, frames_per_visit: int = FRAMES_PER_VISIT,
                 empty_frames: int = EMPTY_FRAMES) -> Iterator[np.ndarray]:
     """The clip in memory: each visitor standing in the doorway (jittered a few pixels) for
@@ -75,14 +92,8 @@ def clip_frames(seed: int = 0, visitors=VISITORS, frames_per_visit: int = FRAMES
         person = crops.get(photo)
         if person is None:
             person = crops[photo] = visitor(photo)
-        ph, pw = person.shape[:2]
         for _ in range(frames_per_visit):
-            frame = doorway()
-            dx, dy = rng.integers(-4, 5, 2)
-            x0 = int(np.clip((640 - pw) // 2 + dx, 0, 640 - pw))
-            y0 = int(np.clip(480 - ph + dy, 0, 480 - ph))
-            frame[y0:y0 + ph, x0:x0 + pw] = person
-            yield frame
+            yield in_doorway(person, rng)
         for _ in range(empty_frames):
             yield doorway()
 

@@ -1,0 +1,169 @@
+"""Recognition judged per visit, per population: of the visits of enrolled people, how many are checked in as
+themselves within 2 s, how many are named as somebody else; of strangers' visits, how many are checked in.
+
+    python -m bench.visits [--rounds 10] [--k 5] [--models facenet-keras-int8full,mobilefacenet-float32]
+
+A visit is simulated from labelled photos (no video of these people exists): VISIT_PHOTOS photos of one person,
+each cut around its face (head and shoulders, the face 170 px, as the demo clip shows its visitors) and held in
+the doorway for FRAMES_PER_PHOTO frames at 10 fps (jittered a few pixels), so a visit lasts 2 s; then an empty
+doorway. Photos taken on different days vary far more than the frames of one real visit, so this is a hard
+visit. Every visit runs through the door's own pipeline (detector, tracker, alignment, embedder, track fusion,
+matcher with its threshold and the roster's bound, confirmation with require_gesture false and liveness off), one
+fresh pipeline per round over a gallery enrolled through the real enrolment path.
+
+Each round draws ENROLLED people to enrol (k photos each, picked at random) and STRANGERS from the rest; every
+other photo of theirs, in random order, is cut into visits (at most MAX_VISITS per person). Per population, never
+pooled: the Western accuracy photos and, where the shared data folder is beside the project, the East Asian face
+crops. Writes bench/results/visits.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, write
+
+VISIT_PHOTOS = 4
+FRAMES_PER_PHOTO = 5
+EMPTY_FRAMES = 8
+FPS = 10.0
+WITHIN_S = 2.0
+ENROLLED, STRANGERS, MAX_VISITS = 7, 7, 3
+
+
+def populations(shared: Path) -> dict[str, list]:
+    from bench.datasets import DatasetMissing, east_asian_photos, labelled_photos
+
+    out: dict[str, list] = {}
+    for name, load in (("western (accuracy photos)", labelled_photos),
+                       ("east asian (faces-east-asian)", lambda: east_asian_photos(shared / "faces-east-asian"))):
+        try:
+            out[name] = load()
+        except DatasetMissing as exc:
+            print(f"skipping {name}: {exc}")
+    return out
+
+
+def visit_frames(crops: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    from edge.cli.demo import doorway, in_doorway
+
+    frames = [in_doorway(crop, rng) for crop in crops for _ in range(FRAMES_PER_PHOTO)]
+    return frames + [doorway() for _ in range(EMPTY_FRAMES)]
+
+
+def one_round(model: Path, by_person: dict[str, list], crops: dict, k: int, rng: np.random.Generator,
+              work: Path, tracking: dict | None = None) -> dict:
+    from edge.camera import Frame
+    from edge.config import config_from_dict
+    from edge.identity.gallery import GalleryFile
+    from edge.recognition.enroll import enrol
+    from edge.service.assembly import build_identifier, build_pipeline
+
+    eligible = [p for p, photos in by_person.items() if len(photos) > k]
+    enrolled = list(rng.permutation(eligible)[:ENROLLED])
+    others = [p for p in by_person if p not in enrolled]
+    strangers = list(rng.permutation(others)[:STRANGERS]) if others else []
+    config = config_from_dict({
+        "embedder": {"model": str(model)}, "matcher": {"gallery": str(work / "gallery.npz")},
+        "liveness": {"policy": "off"}, "mqtt": {"enabled": False},
+        "confirmation": {"require_gesture": False, "unknown_interval_s": 0, "cooldown_s": 0},
+        **({"tracking": tracking} if tracking else {})}, ROOT)
+    for path in (work / "gallery.npz", work / "gallery.key"):
+        path.unlink(missing_ok=True)
+    identifier = build_identifier(config, with_matcher=False)
+    visits: list[tuple[str, bool, list]] = []
+    for person in enrolled + strangers:
+        photos = [by_person[person][i] for i in rng.permutation(len(by_person[person]))]
+        if person in enrolled:
+            enrol(identifier, GalleryFile.from_config(config), person, photos[:k], None, config.matcher.augmentations,
+                  force=True)
+            photos = photos[k:]
+        usable = [p for p in photos if crops.get(p) is not None]
+        for start in range(0, min(len(usable), MAX_VISITS * VISIT_PHOTOS), VISIT_PHOTOS):
+            group = usable[start:start + VISIT_PHOTOS]
+            if len(group) == VISIT_PHOTOS:
+                visits.append((person, person in enrolled, group))
+    pipeline = build_pipeline(config)
+    counts = {"visits": 0, "recognised_within_2s": 0, "named_wrongly": 0, "stranger_visits": 0,
+              "strangers_checked_in": 0}
+    index = 0
+    for person, is_enrolled, group in visits:
+        start_ts = index / FPS
+        names = []
+        for image in visit_frames([crops[p] for p in group], rng):
+            result = pipeline.process(Frame(image, index / FPS, index, "visits"))
+            names += [(d.name, result.ts - start_ts) for d in result.decisions if d.type == "check_in"]
+            index += 1
+        if is_enrolled:
+            counts["visits"] += 1
+            counts["recognised_within_2s"] += any(n == person and t <= WITHIN_S for n, t in names)
+            counts["named_wrongly"] += any(n != person for n, _ in names)
+        else:
+            counts["stranger_visits"] += 1
+            counts["strangers_checked_in"] += bool(names)
+    return counts
+
+
+def face_crops(photos) -> dict:
+    """Each photo's largest face cut as a visitor (None where no face is found, as a door would miss it)."""
+    from bench.accuracy import detect_largest
+    from edge.cli.demo import visitor_crop
+
+    return {photo.path: (visitor_crop(image, face.box) if face is not None else None)
+            for photo, (image, face) in zip(photos, detect_largest(photos, pad=True))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--k", type=int, default=5, help="enrolment photos per enrolled person")
+    parser.add_argument("--models", default="facenet-keras-int8full,mobilefacenet-float32",
+                        help="comma-separated model file stems in models/ (those not built are skipped)")
+    parser.add_argument("--split-distance", type=float, help="tracking.split_distance for this run (default: the "
+                        "config's; 2 = a visit's track is never split)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args(argv)
+    tracking = {"split_distance": args.split_distance} if args.split_distance else None
+    smoke = smoke_mode(args.smoke)
+    rounds = 1 if smoke else args.rounds
+    models = [ROOT / "models" / f"{stem}.tflite" for stem in args.models.split(",")]
+    result: dict = {"machine": machine(), "k": args.k, "rounds": rounds, "tracking": tracking, "populations": {}}
+    started = time.monotonic()
+    for name, photos in populations(args.shared).items():
+        by_person: dict[str, list] = {}
+        for photo in photos:
+            by_person.setdefault(photo.person, []).append(photo.path)
+        crops = face_crops(photos)
+        print(f"\n== {name}: {len(photos)} photos of {len(by_person)} people, k = {args.k}, {rounds} rounds of "
+              f"{ENROLLED} enrolled and {STRANGERS} strangers")
+        result["populations"][name] = {}
+        for model in models:
+            if not model.is_file():
+                print(f"skipping {model.name}: not built")
+                continue
+            totals: dict[str, int] = {}
+            rng = np.random.default_rng(31)
+            with tempfile.TemporaryDirectory() as tmp:
+                for _ in range(rounds):
+                    for key, value in one_round(model, by_person, crops, args.k, rng, Path(tmp), tracking).items():
+                        totals[key] = totals.get(key, 0) + value
+            result["populations"][name][model.stem] = totals
+            visits, strangers = max(totals["visits"], 1), max(totals["stranger_visits"], 1)
+            print(f"{model.stem:28} visits recognised within 2 s {totals['recognised_within_2s']}/{totals['visits']} "
+                  f"({totals['recognised_within_2s'] / visits:.1%}), named wrongly {totals['named_wrongly']}, "
+                  f"strangers checked in {totals['strangers_checked_in']}/{totals['stranger_visits']} "
+                  f"({totals['strangers_checked_in'] / strangers:.2%})")
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    print(f"\nwrote {write('visits', result)} in {result['elapsed_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
