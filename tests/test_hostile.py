@@ -305,17 +305,22 @@ def test_back_within_seconds_after_a_long_broker_outage(mqtt_config, tmp_path, b
     daemon = DaemonProcess(looping(dict(mqtt_config, mqtt=defaults)), tmp_path)
     try:
         assert sub.wait_for(lambda: sub.live_online(BASE) >= 1, 60)
+        # A broker that has been up: its autosave (1 s here) has persisted the subscriber's session before the
+        # kill. Killed sooner, the session can be lost, and if the door then reconnects before the subscriber
+        # subscribes again, the subscriber gets only the retained copy of the door's online: the door was back
+        # and the test said it was not (failed twice on 2026-12-03; reproduced against mosquitto 2.0.11).
+        time.sleep(2.5)
         broker.kill()
         time.sleep(20)  # long enough for the back-off to reach its cap
         seen = sub.live_online(BASE)
         broker.start()
         back = time.monotonic()
-        # flaky twice on 2026-12-03 (of ~15 runs, never alone): the daemon's log and what the subscriber saw go
-        # into the message, so the next failure says whether the door or the subscriber was late
+        # the daemon's log and what the subscriber saw go into the message: a failure says who was late
         assert sub.wait_for(lambda: sub.live_online(BASE) > seen, 15), (
             f"the daemon never came back; subscriber saw {sub.on(f'{BASE}/status')} "
             f"(live online {sub.live_online(BASE)}, before {seen}); daemon log tail:\n"
-            + "".join((tmp_path / "daemon.log").read_text().splitlines(keepends=True)[-12:]))
+            + "".join(line for line in (tmp_path / "daemon.log").read_text().splitlines(keepends=True)
+                      if "edge.messaging" in line or "edge.service.daemon: ready" in line))
         online_after = time.monotonic() - back
         assert online_after <= 5.0, f"online {online_after:.1f} s after the broker returned"
     finally:
