@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.inference.align import similarity_transform
+
 
 @dataclass(frozen=True)
 class PairFit:
@@ -36,12 +38,12 @@ def face_size(points: np.ndarray) -> float:
 
 
 def similarity_residual(a: np.ndarray, b: np.ndarray) -> float:
-    """RMS distance left after the least-squares similarity taking a onto b (Umeyama), in pixels."""
-    ca, cb = a - a.mean(axis=0), b - b.mean(axis=0)
-    # complex numbers make the 2-D similarity a one-parameter least-squares problem: b = s * a
-    za, zb = ca[:, 0] + 1j * ca[:, 1], cb[:, 0] + 1j * cb[:, 1]
-    s = np.vdot(za, zb) / np.vdot(za, za)
-    return float(np.sqrt(np.mean(np.abs(zb - s * za) ** 2)))
+    """RMS distance left after the least-squares similarity taking a onto b (the alignment's own fit), in pixels."""
+    matrix = similarity_transform(a, b)
+    if matrix is None:
+        return 0.0
+    mapped = a.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    return float(np.sqrt(np.mean(np.sum((mapped - b) ** 2, axis=1))))
 
 
 def homography_residual(a: np.ndarray, b: np.ndarray) -> float:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -168,15 +167,13 @@ def graph_function(nodes: list[dict], constants: dict[str, np.ndarray], output: 
     return run
 
 
-def to_tflite(function: Callable, out: Path) -> None:
+def to_tflite(function: Callable) -> bytes:
+    """The graph function as a TFLite float32 flatbuffer (batch 1)."""
     import tensorflow as tf
 
     concrete = tf.function(function, autograph=False, input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete.get_concrete_function()], concrete)
-    data = converter.convert()
-    with tempfile.NamedTemporaryFile(dir=out.parent, delete=False) as tmp:
-        tmp.write(data)
-    Path(tmp.name).replace(out)
+    return converter.convert()
 
 
 MODEL_FILE = "mobilefacenet-float32.tflite"
@@ -227,6 +224,7 @@ def build(models_dir: Path, log: Callable[[str], None] = print) -> dict:
 
     import tensorflow as tf
 
+    from converters.facenet import parity, tflite_embeddings
     from edge.atomic import atomic_write
     from edge.inference.embedder import NORMALISATIONS, file_sha256, sidecar_path
 
@@ -236,25 +234,12 @@ def build(models_dir: Path, log: Callable[[str], None] = print) -> dict:
     function = graph_function(repaired_nodes, repaired_constants)
     out = models_dir / MODEL_FILE
     models_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=models_dir) as tmp:
-        candidate = Path(tmp) / MODEL_FILE
-        to_tflite(function, candidate)
-        batch = np.stack([NORMALISATIONS["fixed"](crop) for crop in aligned_sample_faces(models_dir)]).astype(np.float32)
-        reference = function(tf.constant(batch)).numpy()
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(str(candidate))
-        interpreter.allocate_tensors()
-        got = []
-        for item in batch:
-            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], item[None])
-            interpreter.invoke()
-            got.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0])
-        cosine = float(np.min(np.sum(reference * np.stack(got), axis=1)))
-        log(f"parity against the repaired graph on {len(batch)} real aligned faces: min cosine {cosine:.7f}")
-        if cosine < MIN_PARITY:
-            raise RepairError(f"TFLite parity {cosine:.6f} is below {MIN_PARITY}; not written")
-        data = candidate.read_bytes()
+    data = to_tflite(function)
+    batch = np.stack([NORMALISATIONS["fixed"](crop) for crop in aligned_sample_faces(models_dir)]).astype(np.float32)
+    cosine = parity(function(tf.constant(batch)).numpy(), tflite_embeddings(data, batch))
+    log(f"parity against the repaired graph on {len(batch)} real aligned faces: min cosine {cosine:.7f}")
+    if cosine < MIN_PARITY:
+        raise RepairError(f"TFLite parity {cosine:.6f} is below {MIN_PARITY}; not written")
     atomic_write(out, lambda handle: handle.write(data))
     shutil.copyfile(files["LICENSE"], models_dir / LICENCE_FILE)
     meta = {

@@ -180,7 +180,7 @@ def _install_service(args) -> int:
 
 def _calibrate(args) -> int:
     """Measure and write the site's operating point (matcher.site_point); print what it does as JSON."""
-    from edge.identity.operating import operating_point, save_site_point
+    from edge.identity.operating import save_site_point
     from edge.recognition.calibration import calibrate
     from edge.service.assembly import build_identifier
 
@@ -191,14 +191,13 @@ def _calibrate(args) -> int:
         print(f"skipped {photo}: {why}", file=sys.stderr)
     point = result.point
     save_site_point(point, config.matcher.site_point)
-    model = operating_point(point.model_id)
-    in_force = min(point.threshold, model.threshold) if model else point.threshold
     print(json.dumps({
         "site_point": point.as_dict(), "written_to": str(config.matcher.site_point),
-        "model_point": model.threshold if model else None, "threshold_in_force": in_force,
-        "what_it_does": (f"tightens the model's threshold {model.threshold} to {point.threshold}" if model and
-                         point.threshold < model.threshold else "leaves the model's threshold as it is (the site's "
-                         "people lie no closer than the model's measured impostors)"),
+        "model_point": point.model_threshold, "threshold_in_force": point.in_force,
+        "what_it_does": (f"tightens the model's threshold {point.model_threshold} to {point.threshold}"
+                         if point.model_threshold is not None and point.threshold < point.model_threshold
+                         else "leaves the model's threshold as it is (the site's people lie no closer than the model's "
+                         "measured impostors)"),
         "site_genuine_pairs_accepted": round(point.tar, 4)}, indent=2))
     return EXIT_OK
 

@@ -161,14 +161,9 @@ class Gallery:
         if person_id not in self.person_ids:
             raise GalleryError(f"no person with id {person_id!r} in the roster")
         index = self.person_ids.index(person_id)
-        keep = self.labels != index
-        self.embeddings, self.original = self.embeddings[keep], self.original[keep]
-        labels = self.labels[keep]
-        self.labels = np.where(labels > index, labels - 1, labels).astype(np.int32)
+        self.embeddings, self.labels, self.original = _without(self.embeddings, self.labels, self.original, index)
         for t in self.others.values():
-            kept = t.labels != index
-            t.embeddings, t.original = t.embeddings[kept], t.original[kept]
-            t.labels = np.where(t.labels[kept] > index, t.labels[kept] - 1, t.labels[kept]).astype(np.int32)
+            t.embeddings, t.labels, t.original = _without(t.embeddings, t.labels, t.original, index)
         del self.person_ids[index], self.names[index]
         self.version += 1
 
@@ -288,6 +283,14 @@ def _appended(embeddings: np.ndarray, labels: np.ndarray, original: np.ndarray, 
     return (np.concatenate([embeddings, vectors / np.maximum(norms, 1e-12)]),
             np.concatenate([labels, np.full(len(vectors), index, np.int32)]),
             np.concatenate([original, np.asarray(flags, bool)]))
+
+
+def _without(embeddings: np.ndarray, labels: np.ndarray, original: np.ndarray, index: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One model's template arrays without the person under label `index` (later labels move down by one)."""
+    keep = labels != index
+    kept = labels[keep]
+    return embeddings[keep], np.where(kept > index, kept - 1, kept).astype(np.int32), original[keep]
 
 
 def new_person_id() -> str:

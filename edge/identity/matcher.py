@@ -137,14 +137,12 @@ def resolve(gallery: Gallery, configured: float | None, target: float | None = N
         return configured, "config matcher.distance_threshold", None
     point = operating_point(gallery.model_id)
     ceiling = point.threshold if point else FALLBACK_THRESHOLD
-    site_tighter = site is not None and site.threshold < ceiling
-    if site is not None:
-        ceiling = min(ceiling, site.threshold)
+    origin = "operating point" if point else "fallback (no operating point measured for this model)"
+    if site is not None and site.threshold < ceiling:
+        ceiling = site.threshold
+        origin = f"site operating point ({site.people} people, {site.impostor_pairs} impostor pairs; tighter than the {origin})"
     threshold, calibrated, roster = bounded_threshold(gallery, ceiling,
                                                       DEFAULT_STRANGER_FAR if target is None else target)
-    origin = "operating point" if point else "fallback (no operating point measured for this model)"
-    if site is not None and site_tighter:
-        origin = f"site operating point ({site.people} people, {site.impostor_pairs} impostor pairs; tighter than the {origin})"
     if threshold < calibrated:
         origin += f", tightened by this roster ({roster.rule})"
     elif threshold < ceiling:

@@ -21,7 +21,7 @@ different enrolled people are impostor pairs of that population, even with one p
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
 
@@ -144,6 +144,11 @@ class SitePoint:
     folder: str
     measured_at: str
 
+    @property
+    def in_force(self) -> float:
+        """The threshold the matcher runs with this point: the tighter of it and the model's."""
+        return self.threshold if self.model_threshold is None else min(self.threshold, self.model_threshold)
+
     def as_dict(self) -> dict:
         return {key: (round(value, 6) if isinstance(value, float) else value) for key, value in asdict(self).items()}
 
@@ -158,12 +163,11 @@ def site_point_from(model_id: str, distances, same, people: int, photos: int, fo
     if people < 2 or impostor.size == 0:
         raise ValueError("calibration needs photos of at least two people (one sub-folder each)")
     point = operating_point(model_id)
-    threshold = float(np.floor((impostor.min() - SAFETY) * 1000) / 1000)
-    in_force = min(threshold, point.threshold) if point else threshold
-    return SitePoint(model_id, threshold, point.threshold if point else None, people, photos, int(impostor.size),
-                     int(genuine.size), min(1.0, 3.0 / impostor.size),
-                     float((genuine <= in_force).mean()) if genuine.size else 0.0, float(impostor.min()),
-                     float(impostor.mean()), folder, measured_at)
+    site = SitePoint(model_id, float(np.floor((impostor.min() - SAFETY) * 1000) / 1000),
+                     point.threshold if point else None, people, photos, int(impostor.size), int(genuine.size),
+                     min(1.0, 3.0 / impostor.size), 0.0, float(impostor.min()), float(impostor.mean()), folder,
+                     measured_at)
+    return replace(site, tar=float((genuine <= site.in_force).mean()) if genuine.size else 0.0)
 
 
 def save_site_point(point: SitePoint, path: Path) -> None:
