@@ -159,6 +159,7 @@ def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]
     from edge.identity.gallery import Gallery
     from edge.identity.matcher import bounded_threshold, build_matcher, calibrate_threshold
     from edge.identity.operating import DEFAULT_STRANGER_FAR
+    from edge.identity.svc import fit_here
 
     dim = len(next(v for v in view.vectors if v is not None))
     gallery = Gallery(model_id=view.system, dim=dim)
@@ -168,7 +169,7 @@ def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]
         gallery.add(person, person, np.concatenate(vectors), np.array(original), view.system)
     threshold = (bounded_threshold(gallery, ceiling, DEFAULT_STRANGER_FAR)[0] if ROSTER_BOUND[0]
                  else calibrate_threshold(gallery, ceiling))
-    matcher = build_matcher(gallery, "auto", threshold, ambiguity_margin=AMBIGUITY[0])
+    matcher = build_matcher(gallery, "auto", threshold, ambiguity_margin=AMBIGUITY[0], svc_fit=fit_here)
     return lambda vector: matcher.match(vector).person_id
 
 

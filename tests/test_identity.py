@@ -79,6 +79,36 @@ def test_recognises_across_photos_and_rejects_strangers(identifier, matcher_cls)
         assert result.distance > matcher.threshold
 
 
+def test_the_svc_trained_in_a_child_names_who_scikit_learns_own_svc_names(identifier):
+    """The door keeps the SVC's arrays, not scikit-learn (edge/identity/svc.py): its numpy one-vs-one vote must
+    pick the person scikit-learn's predict picks, on the enrolled real embeddings and on faces between them, for
+    two people (scikit-learn's binary sign convention) and for a roster of 150 (votes over 11175 pairs)."""
+    from sklearn.svm import SVC
+
+    from edge.identity.svc import fit_here, fit_in_child
+
+    gallery = enrolled(identifier, {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]})
+    rng = np.random.default_rng(0)
+    x, y = gallery.embeddings, gallery.labels
+    between = x[rng.integers(0, len(x), 400)] + x[rng.integers(0, len(x), 400)] + 0.3 * rng.normal(size=(400, x.shape[1]))
+    queries = np.concatenate([x, between / np.linalg.norm(between, axis=1, keepdims=True)])
+    reference = SVC(kernel="linear", class_weight="balanced").fit(x.astype(np.float64), y).predict(queries)
+    trained = fit_in_child(x, y)
+    assert [trained.predict(q) for q in queries] == reference.tolist()
+    assert len(set(reference.tolist())) == 2
+
+    # 150 people around the real embeddings' own spread: the seed's roster size
+    centres = rng.normal(size=(150, x.shape[1]))
+    labels = np.repeat(np.arange(150), 8)
+    many = centres[labels] * 0.35 + rng.normal(size=(len(labels), x.shape[1]))
+    many /= np.linalg.norm(many, axis=1, keepdims=True)
+    probes = many[rng.integers(0, len(many), 300)] + 0.5 * rng.normal(size=(300, x.shape[1])) / np.sqrt(x.shape[1])
+    reference = SVC(kernel="linear", class_weight="balanced").fit(many, labels).predict(probes)
+    trained = fit_here(many, labels)
+    assert [trained.predict(q) for q in probes] == reference.tolist()
+    assert len(set(reference.tolist())) > 100
+
+
 def test_removed_person_is_no_longer_matched(identifier):
     config, ident = identifier
     gallery = enrolled(identifier, {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ import numpy as np
 from edge.identity.gallery import Gallery
 from edge.identity.operating import RosterPoint, SitePoint
 from edge.identity.search import CANDIDATES, COMPACT_FROM, build_search
+from edge.identity.svc import LinearOvo, fit_in_child
 
 log = logging.getLogger(__name__)
 
@@ -261,30 +262,26 @@ class SvcMatcher(_Base):
 
     Trained without Platt scaling (probability=True costs five extra fits: 4.3 s instead of 0.8 s
     for 150 people here) and on at most SVC_SAMPLES_PER_PERSON embeddings per person, so a reload
-    stays in seconds. The SVC chooses the person; the open-set distance check decides `known`.
+    stays in seconds; trained in a child process so scikit-learn never stays in the door's memory
+    (edge/identity/svc.py). The SVC chooses the person; the open-set distance check decides `known`.
     """
 
     kind = "svc"
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
                  ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
-                 site: SitePoint | None = None):
+                 site: SitePoint | None = None, fit: Callable[[np.ndarray, np.ndarray], LinearOvo] = fit_in_child):
         super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site)
-        from sklearn.svm import SVC
-
         if gallery.people < 2:
             raise ValueError("the SVC needs at least two enrolled people")
         keep = _per_person_subset(gallery, SVC_SAMPLES_PER_PERSON)
-        self._svc = SVC(kernel="linear", class_weight="balanced", decision_function_shape="ovr")
         started = time.monotonic()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self._svc.fit(gallery.embeddings[keep], gallery.labels[keep])
+        self._svc = fit(gallery.embeddings[keep], gallery.labels[keep])
         log.info("SVC trained on %d embeddings of %d people in %.1fs", int(keep.sum()), gallery.people,
                  time.monotonic() - started)
 
     def match(self, embedding: np.ndarray) -> Match:
-        person = int(self._svc.predict(embedding[None].astype(np.float64))[0])
+        person = self._svc.predict(embedding)
         distance = self._distance_to(person, embedding)
         return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, embedding)
 
@@ -302,15 +299,17 @@ def _per_person_subset(gallery: Gallery, limit: int) -> np.ndarray:
 
 def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None = None,
                   svc_max_identities: int = 2000, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
-                  stranger_far: float | None = None, site: SitePoint | None = None) -> Matcher:
-    """The configured matcher; `auto` uses the SVC for 2..svc_max_identities people, else nearest."""
+                  stranger_far: float | None = None, site: SitePoint | None = None,
+                  svc_fit: Callable[[np.ndarray, np.ndarray], LinearOvo] = fit_in_child) -> Matcher:
+    """The configured matcher; `auto` uses the SVC for 2..svc_max_identities people, else nearest.
+    svc_fit: where the SVC trains (a child process; a benchmark that builds hundreds of rosters trains here)."""
     if kind == "svc" and gallery.people < 2:
         log.warning("matcher.kind svc needs two or more people (roster has %d); using nearest", gallery.people)
         kind = "nearest"
     if kind == "auto":
         kind = "svc" if 2 <= gallery.people <= svc_max_identities else "nearest"
-    cls = SvcMatcher if kind == "svc" else NearestMatcher
-    matcher: Matcher = cls(gallery, threshold, ambiguity_margin, stranger_far, site)
+    matcher: Matcher = (SvcMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, svc_fit) if kind == "svc"
+                        else NearestMatcher(gallery, threshold, ambiguity_margin, stranger_far, site))
     log.info("matcher %s over %d people, distance threshold %.3f (%s)", matcher.kind, gallery.people,
              matcher.threshold, matcher.threshold_origin)
     return matcher
