@@ -138,8 +138,10 @@ class TrackingConfig(_Model):
     max_age_s: float = Field(0.5, gt=0, le=10, description="A track unseen this long is ended.")
     reuse_iou: float = Field(0.8, gt=0, le=1, description="A face that moved less than this reuses its embedding.")
     reembed_every_n_frames: int = Field(5, ge=1, le=1000, description="Re-embed a tracked face at least this often.")
-    split_distance: float = Field(
-        0.9, gt=0, le=2, description="A new face this far from its track's fused identity starts a new track.")
+    split_distance: float | None = Field(
+        None, gt=0, le=2, description="A new face this far from its track's fused identity starts a new track; "
+        "null = SPLIT_FRACTION of the embedder's measured operating point (0.9 for the default FaceNet), so another "
+        "model's distance scale carries over.")
     fuse_frames: int = Field(8, ge=1, le=100, description="The track's best frames fused into its identity.")
 
 

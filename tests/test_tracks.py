@@ -131,3 +131,23 @@ def test_quality_measures_on_real_photos():
     turned = cv2.imread(str(sample("cameraman.jpg")))
     side = detector.detect(turned)[0]
     assert face_quality(side, align_face(turned, side, 160, 0.1)).frontal < good.frontal
+
+
+def test_the_split_distance_follows_each_models_own_scale(tmp_path, facenet_model, mobilefacenet_model):
+    """A split is a person swap judged on the scale of `known`: by default a fixed fraction of the embedder's own
+    measured operating point, so MobileFaceNet's wider distances do not split its visits; a configured number wins."""
+    from edge.config import config_from_dict
+    from edge.identity.operating import operating_point
+    from edge.inference.embedder import read_sidecar
+    from edge.recognition.pipeline import SPLIT_FRACTION
+    from edge.service.assembly import split_distance
+
+    config = config_from_dict({}, base_dir=tmp_path)
+    distances = {}
+    for model in (facenet_model, mobilefacenet_model):
+        model_id = read_sidecar(model, verify_hash=False)["model_id"]
+        distances[model.name] = split_distance(config, model_id)
+        assert distances[model.name] == pytest.approx(SPLIT_FRACTION * operating_point(model_id).threshold, abs=1e-3)
+    assert distances[facenet_model.name] == pytest.approx(0.9, abs=0.002)  # the constant FaceNet's tracks were tuned on
+    assert distances[mobilefacenet_model.name] > distances[facenet_model.name]
+    assert split_distance(config_from_dict({"tracking": {"split_distance": 0.7}}, base_dir=tmp_path), "any") == 0.7

@@ -23,9 +23,6 @@ MODEL_FILE = "face_landmark.tflite"
 INPUT_SIZE = 192
 ROI_SCALE = 1.5
 POINTS = 468
-# Below this many pixels across, the crop is upsampled more than fourfold and the points are guesses from the
-# face's outline; the caller decides whether such a face is worth measuring.
-MIN_FACE_PX = 48
 
 
 @dataclass(frozen=True)

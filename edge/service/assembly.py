@@ -7,7 +7,8 @@ from pathlib import Path
 
 from edge.config import Config, ConfigError
 from edge.identity.gallery import Gallery, GalleryFile
-from edge.identity.matcher import Matcher, build_matcher
+from edge.identity.matcher import FALLBACK_THRESHOLD, Matcher, build_matcher
+from edge.identity.operating import operating_point
 from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import Embedder, FaceNetEmbedder
 from edge.inference.face_landmarks import FaceMesh
@@ -16,7 +17,7 @@ from edge.inference.liveness import MODELS as LIVENESS_MODELS
 from edge.inference.liveness import Liveness, LivenessRule, MiniFasNet
 from edge.inference.pose import BlazePose
 from edge.recognition.decision import Confirmation
-from edge.recognition.pipeline import Identifier, Pipeline
+from edge.recognition.pipeline import SPLIT_FRACTION, Identifier, Pipeline
 from edge.recognition.tracking import IouTracker
 from edge.timing import StageTimer
 
@@ -157,11 +158,21 @@ def build_tracker(config: Config) -> IouTracker:
     return IouTracker(config.tracking.min_iou, config.tracking.max_age_s)
 
 
+def split_distance(config: Config, model_id: str) -> float:
+    """tracking.split_distance, or SPLIT_FRACTION of the model's operating point: a split is a person swap, so it is
+    judged on the same scale as `known` (0.9 was chosen for FaceNet, whose point is 1.058)."""
+    if config.tracking.split_distance is not None:
+        return config.tracking.split_distance
+    point = operating_point(model_id)
+    return round(SPLIT_FRACTION * (point.threshold if point else FALLBACK_THRESHOLD), 3)
+
+
 def _assemble(config: Config, identifier: Identifier, confirmation: Confirmation, tracker: IouTracker,
               gestures: GestureReader | None) -> Pipeline:
     t = config.tracking
     return Pipeline(identifier, confirmation, tracker, gestures=gestures, reuse_iou=t.reuse_iou,
-                    reembed_every=t.reembed_every_n_frames, split_distance=t.split_distance,
+                    reembed_every=t.reembed_every_n_frames,
+                    split_distance=split_distance(config, identifier.embedder.model_id),
                     fuse_frames=t.fuse_frames, tile_every=config.detector.tile_every_n_frames)
 
 
