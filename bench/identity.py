@@ -71,6 +71,10 @@ def main(argv=None) -> int:
             continue
         embedder = FaceNetEmbedder(path, threads)
         result["stages"][f"embed {variant}"] = measure(lambda: embedder.embed(aligned), args.repeat)
+    for path in sorted((ROOT / "models").glob("mobilefacenet-*.tflite")):  # the second embedder and its variants
+        embedder = FaceNetEmbedder(path, threads)
+        crop = align_face(frame, face, embedder.input_size, 0.0, embedder.alignment)
+        result["stages"][f"embed {path.stem}"] = measure(lambda e=embedder, c=crop: e.embed(c), args.repeat)
     query = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
     query /= np.linalg.norm(query)
     for people in sizes:

@@ -12,9 +12,14 @@ matcher with its threshold and the roster's bound, confirmation with require_ges
 fresh pipeline per round over a gallery enrolled through the real enrolment path.
 
 Each round draws ENROLLED people to enrol (k photos each, picked at random) and STRANGERS from the rest; every
-other photo of theirs, in random order, is cut into visits (at most MAX_VISITS per person). Per population, never
-pooled: the Western accuracy photos and, where the shared data folder is beside the project, the East Asian face
-crops. Writes bench/results/visits.json.
+other photo of theirs, in random order, is cut into visits (at most MAX_VISITS per enrolled person, so every photo
+they have left, and MAX_STRANGER_VISITS per stranger); no photo appears in two visits. The visits are shuffled into
+one stream (a time order over everybody) and replayed twice, with learning from confirmed visits off and on
+(edge/recognition/adaptation.py, the shipped settings): the same frames, the same order. "Later visits" are each
+enrolled person's second and later ones, which learning can help. Templates learned during a stranger's visit, or
+named as someone else, are counted apart (the poisoning the guards must prevent). Per population, never pooled: the
+Western accuracy photos and, where the shared data folder is beside the project, the East Asian face crops. Writes
+bench/results/visits.json.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ FRAMES_PER_PHOTO = 5
 EMPTY_FRAMES = 8
 FPS = 10.0
 WITHIN_S = 2.0
-ENROLLED, STRANGERS, MAX_VISITS = 7, 7, 3
+ENROLLED, STRANGERS = 7, 7
+MAX_VISITS, MAX_STRANGER_VISITS = 6, 3  # per person per round: every photo an enrolled person has left, a few of a stranger's
 
 
 def populations(shared: Path) -> dict[str, list]:
@@ -58,22 +64,24 @@ def visit_frames(crops: list[np.ndarray], rng: np.random.Generator) -> list[np.n
 
 
 def one_round(model: Path, by_person: dict[str, list], crops: dict, k: int, rng: np.random.Generator,
-              work: Path, tracking: dict | None = None) -> dict:
-    from edge.camera import Frame
+              work: Path, tracking: dict | None = None, max_visits: int = MAX_VISITS) -> dict[str, dict]:
+    """One round's stream of visits, replayed twice through fresh pipelines over the same enrolled gallery: with the
+    door learning from its confirmed visits off, then on. Returns {"off": counts, "on": counts}."""
     from edge.config import config_from_dict
     from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
-    from edge.service.assembly import build_identifier, build_pipeline
+    from edge.service.assembly import build_identifier
 
     eligible = [p for p, photos in by_person.items() if len(photos) > k]
     enrolled = list(rng.permutation(eligible)[:ENROLLED])
     others = [p for p in by_person if p not in enrolled]
     strangers = list(rng.permutation(others)[:STRANGERS]) if others else []
-    config = config_from_dict({
+    settings = {
         "embedder": {"model": str(model)}, "matcher": {"gallery": str(work / "gallery.npz")},
         "liveness": {"policy": "off"}, "mqtt": {"enabled": False},
         "confirmation": {"require_gesture": False, "unknown_interval_s": 0, "cooldown_s": 0},
-        **({"tracking": tracking} if tracking else {})}, ROOT)
+        **({"tracking": tracking} if tracking else {})}
+    config = config_from_dict(settings, ROOT)
     for path in (work / "gallery.npz", work / "gallery.key"):
         path.unlink(missing_ok=True)
     identifier = build_identifier(config, with_matcher=False)
@@ -85,25 +93,50 @@ def one_round(model: Path, by_person: dict[str, list], crops: dict, k: int, rng:
                   force=True)
             photos = photos[k:]
         usable = [p for p in photos if crops.get(p) is not None]
-        for start in range(0, min(len(usable), MAX_VISITS * VISIT_PHOTOS), VISIT_PHOTOS):
+        most = max_visits if person in enrolled else min(max_visits, MAX_STRANGER_VISITS)
+        for start in range(0, min(len(usable), most * VISIT_PHOTOS), VISIT_PHOTOS):
             group = usable[start:start + VISIT_PHOTOS]
             if len(group) == VISIT_PHOTOS:
                 visits.append((person, person in enrolled, group))
+    visits = [visits[i] for i in rng.permutation(len(visits))]  # the stream: everybody's visits in one time order
+    seed = int(rng.integers(2**31))
+    return {mode: replay(config_from_dict({**settings, "adaptation": {"enabled": mode == "on"}}, ROOT), visits, crops,
+                         np.random.default_rng(seed))
+            for mode in ("off", "on")}
+
+
+def replay(config, visits: list[tuple[str, bool, list]], crops: dict, rng: np.random.Generator) -> dict:
+    """The visits, in order, through one fresh pipeline; counts per visit, and what the door learned (a template
+    learned during a stranger's visit is counted apart: the poisoning the guards must prevent)."""
+    from edge.camera import Frame
+    from edge.service.assembly import build_pipeline
+
     pipeline = build_pipeline(config)
     counts = {"visits": 0, "recognised_within_2s": 0, "named_wrongly": 0, "stranger_visits": 0,
-              "strangers_checked_in": 0}
+              "strangers_checked_in": 0, "later_visits": 0, "later_recognised_within_2s": 0,
+              "templates_learned": 0, "learned_from_strangers": 0, "learned_as_someone_else": 0}
+    seen: dict[str, int] = {}
     index = 0
     for person, is_enrolled, group in visits:
         start_ts = index / FPS
-        names = []
+        names, learned = [], []
         for image in visit_frames([crops[p] for p in group], rng):
             result = pipeline.process(Frame(image, index / FPS, index, "visits"))
             names += [(d.name, result.ts - start_ts) for d in result.decisions if d.type == "check_in"]
+            learned += [item.name for item in result.learned]
             index += 1
+        counts["templates_learned"] += len(learned)
+        counts["learned_from_strangers"] += len(learned) * (not is_enrolled)
+        counts["learned_as_someone_else"] += sum(name != person for name in learned) * is_enrolled
         if is_enrolled:
+            recognised = any(n == person and t <= WITHIN_S for n, t in names)
             counts["visits"] += 1
-            counts["recognised_within_2s"] += any(n == person and t <= WITHIN_S for n, t in names)
+            counts["recognised_within_2s"] += recognised
             counts["named_wrongly"] += any(n != person for n, _ in names)
+            if seen.get(person, 0):  # the person's second and later visits: what learning can help
+                counts["later_visits"] += 1
+                counts["later_recognised_within_2s"] += recognised
+            seen[person] = seen.get(person, 0) + 1
         else:
             counts["stranger_visits"] += 1
             counts["strangers_checked_in"] += bool(names)
@@ -148,18 +181,25 @@ def main(argv=None) -> int:
             if not model.is_file():
                 print(f"skipping {model.name}: not built")
                 continue
-            totals: dict[str, int] = {}
+            totals: dict[str, dict[str, int]] = {"off": {}, "on": {}}
             rng = np.random.default_rng(31)
             with tempfile.TemporaryDirectory() as tmp:
                 for _ in range(rounds):
-                    for key, value in one_round(model, by_person, crops, args.k, rng, Path(tmp), tracking).items():
-                        totals[key] = totals.get(key, 0) + value
-            result["populations"][name][model.stem] = totals
-            visits, strangers = max(totals["visits"], 1), max(totals["stranger_visits"], 1)
-            print(f"{model.stem:28} visits recognised within 2 s {totals['recognised_within_2s']}/{totals['visits']} "
-                  f"({totals['recognised_within_2s'] / visits:.1%}), named wrongly {totals['named_wrongly']}, "
-                  f"strangers checked in {totals['strangers_checked_in']}/{totals['stranger_visits']} "
-                  f"({totals['strangers_checked_in'] / strangers:.2%})")
+                    for mode, counts in one_round(model, by_person, crops, args.k, rng, Path(tmp), tracking,
+                                                  2 if smoke else MAX_VISITS).items():
+                        for key, value in counts.items():
+                            totals[mode][key] = totals[mode].get(key, 0) + value
+            result["populations"][name][model.stem] = {f"adaptation {mode}": t for mode, t in totals.items()}
+            for mode, t in totals.items():
+                visits, strangers, later = (max(t["visits"], 1), max(t["stranger_visits"], 1),
+                                            max(t["later_visits"], 1))
+                print(f"{model.stem:28} learning {mode:3}: visits recognised within 2 s {t['recognised_within_2s']}/"
+                      f"{t['visits']} ({t['recognised_within_2s'] / visits:.1%}; later visits "
+                      f"{t['later_recognised_within_2s']}/{t['later_visits']}, "
+                      f"{t['later_recognised_within_2s'] / later:.1%}), named wrongly {t['named_wrongly']}, strangers "
+                      f"checked in {t['strangers_checked_in']}/{t['stranger_visits']} "
+                      f"({t['strangers_checked_in'] / strangers:.2%}); templates learned {t['templates_learned']} "
+                      f"(from strangers {t['learned_from_strangers']}, as someone else {t['learned_as_someone_else']})")
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     print(f"\nwrote {write('visits', result)} in {result['elapsed_s']} s")
     return 0

@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     mfn.add_argument("--out", default=Path("models"), type=Path,
                      help="the bundle folder, which already holds BlazeFace and FaceMesh (default: models/)")
     mfn.add_argument("--if-stale", action="store_true", help="leave an intact, current build alone")
+    mfn.add_argument("--precision", default="float32", choices=["float32", "int8", "int8full"],
+                     help="float32 (the bundle's); int8 / int8full to measure (both lose accuracy: docs/accuracy.md)")
     landmarks = sub.add_parser("gesture-landmarks", help="derive the packaged gesture landmarks from the labelled "
                                "gesture photos (ecg/<class>/ and o-yoga/ folders)")
     landmarks.add_argument("--photos", required=True, type=Path, help="the gesture photo folder")
@@ -95,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "mobilefacenet":
         from converters import mobilefacenet
 
-        target = args.out / mobilefacenet.MODEL_FILE
-        if args.if_stale and mobilefacenet.is_current(target):
+        target = args.out / mobilefacenet.model_file(args.precision)
+        if args.if_stale and mobilefacenet.is_current(target, args.precision):
             print(f"{target} is current (sha256 matches its sidecar, model contract unchanged)")
             return 0
         try:
-            mobilefacenet.build(args.out, log=lambda msg: print(msg, file=sys.stderr))
+            mobilefacenet.build(args.out, log=lambda msg: print(msg, file=sys.stderr), precision=args.precision)
         except (mobilefacenet.RepairError, RegistryError) as exc:
             print(f"facecheck-convert: {exc}", file=sys.stderr)
             return 2

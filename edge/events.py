@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-EVENT_TYPES = ("check_in", "rejected", "unknown_face", "capture", "spoof_suspected")
+EVENT_TYPES = ("check_in", "rejected", "unknown_face", "capture", "spoof_suspected", "template_added")
 
 
 def rfc3339_now() -> str:

@@ -182,6 +182,9 @@ def mqtt_config(base_config, tmp_path, broker, clip_and_gallery):
         "mqtt": {"enabled": True, "port": broker.port, "keepalive_s": 5, "reconnect_min_s": 1,
                  "reconnect_max_s": 1, "health_interval_s": 1},
         "confirmation": {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0, "cooldown_s": 0},
+        # these tests count the attendance events of a looping clip; learning from visits (and its template_added
+        # audit events) is tested in test_adaptation.py and test_daemon.py
+        "adaptation": {"enabled": False},
         "commands": {"allow": ["reload", "health", "roster", "enroll", "remove", "snapshot"],
                      "signing_key_file": str(write_key(tmp_path / "command-key"))},
     })

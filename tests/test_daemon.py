@@ -16,7 +16,9 @@ from tests.conftest import ROOT, enrol_obama_and_biden, run_cli, write_yaml
 
 @pytest.mark.parametrize("embedder", ["facenet", "mobilefacenet"])
 def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_path, embedder, request):
-    """The same clip, the same events, with either embedder (embedder.model)."""
+    """The same clip, the same events, with either embedder (embedder.model). Obama's visit is a photo the door was
+    not enrolled with, so after his track ends the door learns it (adaptation, on by default) and says so; Biden's
+    visitor is his enrolment photo itself, nothing new to learn."""
     if embedder == "mobilefacenet":
         base_config["embedder"] = {"model": str(request.getfixturevalue("mobilefacenet_model"))}
     expected = render_clip(tmp_path / "frames")
@@ -28,9 +30,10 @@ def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(e["type"], e["name"]) for e in events] == [
-        ("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"), ("unknown_face", None)]
+        ("check_in", "Barack Obama"), ("template_added", "Barack Obama"), ("unknown_face", None),
+        ("check_in", "Joe Biden"), ("unknown_face", None)]
     assert expected == ["Barack Obama", None, "Joe Biden", None]
-    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
     assert all(e["device_id"] == "test-door" and e["ts"].endswith("Z") for e in events)
     assert "stopped after 92 frames" in result.stderr
 
@@ -96,5 +99,7 @@ def test_demo_recognises_the_sample_people():
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(e["type"], e["name"]) for e in events] == [
-        ("check_in", "Barack Obama"), ("unknown_face", None), ("check_in", "Joe Biden"), ("unknown_face", None)]
+        ("check_in", "Barack Obama"), ("template_added", "Barack Obama"), ("unknown_face", None),
+        ("check_in", "Joe Biden"), ("unknown_face", None)]
     assert "recognised and checked in: Barack Obama, Joe Biden" in result.stderr
+    assert "learned from confirmed visits (adaptation): Barack Obama" in result.stderr

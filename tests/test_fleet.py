@@ -232,7 +232,7 @@ def test_home_assistant_discovery_and_reannounce(doors, broker):
     config = json.loads(sub.on(topic)[-1])
     assert config["state_topic"] == "facecheck/door-a/events"
     assert config["availability_topic"] == "facecheck/door-a/status"
-    assert config["event_types"] == ["check_in", "rejected", "unknown_face", "capture", "spoof_suspected"]
+    assert config["event_types"] == ["check_in", "rejected", "unknown_face", "capture", "spoof_suspected", "template_added"]
     assert config["device"]["identifiers"] == ["facecheck_door_a"]
     for sensor in ("fps", "outbox_depth", "roster_version"):
         assert sub.wait_for(lambda: sub.on(f"homeassistant/sensor/facecheck_door_b/{sensor}/config"), 20)

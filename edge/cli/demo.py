@@ -234,11 +234,13 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
         elapsed = time.monotonic() - started
         known = [e.name or "?" for e in daemon.events if e.type == "check_in"]
         unknown = sum(e.type == "unknown_face" for e in daemon.events)
+        learned = [e.name or "?" for e in daemon.events if e.type == "template_added"]
         summary = daemon.timer.summary()
         print("# ---- summary ----", file=sys.stderr)
         print(f"# visitors: {', '.join(w or 'stranger' for w in expected)}", file=sys.stderr)
         print(f"# recognised and checked in: {', '.join(known) or 'nobody'}; unknown faces reported: {unknown}",
               file=sys.stderr)
+        print(f"# learned from confirmed visits (adaptation): {', '.join(learned) or 'nothing'}", file=sys.stderr)
         print(f"# frames {daemon.frames}, pipeline {daemon.timer.fps():.1f} fps; per-frame p50 "
               f"{summary.get('frame', {}).get('p50', 0):.1f} ms, embed p50 {summary.get('embed', {}).get('p50', 0):.1f}"
               f" ms; total {elapsed:.1f}s", file=sys.stderr)

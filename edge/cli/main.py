@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     publish = roster_sub.add_parser("publish", help="publish this gallery as the site roster every door applies")
     publish.add_argument("--site", help="site name (default: roster.site of the config)")
     publish.add_argument("--version", type=int, help="roster version (default: now in milliseconds; must grow)")
+    reset = roster_sub.add_parser("reset-adapted", help="forget the templates the door learned from confirmed visits")
+    reset.add_argument("--person", dest="person_id", help="only this person's (default: everyone's)")
     roster_sub.add_parser("seal", help="seal a plaintext gallery from before (once), under this door's gallery key")
     roster_sub.add_parser("rekey", help="re-seal the gallery under a new gallery key (the old key file is kept as .old)")
     keys = sub.add_parser("keys", help="make key files for sealing galleries, site rosters and capture embeddings")
@@ -255,10 +257,19 @@ def _roster(args) -> int:
             print(f"no one enrolled yet ({path} does not exist)", file=sys.stderr)
             return EXIT_OK
         gallery = stored.load()
-        counts = gallery.counts()
+        counts, adapted = gallery.counts(), gallery.adapted_counts()
         for pid, name in zip(gallery.person_ids, gallery.names):
             photos, total = counts[pid]
-            print(json.dumps({"person_id": pid, "name": name, "photos": photos, "embeddings": total}))
+            print(json.dumps({"person_id": pid, "name": name, "photos": photos, "embeddings": total,
+                              "adapted": adapted[pid]}))
+        return EXIT_OK
+    if args.roster_command == "reset-adapted":
+        gallery = stored.load()
+        gone = gallery.reset_adapted(args.person_id)
+        stored.save(gallery)
+        print(f"forgot {gone} template(s) learned from visits" + (f" of {gallery.name_of(args.person_id)}"
+                                                                  if args.person_id else "")
+              + "; a running door drops them at its next reload (systemctl reload facecheck)")
         return EXIT_OK
     if args.roster_command == "publish":
         return _roster_publish(config, stored.load(), args)

@@ -59,6 +59,30 @@ class Templates:
 
 
 @dataclass
+class Adapted:
+    """Templates a door learned from its own confirmed visits (edge/recognition/adaptation.py), for one embedder.
+
+    Kept apart from the enrolled templates on purpose: they count when a face is matched (they are the door's own
+    camera, light and angle), never when the threshold is set (the roster's bound and calibration read enrolled
+    photos only), and never train the SVC; and a visit is judged against the enrolled photos alone before it may
+    become one, so they cannot drift a person towards a look-alike.
+    """
+
+    model_id: str
+    dim: int
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    added_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # unix seconds
+
+    def __post_init__(self) -> None:
+        if self.embeddings.size == 0:
+            self.embeddings = np.zeros((0, self.dim), np.float32)
+
+    def of(self, label: int) -> int:
+        return int((self.labels == label).sum())
+
+
+@dataclass
 class Gallery:
     """The roster of one door or site. The matcher reads the templates of one embedder (`model_id`, the one the
     door runs); `others` holds the same people's templates from other embedders the enrolment also ran
@@ -73,10 +97,72 @@ class Gallery:
     names: list[str] = field(default_factory=list)
     version: int = 0
     others: dict[str, Templates] = field(default_factory=dict)
+    adapted: Adapted | None = None  # learned at this door from confirmed visits, for adapted.model_id only
 
     def __post_init__(self) -> None:
         if self.embeddings.size == 0:
             self.embeddings = np.zeros((0, self.dim), np.float32)
+
+    def adapted_templates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings, labels) learned for the embedder in use; none for another model's."""
+        if self.adapted is None or self.adapted.model_id != self.model_id or not len(self.adapted.labels):
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int32)
+        return self.adapted.embeddings, self.adapted.labels
+
+    def adapted_counts(self) -> dict[str, int]:
+        """person_id -> templates learned at the door (for the embedder they were learned with)."""
+        labels = self.adapted.labels if self.adapted is not None else np.zeros(0, np.int32)
+        return {pid: int((labels == i).sum()) for i, pid in enumerate(self.person_ids)}
+
+    def carry_adapted(self, old: Gallery) -> int:
+        """A new site roster keeps what this door learned (`old`'s learned templates) for the people it still holds,
+        matched by person id: learned templates are the door's own and never travel in a roster. How many stayed."""
+        if old.adapted is None:
+            return 0
+        a = old.adapted
+        index = {pid: i for i, pid in enumerate(self.person_ids)}
+        stay = np.array([old.person_ids[label] in index for label in a.labels], bool)
+        labels = np.array([index[old.person_ids[label]] for label in a.labels[stay]], np.int32)
+        self.adapted = Adapted(a.model_id, a.dim, a.embeddings[stay], labels, a.added_at[stay]) if stay.any() else None
+        return int(stay.sum())
+
+    def adapt(self, person_id: str, vector: np.ndarray, at: float, keep: int) -> int:
+        """Add a template learned from a visit; the person keeps at most `keep` of them (the oldest leave first;
+        enrolled templates never do). Returns how many were evicted."""
+        index = self.person_ids.index(person_id)
+        if self.adapted is None or self.adapted.model_id != self.model_id:
+            self.adapted = Adapted(self.model_id, self.dim)
+        a = self.adapted
+        vector = np.asarray(vector, np.float32).reshape(1, self.dim)
+        a.embeddings = np.concatenate([a.embeddings, vector / max(float(np.linalg.norm(vector)), 1e-12)])
+        a.labels = np.concatenate([a.labels, np.array([index], np.int32)])
+        a.added_at = np.concatenate([a.added_at, np.array([at], np.float64)])
+        mine = np.nonzero(a.labels == index)[0]
+        evict = mine[np.argsort(a.added_at[mine], kind="stable")][:max(0, len(mine) - keep)]
+        if len(evict):
+            stay = np.ones(len(a.labels), bool)
+            stay[evict] = False
+            a.embeddings, a.labels, a.added_at = a.embeddings[stay], a.labels[stay], a.added_at[stay]
+        self.version += 1
+        return len(evict)
+
+    def reset_adapted(self, person_id: str | None = None) -> int:
+        """Forget what the door learned (of one person, or of everyone); how many templates went."""
+        if self.adapted is None:
+            return 0
+        a = self.adapted
+        if person_id is None:
+            gone = len(a.labels)
+            self.adapted = None
+        else:
+            if person_id not in self.person_ids:
+                raise GalleryError(f"no person with id {person_id!r} in the roster")
+            stay = a.labels != self.person_ids.index(person_id)
+            gone = int((~stay).sum())
+            a.embeddings, a.labels, a.added_at = a.embeddings[stay], a.labels[stay], a.added_at[stay]
+        if gone:
+            self.version += 1
+        return gone
 
     @property
     def people(self) -> int:
@@ -154,7 +240,7 @@ class Gallery:
         others = {m: t for m, t in self.others.items() if m != model_id}
         others[self.model_id] = Templates(self.dim, self.embeddings, self.labels, self.original)
         return Gallery(model_id, chosen.dim, chosen.embeddings, chosen.labels, chosen.original, list(self.person_ids),
-                       list(self.names), self.version, others)
+                       list(self.names), self.version, others, self.adapted)
 
     def remove(self, person_id: str) -> None:
         """Erase a person: every embedding of theirs leaves the gallery."""
@@ -164,6 +250,9 @@ class Gallery:
         self.embeddings, self.labels, self.original = _without(self.embeddings, self.labels, self.original, index)
         for t in self.others.values():
             t.embeddings, t.labels, t.original = _without(t.embeddings, t.labels, t.original, index)
+        if self.adapted is not None:
+            a = self.adapted
+            a.embeddings, a.labels, a.added_at = _without(a.embeddings, a.labels, a.added_at, index)
         del self.person_ids[index], self.names[index]
         self.version += 1
 
@@ -182,11 +271,20 @@ class Gallery:
             person_ids=np.array(self.person_ids, dtype=np.str_),
             names=np.array(self.names, dtype=np.str_),
             others=np.int32(len(self.others)),
+            **self._adapted_fields(),
             **{f"other{i}_{key}": value for i, (model, t) in enumerate(self.others.items()) for key, value in (
                 ("model_id", np.str_(model)), ("dim", np.int32(t.dim)), ("embeddings", t.embeddings.astype(np.float32)),
                 ("labels", t.labels.astype(np.int32)), ("original", t.original.astype(bool)))},
         )
         return buffer.getvalue()
+
+    def _adapted_fields(self) -> dict[str, np.ndarray]:
+        a = self.adapted
+        if a is None:
+            return {}
+        return {"adapted_model_id": np.array(a.model_id), "adapted_dim": np.array(a.dim, np.int32),
+                "adapted_embeddings": a.embeddings.astype(np.float32), "adapted_labels": a.labels.astype(np.int32),
+                "adapted_at": a.added_at.astype(np.float64)}
 
     def save(self, path: Path, key: Key) -> None:
         """Sealed under key, and atomic: a reader sees the old file or the new one, never half of one."""
@@ -261,9 +359,24 @@ class Gallery:
                 raise GalleryError(f"{where}: the {str(model)!r} templates are inconsistent (corrupt file); restore a "
                                    "backup or re-enrol")
             others[str(model)] = Templates(int(other_dim), vectors, other_labels.astype(np.int32), flags.astype(bool))
+        adapted = None
+        keys = ["adapted_model_id", "adapted_dim", "adapted_embeddings", "adapted_labels", "adapted_at"]
+        if "adapted_model_id" in fields:  # a gallery from before doors learned from visits has none
+            if not set(keys) <= set(fields):
+                raise GalleryError(f"{where}: gallery lacks {sorted(set(keys) - set(fields))}; restore a backup or re-enrol")
+            model, adapted_dim, vectors, adapted_labels, added_at = (fields[k] for k in keys)
+            if not (vectors.ndim == 2 and vectors.shape[1] == int(adapted_dim) and vectors.dtype == np.float32
+                    and adapted_labels.shape == added_at.shape == (len(vectors),)
+                    and (adapted_labels.size == 0 or (adapted_labels.min() >= 0
+                                                      and adapted_labels.max() < len(person_ids)))
+                    and np.isfinite(vectors).all()):
+                raise GalleryError(f"{where}: the learned templates are inconsistent (corrupt file); restore a backup "
+                                   "or reset them with `facecheck roster reset-adapted`")
+            adapted = Adapted(str(model), int(adapted_dim), vectors, adapted_labels.astype(np.int32),
+                              added_at.astype(np.float64))
         return cls(model_id=str(fields["model_id"]), dim=dim, embeddings=embeddings, labels=labels.astype(np.int32),
                    original=fields["original"].astype(bool), person_ids=person_ids, names=names,
-                   version=int(fields["version"]), others=others)
+                   version=int(fields["version"]), others=others, adapted=adapted)
 
     @classmethod
     def load_or_new(cls, path: Path, model_id: str, dim: int, key: Key | None) -> Gallery:
@@ -285,12 +398,13 @@ def _appended(embeddings: np.ndarray, labels: np.ndarray, original: np.ndarray, 
             np.concatenate([original, np.asarray(flags, bool)]))
 
 
-def _without(embeddings: np.ndarray, labels: np.ndarray, original: np.ndarray, index: int
+def _without(embeddings: np.ndarray, labels: np.ndarray, per_row: np.ndarray, index: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One model's template arrays without the person under label `index` (later labels move down by one)."""
+    """One model's template arrays (embeddings, labels and a per-row array: original flags, or when learned)
+    without the person under label `index` (later labels move down by one)."""
     keep = labels != index
     kept = labels[keep]
-    return embeddings[keep], np.where(kept > index, kept - 1, kept).astype(np.int32), original[keep]
+    return embeddings[keep], np.where(kept > index, kept - 1, kept).astype(np.int32), per_row[keep]
 
 
 def new_person_id() -> str:

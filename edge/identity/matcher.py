@@ -71,6 +71,8 @@ class Matcher(Protocol):
 
     def candidates(self, embedding: np.ndarray, k: int = 3) -> list[Candidate]: ...
 
+    def templates_changed(self) -> None: ...
+
 
 def _pairwise(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
     """(distances, same person) between the roster's original (non-augmented) embeddings, at most
@@ -157,6 +159,28 @@ def _originals(gallery: Gallery) -> np.ndarray:
     return gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
 
 
+def enrolled_distances(gallery: Gallery, embedding: np.ndarray) -> np.ndarray:
+    """Distance from the embedding to every person's nearest enrolled photo (learned templates left out: what a
+    visit is judged against before the door may learn from it)."""
+    originals = _originals(gallery)
+    sims = gallery.embeddings[originals] @ np.asarray(embedding, np.float32)
+    best = np.full(gallery.people, -1.0, np.float32)
+    np.maximum.at(best, gallery.labels[originals], sims)
+    return np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
+
+
+def _matching_templates(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, labels) a face's distance to a person is measured against: the enrolled photos' own embeddings
+    and the templates the door learned from confirmed visits (never augmented variants: they widen a person's
+    region and would let look-alikes in)."""
+    originals = _originals(gallery)
+    learned, learned_labels = gallery.adapted_templates()
+    if not len(learned_labels):
+        return gallery.embeddings[originals], gallery.labels[originals]
+    return (np.concatenate([gallery.embeddings[originals], learned]),
+            np.concatenate([gallery.labels[originals], learned_labels]))
+
+
 class _Base:
     kind = "base"
 
@@ -169,16 +193,17 @@ class _Base:
         self._person_blocks: tuple[np.ndarray, np.ndarray] | None = None
 
     def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-person blocks of original (photo, not augmented) embeddings for the open-set check, built on
-        first use: augmented variants widen a person's region and would let look-alikes in."""
+        """Per-person blocks of the templates for the open-set check (_matching_templates), built on first use."""
         if self._person_blocks is None:
-            gallery = self.gallery
-            originals = _originals(gallery)
-            labels = gallery.labels[originals]
+            embeddings, labels = _matching_templates(self.gallery)
             order = np.argsort(labels, kind="stable")
-            self._person_blocks = (gallery.embeddings[originals][order],
-                                   np.searchsorted(labels[order], np.arange(gallery.people + 1)))
+            self._person_blocks = (embeddings[order], np.searchsorted(labels[order], np.arange(self.gallery.people + 1)))
         return self._person_blocks
+
+    def templates_changed(self) -> None:
+        """The gallery gained or lost templates learned at the door: match against them from the next face on. The
+        threshold stays (it is set on enrolled photos only) and so does the SVC (trained on them)."""
+        self._person_blocks = None
 
     def _distance_to(self, person: int, embedding: np.ndarray) -> float:
         ordered, bounds = self._blocks()
@@ -231,9 +256,22 @@ class NearestMatcher(_Base):
                  ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
                  site: SitePoint | None = None, compact_from: int = COMPACT_FROM):
         super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site)
+        self.compact_from = compact_from
+        self._index()
+
+    def _index(self) -> None:
+        gallery = self.gallery
         mask = _originals(gallery)
-        self._labels = gallery.labels[mask]
-        self.search = build_search(gallery.embeddings, np.nonzero(mask)[0], compact_from)
+        if len(gallery.adapted_templates()[1]):
+            embeddings, self._labels = _matching_templates(gallery)
+            self.search = build_search(embeddings, np.arange(len(embeddings)), self.compact_from)
+        else:  # the common case reads the gallery's own array in place (no copy of a 100k roster)
+            self._labels = gallery.labels[mask]
+            self.search = build_search(gallery.embeddings, np.nonzero(mask)[0], self.compact_from)
+
+    def templates_changed(self) -> None:
+        super().templates_changed()
+        self._index()
 
     def match(self, embedding: np.ndarray) -> Match:
         if len(self._labels) == 0:

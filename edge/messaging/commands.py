@@ -221,9 +221,9 @@ def _health(body: dict, ctx: CommandContext) -> dict:
 def _roster(body: dict, ctx: CommandContext) -> dict:
     _allowed(body, set())
     gallery = _gallery(ctx)
-    counts = gallery.counts()
+    counts, adapted = gallery.counts(), gallery.adapted_counts()
     return {"version": gallery.version, "people": [
-        {"person_id": pid, "name": name, "photos": counts[pid][0]}
+        {"person_id": pid, "name": name, "photos": counts[pid][0], "adapted": adapted[pid]}
         for pid, name in zip(gallery.person_ids, gallery.names)]}
 
 

@@ -25,7 +25,7 @@ import base64
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -230,6 +230,13 @@ class RosterFollower:
             return
 
         def write_and_rebuild():
+            if self.gallery_file.exists():  # what this door learned from its visits stays with it
+                try:
+                    kept = gallery.carry_adapted(self.gallery_file.load())
+                    log.info("roster version %d: %d learned templates kept", gallery.version, kept)
+                except GalleryError as exc:
+                    log.warning("roster version %d: the door's learned templates could not be read (%s); they "
+                                "are dropped", gallery.version, exc)
             self.gallery_file.save(gallery)
             return self.reload_gallery()
 
@@ -327,8 +334,9 @@ def publish_site_roster(config, gallery: Gallery, site: str | None = None, versi
     topic = config.roster_topic_of(site)
     version = version if version is not None else int(time.time() * 1000)
     key, signer = roster_key(config.privacy), signing_key(config.privacy.roster_signing_key_file)
-    manifest, nodes = publish_to_nodes(config, f"facecheck-roster-publisher-{site}", topic, gallery, version, key,
-                                       signer)
+    # templates a station learned from its own visits are its own (they stay door-local, like every door's)
+    manifest, nodes = publish_to_nodes(config, f"facecheck-roster-publisher-{site}", topic,
+                                       replace(gallery, adapted=None), version, key, signer)
     return PublishReport(topic, manifest, nodes)
 
 

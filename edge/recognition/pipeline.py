@@ -7,12 +7,14 @@ flows between them. Inference runs here, in the caller's single loop.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from edge.camera import Frame
+from edge.config import AdaptationConfig
 from edge.events import Decision
 from edge.identity.matcher import Match, Matcher
 from edge.inference.align import align_face
@@ -21,6 +23,7 @@ from edge.inference.embedder import Embedder, describe, embed_views
 from edge.inference.face_landmarks import FaceMesh
 from edge.inference.liveness import Assessment, Liveness, TrackLiveness
 from edge.inference.quality import FaceQuality, face_quality
+from edge.recognition.adaptation import Learned, learn
 from edge.recognition.decision import Confirmation, Observation
 from edge.recognition.tracking import IouTracker
 from edge.timing import StageTimer
@@ -50,6 +53,7 @@ class FrameResult:
     ts: float
     faces: list[FaceResult]
     decisions: list[Decision]
+    learned: list[Learned] = field(default_factory=list)  # templates learned from this frame's check-ins
 
 
 class Identifier:
@@ -177,6 +181,7 @@ class TrackIdentity:
     embedded_at: int = 0  # processed-frame count of the latest embedding
     embedded: int = 0  # embeddings taken so far; their views alternate plain, mirrored, plain...
     seen_at: int = 0  # processed-frame count the track was last detected in
+    frames: int = 0  # frames the track was seen in (embedded or reusing the last embedding)
     liveness: TrackLiveness = field(default_factory=TrackLiveness)
 
     def next_view(self) -> str:
@@ -211,7 +216,8 @@ class Pipeline:
 
     def __init__(self, identifier: Identifier, confirmation: Confirmation, tracker: IouTracker | None = None,
                  gestures=None, timer: StageTimer | None = None, reuse_iou: float = 0.8, reembed_every: int = 5,
-                 split_distance: float = 0.9, fuse_frames: int = 8, tile_every: int = 3):
+                 split_distance: float = 0.9, fuse_frames: int = 8, tile_every: int = 3,
+                 adaptation: AdaptationConfig | None = None):
         self.identifier = identifier
         self.confirmation = confirmation
         self.tracker = tracker or IouTracker()
@@ -222,6 +228,8 @@ class Pipeline:
         self.split_distance = split_distance
         self.fuse_frames = fuse_frames
         self.tile_every = tile_every
+        self.adaptation = adaptation  # None: the door learns nothing from its visits
+        self._checked_in: dict[int, Decision] = {}  # live tracks checked in: learned from when they end
         self._tracks: dict[int, TrackIdentity] = {}
         self._count = 0  # frames processed
         self.embeddings_reused = 0
@@ -251,12 +259,14 @@ class Pipeline:
                 and self._reusable(track, face)):
             self.embeddings_reused += 1
             track.box, track.seen_at = face.box, self._count
+            track.frames += 1
             return FaceResult(track_id, face, track.match, track.embedding, track.quality, self._liveness(track))
         view = track.next_view() if track is not None else "plain"
         embedding, quality = self.identifier.embed_with_quality(frame.image, face, view)
         if track is not None and track.best and self._someone_else(track, embedding, quality):
             old_id, track_id = track_id, self.tracker.split(track_id)
             self.tracks_split += 1
+            self._checked_in.pop(old_id, None)  # a track someone else stepped into is never learned from
             log.info("track %d split: a different face; now track %d", old_id, track_id)
             track = None
         if track is None:
@@ -267,6 +277,7 @@ class Pipeline:
             track.liveness.add(self.identifier.live_score(frame.image, face))
         track.box, track.embedding, track.quality, track.matcher = face.box, embedding, quality, self.identifier.matcher
         track.embedded_at = track.seen_at = self._count
+        track.frames += 1
         return FaceResult(track_id, face, track.match, embedding, quality, self._liveness(track))
 
     def _liveness(self, track: TrackIdentity) -> dict | None:
@@ -281,6 +292,7 @@ class Pipeline:
         track_ids = self.tracker.assign([f.box for f in faces], frame.ts)
         results = [self._identify(frame, track_id, face) for track_id, face in zip(track_ids, faces)]
         live = self.tracker.live_ids()
+        ended = {t: k for t, k in self._tracks.items() if t not in live}
         self._tracks = {t: k for t, k in self._tracks.items() if t in live}
         gestures: dict[int, str] = {}
         if self.gestures is not None and results and self.gestures.wanted(self.confirmation.awaiting()):
@@ -295,5 +307,25 @@ class Pipeline:
         ]
         with self.timer.stage("decide"):
             decisions = self.confirmation.update(frame.ts, observations, self.tracker.live_ids())
+        learned = self._learn(decisions, ended) if self.adaptation is not None else []
         self.timer.frame_done()
-        return FrameResult(frame.index, frame.ts, results, decisions)
+        return FrameResult(frame.index, frame.ts, results, decisions, learned)
+
+    def _learn(self, decisions: list[Decision], ended: dict[int, TrackIdentity]) -> list[Learned]:
+        """Templates learned from the check-ins whose tracks ended this frame: a visit is judged on all its frames,
+        once the person has gone, and only if the track still names them (adaptation.py has the other guards). A
+        track that was split (someone else stepped in) is not learned from."""
+        for decision in decisions:
+            if decision.type == "check_in" and decision.extra.get("track_id") is not None:
+                self._checked_in[decision.extra["track_id"]] = decision
+        matcher, out = self.identifier.matcher, []
+        for track_id, track in ended.items():
+            decision = self._checked_in.pop(track_id, None)
+            if (decision is None or matcher is None or self.adaptation is None or not track.best
+                    or track.match is None or track.match.person_id != decision.person_id):
+                continue
+            got = learn(self.adaptation, matcher, decision, track.fused(), track.best[0][0], track.frames,
+                        self.confirmation.liveness_policy != "off", time.time())
+            if got is not None:
+                out.append(got)
+        return out

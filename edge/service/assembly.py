@@ -32,6 +32,7 @@ RELOADABLE_SECTIONS = {
     "confirmation": "decision stage (and whether the gesture stage runs)",
     "gestures": "gesture stage",
     "tracking": "tracker",
+    "adaptation": "learning from confirmed visits",
     "log": "log level",
 }
 RESTART_SECTIONS = tuple(name for name in Config.model_fields if name not in RELOADABLE_SECTIONS
@@ -173,7 +174,8 @@ def _assemble(config: Config, identifier: Identifier, confirmation: Confirmation
     return Pipeline(identifier, confirmation, tracker, gestures=gestures, reuse_iou=t.reuse_iou,
                     reembed_every=t.reembed_every_n_frames,
                     split_distance=split_distance(config, identifier.embedder.model_id),
-                    fuse_frames=t.fuse_frames, tile_every=config.detector.tile_every_n_frames)
+                    fuse_frames=t.fuse_frames, tile_every=config.detector.tile_every_n_frames,
+                    adaptation=config.adaptation if config.adaptation.enabled else None)
 
 
 def rebuild_pipeline(current: Pipeline, old: Config, new: Config, matcher: Matcher) -> Pipeline:

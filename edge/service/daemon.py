@@ -23,9 +23,10 @@ from edge.config import Config
 from edge.events import Event, EventSink, StdoutSink
 from edge.identity.gallery import GalleryFile
 from edge.inference.liveness import VerdictCounts
-from edge.jobs import BackgroundJobs
+from edge.jobs import BackgroundJobs, Outcome
 from edge.messaging.commands import CommandContext, CommandService
 from edge.messaging.outbox import Outbox
+from edge.recognition.adaptation import Learned
 from edge.recognition.pipeline import FrameResult, Identifier, Pipeline
 from edge.recognition.snapshot import snapshot_jpeg
 from edge.service.assembly import build_identifier, build_pipeline
@@ -164,6 +165,17 @@ class Daemon:
             return now
         return last_health
 
+    def _keep_learned(self, learned: Learned) -> Outcome:
+        """The template the loop learned, added to the gallery on disk too (the jobs thread serialises it with
+        enrolments and removals, so neither loses the other's write)."""
+        files = GalleryFile.from_config(self.config)
+        gallery = files.load_or_new(learned.model_id, len(learned.vector))
+        if learned.person_id not in gallery.person_ids:
+            return Outcome({"kept": False, "why": f"{learned.person_id} left the roster meanwhile"})
+        gallery.adapt(learned.person_id, learned.vector, learned.at, self.config.adaptation.max_per_person)
+        files.save(gallery)
+        return Outcome({"kept": True, "person_id": learned.person_id, "version": gallery.version})
+
     def _answer(self, command, result: dict) -> None:
         log.info("command %s: %s", command.name, "ok" if result["ok"] else result["error"])
         if self.link is not None:  # commands come only through the link
@@ -195,7 +207,7 @@ class Daemon:
                 with self.timer.stage("frame"):
                     result = self.pipeline.process(frame)
                 self.last_frame, self.last_result = frame, result
-                for decision in result.decisions:
+                for decision in result.decisions + [learned.audit() for learned in result.learned]:
                     event = self.outbox.append(decision)
                     self.events.append(event)
                     self.event_count += 1
@@ -204,6 +216,9 @@ class Daemon:
                     if self.publisher is not None:
                         for sink in self.sinks:
                             sink.deliver(event)
+                for learned in result.learned:
+                    self.jobs.submit(f"learned template of {learned.name}", partial(self._keep_learned, learned),
+                                     _log_kept)
                 self._deliver()
                 self.frames += 1
                 self.notifier.frame_processed()
@@ -269,6 +284,13 @@ class Daemon:
         log.info("stopped after %d frames; timing: %s; outbox depth %d", self.frames, self.timer.line(),
                  self.outbox.depth())
         self.outbox.close()
+
+
+def _log_kept(result: dict) -> None:
+    if not result["ok"]:
+        log.error("a learned template could not be saved: %s (the door uses it until it restarts)", result["error"])
+    elif not result["kept"]:
+        log.info("learned template not saved: %s", result["why"])
 
 
 def _log_reload(result: dict) -> None:
