@@ -174,7 +174,8 @@ class AdaptationConfig(_Model):
     min_margin: float = Field(0.1, ge=0, le=2, description="...and the next person's nearest enrolled photo at least "
                               "this much farther away.")
     min_quality: float = Field(0.5, ge=0, le=1, description="...and the track's best frame at least this quality weight.")
-    min_frames: int = Field(10, ge=1, le=1000, description="...and, without a confirming gesture, a track seen in this many frames.")
+    min_frames: int = Field(10, ge=1, le=1000,
+                            description="...and, without a confirming gesture, a track seen in this many frames.")
     novel_beyond: float = Field(0.3, ge=0, le=2, description="A visit this close to one of the person's templates "
                                 "adds nothing and is not kept.")
 

@@ -320,7 +320,7 @@ class Pipeline:
                 self._checked_in[decision.extra["track_id"]] = decision
         matcher, out = self.identifier.matcher, []
         for track_id, track in ended.items():
-            decision = self._checked_in.pop(track_id, None)
+            decision: Decision | None = self._checked_in.pop(track_id, None)
             if (decision is None or matcher is None or self.adaptation is None or not track.best
                     or track.match is None or track.match.person_id != decision.person_id):
                 continue
