@@ -315,16 +315,15 @@ class Pipeline:
         """Templates learned from the check-ins whose tracks ended this frame: a visit is judged on all its frames,
         once the person has gone, and only if the track still names them (adaptation.py has the other guards). A
         track that was split (someone else stepped in) is not learned from."""
-        for decision in decisions:
-            if decision.type == "check_in" and decision.extra.get("track_id") is not None:
-                self._checked_in[decision.extra["track_id"]] = decision
+        self._checked_in.update({d.extra["track_id"]: d for d in decisions
+                                 if d.type == "check_in" and d.extra.get("track_id") is not None})
         matcher, out = self.identifier.matcher, []
         for track_id, track in ended.items():
-            decision: Decision | None = self._checked_in.pop(track_id, None)
-            if (decision is None or matcher is None or self.adaptation is None or not track.best
-                    or track.match is None or track.match.person_id != decision.person_id):
+            checked_in = self._checked_in.pop(track_id, None)
+            if (checked_in is None or matcher is None or self.adaptation is None or not track.best
+                    or track.match is None or track.match.person_id != checked_in.person_id):
                 continue
-            got = learn(self.adaptation, matcher, decision, track.fused(), track.best[0][0], track.frames,
+            got = learn(self.adaptation, matcher, checked_in, track.fused(), track.best[0][0], track.frames,
                         self.confirmation.liveness_policy != "off", time.time())
             if got is not None:
                 out.append(got)
