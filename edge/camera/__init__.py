@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
+
 from edge.camera.base import Frame, FrameSource, SourceError, SourceUnavailable
 from edge.camera.capture import CaptureThread
 from edge.config import CameraConfig, PiCamera, ReplayCamera
@@ -27,4 +31,19 @@ def open_capture(config: CameraConfig) -> CaptureThread:
     return CaptureThread(open_source(config), config.reconnect_initial_s, config.reconnect_max_s, config.rotate)
 
 
-__all__ = ["CaptureThread", "Frame", "FrameSource", "SourceError", "SourceUnavailable", "open_capture", "open_source"]
+def camera_frames(camera: CameraConfig, count: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Up to `count` frames from the door's camera, named by their index (a command's own short capture)."""
+    capture = open_capture(camera).start()
+    try:
+        taken = 0
+        while taken < count and not capture.finished:
+            frame = capture.get(timeout=5)
+            if frame is not None:
+                taken += 1
+                yield f"frame {frame.index}", frame.image
+    finally:
+        capture.stop()
+
+
+__all__ = ["CaptureThread", "Frame", "FrameSource", "SourceError", "SourceUnavailable", "camera_frames", "open_capture",
+           "open_source"]

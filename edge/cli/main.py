@@ -387,6 +387,7 @@ def _gesture(args) -> int:
 
 
 def _gestures(args) -> int:
+    from edge.camera import camera_frames
     from edge.images import read_image
     from edge.inference.gesture_model import train_site
     from edge.recognition import gesture_samples
@@ -412,7 +413,7 @@ def _gestures(args) -> int:
         raise InputError("gestures record needs IMAGE paths or --camera-frames N")
     images = [(str(p), read_image(p, config.limits.max_image_pixels)) for p in args.images]
     if args.camera_frames:
-        images += list(gesture_samples.camera_frames(config.camera, args.camera_frames))
+        images += list(camera_frames(config.camera, args.camera_frames))
     recording = gesture_samples.record(build_pose(config), images, args.label, samples, g.min_visibility)
     for name in recording.skipped:
         print(f"skipped {name}: no person with both shoulders visible", file=sys.stderr)

@@ -5,15 +5,12 @@ parse their arguments and call these."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edge.camera import open_capture
 from edge.camera.replay import IMAGE_SUFFIXES
-from edge.config import CameraConfig
 from edge.errors import InputError
 from edge.images import read_image
 from edge.inference.gesture_model import body_points, load_recordings, save_recordings
@@ -25,20 +22,6 @@ log = logging.getLogger(__name__)
 def samples_path(trained_model: Path) -> Path:
     """Where a site's recorded samples live: beside the model they train (<model>-samples.npz)."""
     return trained_model.with_name(trained_model.stem + "-samples.npz")
-
-
-def camera_frames(camera: CameraConfig, count: int) -> Iterator[tuple[str, np.ndarray]]:
-    """Up to `count` frames from the door's camera, named by their index."""
-    capture = open_capture(camera).start()
-    try:
-        taken = 0
-        while taken < count and not capture.finished:
-            frame = capture.get(timeout=5)
-            if frame is not None:
-                taken += 1
-                yield f"frame {frame.index}", frame.image
-    finally:
-        capture.stop()
 
 
 @dataclass
