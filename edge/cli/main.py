@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--id", dest="person_id", help="the person's id (default: existing id of NAME, else new)")
     enroll.add_argument("--folders", type=Path, help="a folder with one sub-folder of photos per person")
     enroll.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photos or folders of photos")
+    enroll.add_argument("--camera", action="store_true", help="enrol --name from the door's own camera: stand in front "
+                        "of it and follow the printed guidance (poses: frontal, left, right, up, down)")
+    enroll.add_argument("--frames", type=int, default=5, metavar="N", help="--camera: frames to keep (default 5)")
+    enroll.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                        help="--camera: give up after S seconds, enrolling from what was kept if any")
     enroll.add_argument("--force", action="store_true",
                         help="accept photos below the size, sharpness and frontalness limits (one face still needed)")
 
@@ -211,6 +217,8 @@ def _enroll(args) -> int:
 
     if bool(args.folders) == bool(args.name):
         raise InputError("enroll takes --name NAME PATH... for one person, or --folders DIR (one sub-folder each)")
+    if args.camera:
+        return _enroll_from_camera(args)
     if args.name and not args.paths:
         raise InputError("enroll --name NAME needs at least one photo or folder PATH")
     config = _config(args)
@@ -242,6 +250,49 @@ def _enroll(args) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         print(f"enrolled {report.name} as {report.person_id} from {len(report.used)} photo(s)")
     return EXIT_USAGE if failed else EXIT_OK
+
+
+def _enroll_from_camera(args) -> int:
+    """`enroll --camera`: frames from the configured camera until the session has them (or the timeout); guidance and
+    progress on stderr, the result as JSON on stdout. The frames stay in memory; only templates are stored."""
+    from edge.camera import camera_frames
+    from edge.identity.gallery import GalleryFile
+    from edge.recognition.camera_enrol import CameraEnrolment
+    from edge.recognition.enroll import enrol_images
+    from edge.service.assembly import build_identifier
+
+    if args.paths:
+        raise InputError("enroll --camera takes no photo PATHs: it enrols from the camera")
+    if not 1 <= args.frames <= 20:
+        raise InputError(f"--frames {args.frames}: keep 1 to 20 frames")
+    config = _config(args)
+    identifier = build_identifier(config, with_matcher=False)
+    session = CameraEnrolment(args.frames)
+    deadline = time.monotonic() + args.timeout
+    print(f"enrolling {args.name} from {config.camera.kind} camera: {session.guidance()}", file=sys.stderr)
+    last = ""
+    for _, image in camera_frames(config.camera, 10**9):
+        faces = identifier.faces(image)
+        quality = embedding = None
+        if len(faces) == 1:
+            aligned, quality = identifier.aligned(image, faces[0])
+            embedding = identifier.embed_aligned(aligned, "plain")
+        said = session.offer(image, faces, quality, embedding)
+        if said != last:
+            print(f"[{len(session.kept)}/{session.frames}] {said}", file=sys.stderr)
+            last = said
+        if session.done or time.monotonic() > deadline:
+            break
+    if not session.kept:
+        raise InputError(f"enroll --camera: no usable frame of {args.name} in {args.timeout:.0f} s (last: {last}); "
+                         "check the camera's aim with `facecheck snapshot`, then stand 0.5-1.5 m in front of it")
+    report = enrol_images(identifier, GalleryFile.from_config(config), args.name, session.images(), args.person_id,
+                          config.matcher.augmentations, force=args.force, threshold=config.matcher.distance_threshold)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(json.dumps({"person_id": report.person_id, "name": report.name, **session.summary(),
+                      "skipped": report.skipped, "warnings": report.warnings}))
+    return EXIT_OK
 
 
 def _roster(args) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 from edge.inference.detector import FaceBox
 
 # BlazeFace keypoint order: right eye, left eye, nose tip, mouth, right ear, left ear.
-RIGHT_EYE, LEFT_EYE, NOSE = 0, 1, 2
+RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = 0, 1, 2, 3
 GOOD_SIZE_PX = 112.0  # a face this large (shorter box side) counts as fully sized
 GOOD_SHARPNESS = 60.0  # variance of the Laplacian of the aligned grey crop at which a face counts as sharp
 
@@ -48,6 +48,23 @@ def frontalness(keypoints: np.ndarray) -> float:
     axis = (left - right) / (2.0 * half)
     offset = abs(float(np.dot(nose - (left + right) / 2.0, axis)))
     return float(np.clip(1.0 - offset / (2.0 * half), 0.0, 1.0))
+
+
+def head_turn(keypoints: np.ndarray) -> tuple[float, float]:
+    """(yaw, pitch) of a head from BlazeFace's keypoints. yaw: the nose tip's offset from the eyes' midpoint along
+    the eye axis, in eye distances, positive when the person turns to their own left (their left eye is on the
+    image's right). pitch: where the nose tip lies between the eyes' line (0) and the mouth (1); it grows as the
+    chin goes down. Compare pitch with the same person's frontal value: faces differ."""
+    right, left, nose, mouth = (keypoints[i].astype(np.float64) for i in (RIGHT_EYE, LEFT_EYE, NOSE, MOUTH))
+    span = float(np.linalg.norm(left - right))
+    if span < 1e-6:
+        return 0.0, 0.0
+    axis = (left - right) / span
+    down = np.array([-axis[1], axis[0]])  # the eye axis turned a quarter clockwise: down the face
+    middle = (left + right) / 2.0
+    mouth_depth = float(np.dot(mouth - middle, down))
+    pitch = float(np.dot(nose - middle, down)) / mouth_depth if abs(mouth_depth) > 1e-6 else 0.0
+    return float(np.dot(nose - middle, axis)) / span, pitch
 
 
 def sharpness(aligned_rgb: np.ndarray) -> float:

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 class EnrolReport:
     person_id: str
     name: str
-    used: list[Path] = field(default_factory=list)
-    skipped: dict[Path, str] = field(default_factory=dict)
+    used: list = field(default_factory=list)  # the photos' paths, or the labels of in-memory images
+    skipped: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -130,17 +130,28 @@ def enrol(identifier: Identifier, gallery_file: GalleryFile, name: str, paths: l
           augmentations: int, progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False,
           threshold: float | None = None) -> EnrolReport:
     """threshold: the matcher's distance threshold, for the look-alike and wrong-photo warnings."""
+    files = image_paths(paths)
+    by_label = {str(p): p for p in files}
+    images = [(str(p), partial(read_image, p, max_pixels)) for p in files]
+    report = enrol_images(identifier, gallery_file, name, images, person_id, augmentations, progress, force, threshold)
+    report.used = [by_label[str(label)] for label in report.used]
+    report.skipped = {by_label[str(label)]: why for label, why in report.skipped.items()}
+    return report
+
+
+def enrol_images(identifier: Identifier, gallery_file: GalleryFile, name: str,
+                 images: Sequence[tuple[str, Callable[[], np.ndarray]]], person_id: str | None, augmentations: int,
+                 progress: bool = False, force: bool = False, threshold: float | None = None) -> EnrolReport:
+    """Enrol one person from labelled images (photos from files, or frames the door's camera gave and that live only
+    in memory: edge/recognition/camera_enrol.py); only templates are kept."""
     embedder = identifier.embedder
     gallery = gallery_file.load_or_new(embedder.model_id, embedder.dim)
     if person_id is None:
         existing = [pid for pid, n in zip(gallery.person_ids, gallery.names) if n == name]
         person_id = existing[0] if existing else new_person_id()
     report = EnrolReport(person_id, name)
-    files = image_paths(paths)
-    by_label = {str(p): p for p in files}
-    images = [(str(p), partial(read_image, p, max_pixels)) for p in files]
     vectors, original, used, reasons = embed_person_images(identifier, images, augmentations, progress, force)
-    report.used, report.skipped = [by_label[label] for label in used], {by_label[k]: v for k, v in reasons.items()}
+    report.used, report.skipped = list(used), dict(reasons)
     if not report.used:
         reasons_text = "; ".join(f"{p}: {why}" for p, why in report.skipped.items()) or "no images given"
         raise InputError(f"no usable photo of {name}: {reasons_text}")
