@@ -344,3 +344,27 @@ def test_a_stop_with_the_broker_away_says_how_many_events_stay(mqtt_config, tmp_
     assert Outbox(outbox_path, "x").depth() == 0
     assert sub.wait_for(lambda: {e["seq"] for e in sub.events(f"{BASE}/events")} >= set(range(1, last_seq + 1)))
     sub.close()
+
+
+def test_enroll_from_the_doors_own_camera_then_check_in_on_the_next_pass(mqtt_config, tmp_path, broker):
+    """The enroll command's camera form: whoever stands frontal in front of the door's camera (the looping demo
+    clip: a replay camera, the camera node itself cannot run here) is enrolled from the frames the loop saw, and
+    checked in as that name when the clip comes round again. A second camera enrolment waits for the first."""
+    sub = Subscriber(broker.port, [f"{BASE}/cmd/+/result", f"{BASE}/status", f"{BASE}/events"])
+    mqtt_config["camera"] = dict(mqtt_config["camera"], realtime=True)
+    daemon = DaemonProcess(looping(mqtt_config), tmp_path)
+    try:
+        assert sub.wait_for(lambda: sub.on(f"{BASE}/status")[-1:] == [b"online"], 60)
+        request = {"name": "Door Visitor", "camera": {"frames": 1, "timeout_s": 30}}
+        validate(request, "command", "enroll")
+        assert "must be a whole number" in command(sub, "enroll", signed(
+            "enroll", {"name": "X", "camera": {"frames": 0}}))["error"]
+        enrolled = command(sub, "enroll", signed("enroll", request))
+        assert enrolled["ok"], enrolled
+        validate(enrolled, "command-result")
+        assert enrolled["people"] == 3 and [f["pose"] for f in enrolled["frames"]] == ["frontal"]
+        assert sub.wait_for(lambda: any(e["type"] == "check_in" and e["name"] == "Door Visitor"
+                                        for e in sub.events(f"{BASE}/events")), 60), "not recognised on a later pass"
+    finally:
+        assert daemon.terminate() == 0
+        sub.close()

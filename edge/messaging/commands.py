@@ -60,6 +60,8 @@ class CommandContext:
     max_bytes: int
     max_image_pixels: int
     threshold: float | None = None  # matcher.distance_threshold, for enrolment warnings (None: the model's)
+    # (frames) -> a session the frame loop feeds (enroll's camera form); None on a door without a frame loop
+    camera_session: Callable[[int], Any] | None = None
 
 
 def parse_payload(payload: bytes, max_bytes: int) -> dict:
@@ -247,10 +249,13 @@ def _remove(body: dict, ctx: CommandContext) -> Work:
 
 
 def _enroll(body: dict, ctx: CommandContext) -> Work:
-    """{"name", "person_id"?, "images": [base64 JPEG/PNG]} or {"name", "embeddings": [[...]], "model_id"}.
+    """{"name", "person_id"?, "images": [base64 JPEG/PNG]}, {"name", "embeddings": [[...]], "model_id"}, or
+    {"name", "camera": {"frames"?, "timeout_s"?}} (the person stands in front of this door's camera).
 
     The payload's shape is checked here, in the loop; decoding and embedding happen in the returned work."""
-    _allowed(body, {"name", "person_id", "images", "embeddings", "model_id", "force"})
+    _allowed(body, {"name", "person_id", "images", "embeddings", "model_id", "force", "camera"})
+    if "camera" in body:
+        return _enroll_from_camera(body, ctx)
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise CommandError("'force' must be true or false")
@@ -259,7 +264,7 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
     person_id = check_person_id(given_id) if given_id is not None else new_person_id()
     images, embeddings = body.get("images"), body.get("embeddings")
     if (images is None) == (embeddings is None):
-        raise CommandError("give either 'images' (base64 JPEG/PNG) or 'embeddings' (with 'model_id')")
+        raise CommandError("give either 'images' (base64 JPEG/PNG), 'embeddings' (with 'model_id') or 'camera'")
     if images is not None and (not isinstance(images, list) or not 1 <= len(images) <= MAX_IMAGES):
         raise CommandError(f"'images' must be a list of 1 to {MAX_IMAGES} base64 strings")
     photos = [_base64_image(i, item) for i, item in enumerate(images or ())]
@@ -286,13 +291,60 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
     return work
 
 
+def _enroll_from_camera(body: dict, ctx: CommandContext) -> Work:
+    """The camera form: the frame loop feeds a session (edge/recognition/camera_enrol.py) that keeps one frame per head
+    pose; this job waits for it (at most timeout_s) and enrols the kept frames like photos. Frames stay in memory."""
+    camera = body["camera"]
+    if not isinstance(camera, dict) or set(camera) - {"frames", "timeout_s"}:
+        raise CommandError("'camera' must be an object with optional 'frames' (1-20) and 'timeout_s' (1-300)")
+    frames, timeout_s = camera.get("frames", 5), camera.get("timeout_s", 60)
+    if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 20:
+        raise CommandError("'camera.frames' must be a whole number from 1 to 20")
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not 1 <= timeout_s <= 300:
+        raise CommandError("'camera.timeout_s' must be a number of seconds from 1 to 300")
+    if any(key in body for key in ("images", "embeddings", "model_id")):
+        raise CommandError("give 'camera' alone, not with 'images' or 'embeddings'")
+    if ctx.camera_session is None:
+        raise CommandError("this door has no frame loop to enrol from")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise CommandError("'force' must be true or false")
+    name = check_name(_string(body, "name"))
+    given_id = _optional_string(body, "person_id")
+    person_id = check_person_id(given_id) if given_id is not None else new_person_id()
+    shared = ctx.camera_session(frames)
+
+    def work() -> Outcome:
+        from edge.recognition.enroll import enrolment_warnings
+
+        session = shared.wait(float(timeout_s))
+        if not session.kept:
+            raise CommandError(f"no usable frame of {name} in {timeout_s} s (last: {shared.said}); check the camera's "
+                               "aim (the snapshot command), then stand 0.5-1.5 m in front of it")
+        vectors, original, labels, skipped, also = _embed_loaded(session.images(), ctx, force)
+        gallery = _gallery(ctx)
+        warnings = enrolment_warnings(gallery, person_id, labels, vectors[original], ctx.threshold)
+        warnings += gallery.add(person_id, name, vectors, original, ctx.model_id, also)
+        ctx.gallery.save(gallery)
+        return _with_gallery_reload({"person_id": person_id, "name": name, "skipped": skipped, "warnings": warnings,
+                                     **session.summary()}, ctx)
+
+    return work
+
+
 def _embed_images(raw: list[bytes], ctx: CommandContext, force: bool
                   ) -> tuple[np.ndarray, np.ndarray, list[str], list[str], dict]:
-    """Each photo is decoded (bounded, edge/images.py) only when its turn comes; the other embedders' templates
-    (embedder.enrol_also) come last."""
+    """Each photo is decoded (bounded, edge/images.py) only when its turn comes."""
+    return _embed_loaded([(f"images[{i}]", partial(decode_image, data, ctx.max_image_pixels))
+                          for i, data in enumerate(raw)], ctx, force)
+
+
+def _embed_loaded(loaders: list, ctx: CommandContext, force: bool
+                  ) -> tuple[np.ndarray, np.ndarray, list[str], list[str], dict]:
+    """(label, load) images through the enrolment checks on the jobs thread's own models; the other embedders'
+    templates (embedder.enrol_also) come last."""
     from edge.recognition.enroll import InputError, embed_also, embed_person_images
 
-    loaders = [(f"images[{i}]", partial(decode_image, data, ctx.max_image_pixels)) for i, data in enumerate(raw)]
     identifier = ctx.enrol_identifier()
     vectors, original, used, reasons = embed_person_images(identifier, loaders, ctx.augmentations, force=force)
     skipped = [f"{label}: {why}" for label, why in reasons.items()]

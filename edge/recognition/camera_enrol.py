@@ -11,6 +11,7 @@ drive a session with the frames they have.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -105,6 +106,40 @@ class CameraEnrolment:
     def summary(self) -> dict:
         return {"frames": [{"pose": k.pose, "quality": k.quality.as_dict()} for k in self.kept],
                 "missing_poses": self.missing()}
+
+
+class SharedSession:
+    """A session the daemon's frame loop feeds while a job waits for it (the MQTT enroll command's camera form): the
+    loop offers each frame's faces as the pipeline found them; the job takes the kept frames when the session is done
+    or its time is up, and from then on the loop's offers are ignored."""
+
+    def __init__(self, frames: int):
+        self.session = CameraEnrolment(frames)
+        self.said = "waiting for frames"
+        self._lock = threading.Lock()
+        self._over = threading.Event()
+
+    @property
+    def over(self) -> bool:
+        return self._over.is_set()
+
+    def offer(self, image: np.ndarray, faces: list) -> None:
+        """faces: the frame's FaceResults (edge/recognition/pipeline.py)."""
+        with self._lock:
+            if self._over.is_set():
+                return
+            one = faces[0] if len(faces) == 1 else None
+            self.said = self.session.offer(image, [f.face for f in faces], one.quality if one else None,
+                                           one.embedding if one else None)
+            if self.session.done:
+                self._over.set()
+
+    def wait(self, timeout_s: float) -> CameraEnrolment:
+        """The session once done, or as it stands after timeout_s; the loop's later offers are ignored."""
+        self._over.wait(timeout_s)
+        with self._lock:
+            self._over.set()
+            return self.session
 
 
 def _held(image: np.ndarray) -> np.ndarray:

@@ -24,9 +24,10 @@ from edge.events import Event, EventSink, StdoutSink
 from edge.identity.gallery import GalleryFile
 from edge.inference.liveness import VerdictCounts
 from edge.jobs import BackgroundJobs, Outcome
-from edge.messaging.commands import CommandContext, CommandService
+from edge.messaging.commands import CommandContext, CommandError, CommandService
 from edge.messaging.outbox import Outbox
 from edge.recognition.adaptation import Learned
+from edge.recognition.camera_enrol import SharedSession
 from edge.recognition.pipeline import FrameResult, Identifier, Pipeline
 from edge.recognition.snapshot import snapshot_jpeg
 from edge.service.assembly import build_identifier, build_pipeline
@@ -83,7 +84,9 @@ class Daemon:
             augmentations=config.matcher.augmentations, enrol_identifier=self._enrolment_identifier,
             reload_config=self.reloader.config, reload_gallery=self.reloader.gallery, snapshot=self.snapshot,
             health=lambda: health_payload(self.health_snapshot()), max_bytes=config.mqtt.max_command_bytes,
-            max_image_pixels=config.limits.max_image_pixels, threshold=config.matcher.distance_threshold), self.jobs)
+            max_image_pixels=config.limits.max_image_pixels, threshold=config.matcher.distance_threshold,
+            camera_session=self._camera_session), self.jobs)
+        self.door_enrolment: SharedSession | None = None
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -101,6 +104,13 @@ class Daemon:
         if self._enrol_identifier is None:
             self._enrol_identifier = build_identifier(self.config, with_matcher=False, threads=1)
         return self._enrol_identifier
+
+    def _camera_session(self, frames: int) -> SharedSession:
+        """A session for the enroll command's camera form; the loop feeds it until it is over (one at a time)."""
+        if self.door_enrolment is not None and not self.door_enrolment.over:
+            raise CommandError("an enrolment from the camera is already under way; wait for its answer")
+        self.door_enrolment = SharedSession(frames)
+        return self.door_enrolment
 
     def _roster_version(self) -> int:
         matcher = self.pipeline.identifier.matcher
@@ -207,6 +217,8 @@ class Daemon:
                 with self.timer.stage("frame"):
                     result = self.pipeline.process(frame)
                 self.last_frame, self.last_result = frame, result
+                if self.door_enrolment is not None:
+                    self.door_enrolment.offer(frame.image, result.faces)
                 for decision in result.decisions + [learned.audit() for learned in result.learned]:
                     event = self.outbox.append(decision)
                     self.events.append(event)
