@@ -254,14 +254,14 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
 
     The payload's shape is checked here, in the loop; decoding and embedding happen in the returned work."""
     _allowed(body, {"name", "person_id", "images", "embeddings", "model_id", "force", "camera"})
-    if "camera" in body:
-        return _enroll_from_camera(body, ctx)
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise CommandError("'force' must be true or false")
     name = check_name(_string(body, "name"))
     given_id = _optional_string(body, "person_id")
     person_id = check_person_id(given_id) if given_id is not None else new_person_id()
+    if "camera" in body:
+        return _enroll_from_camera(body, ctx, name, person_id, force)
     images, embeddings = body.get("images"), body.get("embeddings")
     if (images is None) == (embeddings is None):
         raise CommandError("give either 'images' (base64 JPEG/PNG), 'embeddings' (with 'model_id') or 'camera'")
@@ -272,8 +272,6 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
         raise CommandError(f"'model_id' must be {ctx.model_id!r} (embeddings from another model cannot mix)")
 
     def work() -> Outcome:
-        from edge.recognition.enroll import enrolment_warnings
-
         skipped: list[str] = []
         also: dict = {}
         if images is not None:
@@ -281,17 +279,24 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
         else:
             vectors = _vectors(embeddings, ctx.dim)
             original, labels = np.ones(len(vectors), bool), [f"embeddings[{i}]" for i in range(len(vectors))]
-        gallery = _gallery(ctx)
-        warnings = enrolment_warnings(gallery, person_id, labels, vectors[original], ctx.threshold)
-        warnings += gallery.add(person_id, name, vectors, original, ctx.model_id, also)
-        ctx.gallery.save(gallery)
-        return _with_gallery_reload({"person_id": person_id, "name": name, "skipped": skipped,
-                                     "warnings": warnings}, ctx)
+        return _added(ctx, person_id, name, vectors, original, labels, also, {"skipped": skipped})
 
     return work
 
 
-def _enroll_from_camera(body: dict, ctx: CommandContext) -> Work:
+def _added(ctx: CommandContext, person_id: str, name: str, vectors: np.ndarray, original: np.ndarray,
+           labels: list[str], also: dict, result: dict) -> Outcome:
+    """The person's templates into the gallery (with the enrolment warnings), saved, and the gallery reloaded."""
+    from edge.recognition.enroll import enrolment_warnings
+
+    gallery = _gallery(ctx)
+    warnings = enrolment_warnings(gallery, person_id, labels, vectors[original], ctx.threshold)
+    warnings += gallery.add(person_id, name, vectors, original, ctx.model_id, also)
+    ctx.gallery.save(gallery)
+    return _with_gallery_reload({"person_id": person_id, "name": name, **result, "warnings": warnings}, ctx)
+
+
+def _enroll_from_camera(body: dict, ctx: CommandContext, name: str, person_id: str, force: bool) -> Work:
     """The camera form: the frame loop feeds a session (edge/recognition/camera_enrol.py) that keeps one frame per head
     pose; this job waits for it (at most timeout_s) and enrols the kept frames like photos. Frames stay in memory."""
     camera = body["camera"]
@@ -306,28 +311,16 @@ def _enroll_from_camera(body: dict, ctx: CommandContext) -> Work:
         raise CommandError("give 'camera' alone, not with 'images' or 'embeddings'")
     if ctx.camera_session is None:
         raise CommandError("this door has no frame loop to enrol from")
-    force = body.get("force", False)
-    if not isinstance(force, bool):
-        raise CommandError("'force' must be true or false")
-    name = check_name(_string(body, "name"))
-    given_id = _optional_string(body, "person_id")
-    person_id = check_person_id(given_id) if given_id is not None else new_person_id()
     shared = ctx.camera_session(frames)
 
     def work() -> Outcome:
-        from edge.recognition.enroll import enrolment_warnings
-
         session = shared.wait(float(timeout_s))
         if not session.kept:
             raise CommandError(f"no usable frame of {name} in {timeout_s} s (last: {shared.said}); check the camera's "
                                "aim (the snapshot command), then stand 0.5-1.5 m in front of it")
         vectors, original, labels, skipped, also = _embed_loaded(session.images(), ctx, force)
-        gallery = _gallery(ctx)
-        warnings = enrolment_warnings(gallery, person_id, labels, vectors[original], ctx.threshold)
-        warnings += gallery.add(person_id, name, vectors, original, ctx.model_id, also)
-        ctx.gallery.save(gallery)
-        return _with_gallery_reload({"person_id": person_id, "name": name, "skipped": skipped, "warnings": warnings,
-                                     **session.summary()}, ctx)
+        return _added(ctx, person_id, name, vectors, original, labels, also,
+                      {"skipped": skipped, **session.summary()})
 
     return work
 
