@@ -111,3 +111,34 @@ def test_east_asian_door_protocol_at_the_shipped_point_bounded_by_the_roster(eas
     assert counts["strangers_accepted"] / counts["stranger_probes"] <= EA_MAX_STRANGER_RATE, counts
     assert counts["wrong_person"] / counts["genuine_probes"] <= EA_MAX_WRONG_RATE, counts
     assert counts["recognised"] / counts["genuine_probes"] >= EA_MIN_RECOGNISED[k], counts
+
+
+@pytest.mark.parametrize("population", ["western", "east asian"])
+def test_per_visit_learning_names_nobody_wrongly_and_never_learns_from_a_stranger(population, tmp_path):
+    """One round of the per-visit stream (bench/visits.py: 7 people enrolled with 5 photos, 7 strangers, two visits
+    each, one time order), replayed with learning from visits off and on through the door's own pipeline and the
+    default model: nobody named wrongly either way, no template learned from a stranger or under someone else's
+    name, learning recognises at least as many visits, and no stranger is checked in (docs/accuracy.md)."""
+    import numpy as np
+
+    from bench import visits
+    from bench.datasets import east_asian_photos
+
+    try:
+        photos = labelled_photos() if population == "western" else east_asian_photos()
+    except DatasetMissing as exc:
+        if population == "western":
+            pytest.fail(str(exc))
+        pytest.skip(f"East Asian per-visit check skipped: {exc}")
+    by_person: dict = {}
+    for photo in photos:
+        by_person.setdefault(photo.person, []).append(photo.path)
+    counts = visits.one_round(config_from_dict({}, ROOT).embedder.model, by_person, visits.face_crops(photos), 5,
+                              np.random.default_rng(31), tmp_path, max_visits=2)
+    off, on = counts["off"], counts["on"]
+    assert off["visits"] >= 10 and off["stranger_visits"] >= 1, off
+    assert off["named_wrongly"] == on["named_wrongly"] == 0, counts
+    assert on["learned_from_strangers"] == on["learned_as_someone_else"] == 0, on
+    assert on["templates_learned"] >= 1 and off["templates_learned"] == 0, counts
+    assert on["recognised_within_2s"] >= off["recognised_within_2s"], counts
+    assert off["strangers_checked_in"] == on["strangers_checked_in"] == 0, counts
