@@ -161,6 +161,7 @@ def main(argv=None) -> int:
                         help="comma-separated model file stems in models/ (those not built are skipped)")
     parser.add_argument("--split-distance", type=float, help="tracking.split_distance for this run (default: the "
                         "config's; 2 = a visit's track is never split)")
+    parser.add_argument("--population", choices=["western", "east asian"], help="only this population")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     tracking = {"split_distance": args.split_distance} if args.split_distance else None
@@ -170,6 +171,8 @@ def main(argv=None) -> int:
     result: dict = {"machine": machine(), "k": args.k, "rounds": rounds, "tracking": tracking, "populations": {}}
     started = time.monotonic()
     for name, photos in populations(args.shared).items():
+        if args.population and not name.startswith(args.population):
+            continue
         by_person: dict[str, list] = {}
         for photo in photos:
             by_person.setdefault(photo.person, []).append(photo.path)

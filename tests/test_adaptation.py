@@ -182,3 +182,31 @@ def test_the_daemon_learns_from_a_check_in_says_so_and_keeps_it(base_config, tmp
     assert reset.returncode == 0 and "forgot" in reset.stdout
     listed = [json.loads(line) for line in run_cli("roster", "list", "-c", str(config)).stdout.splitlines()]
     assert all(p["adapted"] == 0 for p in listed)
+
+
+def test_a_learned_template_accepts_only_within_its_own_tighter_radius(enrolled):
+    """Each learned template is one more comparison per visit, so it accepts a face only within learned_threshold:
+    the roster's own normal model of impostor distances asked for the same strangers per visit with the enrolled
+    photos and every template people may learn compared (operating.learned_threshold); the threshold stays."""
+    gallery, others = enrolled
+    plain = NearestMatcher(Gallery.from_bytes(gallery.to_bytes(), "copy"))
+    matcher = NearestMatcher(Gallery.from_bytes(gallery.to_bytes(), "copy"), learned_per_person=10)
+    assert matcher.threshold == plain.threshold and matcher.learned_threshold < matcher.threshold
+    template = others["obama-3.jpg"]
+    matcher.gallery.adapt(matcher.gallery.person_ids[0], template, 1.0, keep=10)
+    matcher.templates_changed()
+    photos = matcher.gallery.embeddings[matcher.gallery.original & (matcher.gallery.labels == 0)]
+    away = template - unit(photos.mean(axis=0))
+    away = unit(away - float(away @ template) * template)  # orthogonal to the template, away from his photos
+
+    def at(distance: float) -> np.ndarray:
+        angle = np.arccos(1.0 - distance * distance / 2.0)
+        return unit(np.cos(angle) * template + np.sin(angle) * away)
+
+    inside, between = at(0.97 * matcher.learned_threshold), at((matcher.learned_threshold + matcher.threshold) / 2)
+    for face in (inside, between):
+        assert enrolled_distances(matcher.gallery, face)[0] > matcher.threshold, "only the learned template is near"
+    assert matcher.match(inside).known
+    assert not matcher.match(between).known
+    assert matcher.match(between).distance == pytest.approx(
+        np.linalg.norm(between - template) * matcher.threshold / matcher.learned_threshold, abs=1e-4)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.identity.gallery import Gallery
-from edge.identity.operating import RosterPoint, SitePoint
+from edge.identity.operating import RosterPoint, SitePoint, learned_threshold
 from edge.identity.search import CANDIDATES, COMPACT_FROM, build_search
 from edge.identity.svc import LinearOvo, fit_in_child
 
@@ -163,9 +163,25 @@ def enrolled_distances(gallery: Gallery, embedding: np.ndarray) -> np.ndarray:
     """Distance from the embedding to every person's nearest enrolled photo (learned templates left out: what a
     visit is judged against before the door may learn from it)."""
     originals = _originals(gallery)
-    sims = gallery.embeddings[originals] @ np.asarray(embedding, np.float32)
-    best = np.full(gallery.people, -1.0, np.float32)
-    np.maximum.at(best, gallery.labels[originals], sims)
+    return _block_distances(_person_blocks(gallery.embeddings[originals], gallery.labels[originals], gallery.people),
+                            np.asarray(embedding, np.float32), gallery.people)
+
+
+def _person_blocks(embeddings: np.ndarray, labels: np.ndarray, people: int) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings grouped by person, each person's start and end row)."""
+    order = np.argsort(labels, kind="stable")
+    return embeddings[order], np.searchsorted(labels[order], np.arange(people + 1))
+
+
+def _block_distances(blocks: tuple[np.ndarray, np.ndarray], query: np.ndarray, people: int) -> np.ndarray:
+    """Distance from the query to each person's nearest row of their block (2, the farthest, for an empty one)."""
+    ordered, bounds = blocks
+    sims = ordered @ query
+    starts = bounds[:-1]
+    best = np.full(people, -1.0, np.float32)
+    filled = starts < bounds[1:]
+    if filled.any():
+        best[filled] = np.maximum.reduceat(sims, starts[filled])
     return np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
 
 
@@ -185,42 +201,56 @@ class _Base:
     kind = "base"
 
     def __init__(self, gallery: Gallery, threshold: float | None, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
-                 stranger_far: float | None = None, site: SitePoint | None = None):
+                 stranger_far: float | None = None, site: SitePoint | None = None, learned_per_person: int = 0):
+        """learned_per_person: templates a person may learn at the door (adaptation.max_per_person), which sets the
+        radius learned templates accept within (learned_threshold)."""
         self.gallery = gallery
         self.ambiguity_margin = ambiguity_margin
         self.site = site
         self.threshold, self.threshold_origin, self.roster = resolve(gallery, threshold, stranger_far, site)
+        self.learned_threshold = learned_threshold(self.roster, self.threshold, gallery.people * learned_per_person)
         self._person_blocks: tuple[np.ndarray, np.ndarray] | None = None
+        self._learned: tuple[np.ndarray, np.ndarray] | tuple[()] | None = None
 
     def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-person blocks of the templates for the open-set check (_matching_templates), built on first use."""
+        """Per-person blocks of the enrolled photos' own embeddings for the open-set check, built on first use
+        (augmented variants left out: they widen a person's region and would let look-alikes in)."""
         if self._person_blocks is None:
-            embeddings, labels = _matching_templates(self.gallery)
-            order = np.argsort(labels, kind="stable")
-            self._person_blocks = (embeddings[order], np.searchsorted(labels[order], np.arange(self.gallery.people + 1)))
+            gallery = self.gallery
+            originals = _originals(gallery)
+            self._person_blocks = _person_blocks(gallery.embeddings[originals], gallery.labels[originals], gallery.people)
         return self._person_blocks
+
+    def _learned_blocks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The same over the templates learned at the door; None without any."""
+        if self._learned is None:
+            learned, labels = self.gallery.adapted_templates()
+            self._learned = _person_blocks(learned, labels, self.gallery.people) if len(labels) else ()
+        return self._learned or None
+
+    @property
+    def learned_scale(self) -> float:
+        """A learned template's distance times this is what counts: it accepts a face only within
+        learned_threshold, the tighter radius its extra comparisons call for (operating.learned_threshold)."""
+        return self.threshold / self.learned_threshold if self.learned_threshold > 0 else float("inf")
 
     def templates_changed(self) -> None:
         """The gallery gained or lost templates learned at the door: match against them from the next face on. The
         threshold stays (it is set on enrolled photos only) and so does the SVC (trained on them)."""
-        self._person_blocks = None
+        self._learned = None
 
     def _distance_to(self, person: int, embedding: np.ndarray) -> float:
-        ordered, bounds = self._blocks()
-        block = ordered[bounds[person]:bounds[person + 1]]
-        best = float(np.max(block @ embedding)) if len(block) else -1.0
-        return float(np.sqrt(max(0.0, 2.0 - 2.0 * best)))
+        return float(self._person_distances(embedding)[person])
 
     def _person_distances(self, embedding: np.ndarray) -> np.ndarray:
-        """Distance from the embedding to every person's nearest original embedding."""
-        ordered, bounds = self._blocks()
-        sims = ordered @ embedding.astype(np.float32, copy=False)
-        starts = bounds[:-1]
-        best = np.full(self.gallery.people, -1.0, np.float32)
-        filled = starts < bounds[1:]
-        if filled.any():
-            best[filled] = np.maximum.reduceat(sims, starts[filled])
-        return np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
+        """Distance from the embedding to every person: to their nearest enrolled photo, or to their nearest learned
+        template times learned_scale, whichever is less."""
+        query = embedding.astype(np.float32, copy=False)
+        distances = _block_distances(self._blocks(), query, self.gallery.people)
+        learned = self._learned_blocks()
+        if learned is not None:
+            distances = np.minimum(distances, _block_distances(learned, query, self.gallery.people) * self.learned_scale)
+        return distances
 
     def candidates(self, embedding: np.ndarray, k: int = 3) -> list[Candidate]:
         """The k nearest people, nearest first (for --explain)."""
@@ -254,14 +284,16 @@ class NearestMatcher(_Base):
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
                  ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
-                 site: SitePoint | None = None, compact_from: int = COMPACT_FROM):
-        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site)
+                 site: SitePoint | None = None, learned_per_person: int = 0, compact_from: int = COMPACT_FROM):
+        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person)
         self.compact_from = compact_from
         self._index()
 
     def _index(self) -> None:
+        """The search over enrolled photos and, after them, the learned templates (rows from _enrolled_rows on)."""
         gallery = self.gallery
         mask = _originals(gallery)
+        self._enrolled_rows = int(mask.sum())
         if len(gallery.adapted_templates()[1]):
             embeddings, self._labels = _matching_templates(gallery)
             self.search = build_search(embeddings, np.arange(len(embeddings)), self.compact_from)
@@ -273,26 +305,33 @@ class NearestMatcher(_Base):
         super().templates_changed()
         self._index()
 
+    def _found(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, distances) of the k best candidates, nearest first, a learned template's distance scaled."""
+        rows, sims = self.search.top(query, k)
+        distances = np.sqrt(np.clip(2.0 - 2.0 * sims.astype(np.float64), 0.0, 4.0))
+        distances = np.where(rows >= self._enrolled_rows, distances * self.learned_scale, distances)
+        order = np.argsort(distances, kind="stable")
+        return rows[order], distances[order]
+
     def match(self, embedding: np.ndarray) -> Match:
         if len(self._labels) == 0:
             return UNKNOWN_EMPTY
         query = embedding.astype(np.float32, copy=False)
-        rows, sims = self.search.top(query, CANDIDATES)
-        person = int(self._labels[rows[0]])
-        distance = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims[0]))))
-        return self._result(person, max(0.0, float(sims[0])), distance, (query, rows, sims))
+        rows, distances = self._found(query, CANDIDATES)
+        person, distance = int(self._labels[rows[0]]), float(distances[0])
+        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, (query, rows, distances))
 
     def _runner_up(self, person: int, evidence) -> float:
         """The nearest other person among the candidates already found, looking further only when every
         candidate is the chosen person (someone enrolled with many photos)."""
-        query, rows, sims = evidence
+        query, rows, distances = evidence
         while True:
-            others = sims[self._labels[rows] != person]
+            others = distances[self._labels[rows] != person]
             if len(others):
-                return float(np.sqrt(max(0.0, 2.0 - 2.0 * float(others.max()))))
+                return float(others.min())
             if len(rows) >= len(self._labels):
                 return float("inf")
-            rows, sims = self.search.top(query, 4 * len(rows))
+            rows, distances = self._found(query, 4 * len(rows))
 
 
 class SvcMatcher(_Base):
@@ -308,8 +347,9 @@ class SvcMatcher(_Base):
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
                  ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
-                 site: SitePoint | None = None, fit: Callable[[np.ndarray, np.ndarray], LinearOvo] = fit_in_child):
-        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site)
+                 site: SitePoint | None = None, fit: Callable[[np.ndarray, np.ndarray], LinearOvo] = fit_in_child,
+                 learned_per_person: int = 0):
+        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person)
         if gallery.people < 2:
             raise ValueError("the SVC needs at least two enrolled people")
         keep = _per_person_subset(gallery, SVC_SAMPLES_PER_PERSON)
@@ -338,7 +378,8 @@ def _per_person_subset(gallery: Gallery, limit: int) -> np.ndarray:
 def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None = None,
                   svc_max_identities: int = 2000, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
                   stranger_far: float | None = None, site: SitePoint | None = None,
-                  svc_fit: Callable[[np.ndarray, np.ndarray], LinearOvo] = fit_in_child) -> Matcher:
+                  svc_fit: Callable[[np.ndarray, np.ndarray], LinearOvo] = fit_in_child,
+                  learned_per_person: int = 0) -> Matcher:
     """The configured matcher; `auto` uses the SVC for 2..svc_max_identities people, else nearest.
     svc_fit: where the SVC trains (a child process; a benchmark that builds hundreds of rosters trains here)."""
     if kind == "svc" and gallery.people < 2:
@@ -346,8 +387,9 @@ def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None 
         kind = "nearest"
     if kind == "auto":
         kind = "svc" if 2 <= gallery.people <= svc_max_identities else "nearest"
-    matcher: Matcher = (SvcMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, svc_fit) if kind == "svc"
-                        else NearestMatcher(gallery, threshold, ambiguity_margin, stranger_far, site))
+    matcher: Matcher = (
+        SvcMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, svc_fit, learned_per_person) if kind == "svc"
+        else NearestMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person))
     log.info("matcher %s over %d people, distance threshold %.3f (%s)", matcher.kind, gallery.people,
              matcher.threshold, matcher.threshold_origin)
     return matcher

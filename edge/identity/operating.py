@@ -21,6 +21,7 @@ different enrolled people are impostor pairs of that population, even with one p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
@@ -121,6 +122,21 @@ def roster_point(distances, same, photos: int, people: int, prior_std: float | N
     rule = min(bounds, key=lambda name: bounds[name])
     return RosterPoint(float(np.floor(bounds[rule] * 1000) / 1000), rule, people, photos, n, nearest, mean, std,
                        target)
+
+
+def learned_threshold(roster: RosterPoint | None, threshold: float, learned: int) -> float:
+    """The radius within which a template learned at the door accepts a face. Each learned template is one more
+    comparison a stranger's visit gets: under the roster's normal model of impostor distances (roster_point), keeping
+    the strangers accepted per visit where they were takes the radius in by how much further into the impostor tail
+    the model must go for `learned` more comparisons than the enrolled photos alone: (z(photos + learned) -
+    z(photos)) impostor standard deviations. The threshold itself (set on enrolled photos only) does not move; where
+    the roster says nothing (one person), the learned templates get the threshold."""
+    if roster is None or not roster.impostor_std or learned <= 0:
+        return threshold
+    photos = max(roster.photos, 1)
+    z = NormalDist().inv_cdf
+    shift = (z(1.0 - roster.target / (photos + learned)) - z(1.0 - roster.target / photos)) * roster.impostor_std
+    return float(math.floor((threshold - shift) * 1000) / 1000)
 
 
 # A site's own point (`facecheck calibrate FOLDER`): the site's people, photographed as the site photographs

@@ -64,7 +64,7 @@ def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
     except SitePointError as exc:
         raise ConfigError(str(exc)) from None
     return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities, m.ambiguity_margin,
-                         m.stranger_far, site)
+                         m.stranger_far, site, learned_per_person=config.adaptation.max_per_person)
 
 
 LIVENESS_INSTALL = "facecheck-convert liveness --from DIR --out {models}"
