@@ -133,10 +133,13 @@ def replay(config, visits: list[tuple[str, bool, list]], crops: dict, rng: np.ra
             counts["visits"] += 1
             counts["recognised_within_2s"] += recognised
             counts["named_wrongly"] += any(n != person for n, _ in names)
-            if seen.get(person, 0):  # the person's second and later visits: what learning can help
+            nth = seen.get(person, 0) + 1  # the person's how-many-th visit in the stream
+            if nth > 1:  # second and later visits: what learning can help
                 counts["later_visits"] += 1
                 counts["later_recognised_within_2s"] += recognised
-            seen[person] = seen.get(person, 0) + 1
+            counts[f"visit {nth} recognised"] = counts.get(f"visit {nth} recognised", 0) + recognised
+            counts[f"visit {nth} of"] = counts.get(f"visit {nth} of", 0) + 1
+            seen[person] = nth
         else:
             counts["stranger_visits"] += 1
             counts["strangers_checked_in"] += bool(names)
@@ -203,6 +206,9 @@ def main(argv=None) -> int:
                       f"checked in {t['strangers_checked_in']}/{t['stranger_visits']} "
                       f"({t['strangers_checked_in'] / strangers:.2%}); templates learned {t['templates_learned']} "
                       f"(from strangers {t['learned_from_strangers']}, as someone else {t['learned_as_someone_else']})")
+                by_visit = [f"{t[f'visit {n} recognised']}/{t[f'visit {n} of']}" for n in range(1, MAX_VISITS + 1)
+                            if f"visit {n} of" in t]
+                print(f"{'':28} recognised within 2 s by each person's 1st, 2nd, ... visit: {', '.join(by_visit)}")
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     print(f"\nwrote {write('visits', result)} in {result['elapsed_s']} s")
     return 0
