@@ -129,8 +129,12 @@ def roster_bound(config: Config) -> str:
     except (GalleryError, SealError, ModelError) as exc:
         return f"the roster's bound is unknown ({exc})"
     roster = matcher.roster
+    learned = sum(matcher.gallery.adapted_counts().values())
+    adaptation = (f"; learning from visits {'on' if config.adaptation.enabled else 'off'}: {learned} learned "
+                  f"template(s) (at most {config.adaptation.max_per_person} per person), each accepting within "
+                  f"{matcher.learned_threshold:.3f}")
     if roster is None or roster.threshold is None:
-        return f"threshold in force {matcher.threshold:.3f} (too few people for the roster to bound it)"
+        return f"threshold in force {matcher.threshold:.3f} (too few people for the roster to bound it)" + adaptation
     far = roster.modelled_far(matcher.threshold)
     text = (f"threshold in force {matcher.threshold:.3f} ({matcher.threshold_origin}); this roster: {roster.people} "
             f"people, {roster.impostor_pairs} impostor pairs, nearest {roster.nearest_impostor:.3f}, modelled "
@@ -138,7 +142,7 @@ def roster_bound(config: Config) -> str:
     if roster.threshold < 0.85:
         text += ("; WARNING: this roster's people lie close together for this model, so the threshold is tight "
                  "and fewer faces will be recognised (docs/accuracy.md: populations)")
-    return text
+    return text + adaptation
 
 
 def check_camera(config: Config) -> Check:
