@@ -65,6 +65,7 @@ class Matcher(Protocol):
     ambiguity_margin: float
     roster: RosterPoint | None  # the enrolled roster's own bound on the threshold, where it has one
     site: SitePoint | None  # the site's own operating point (facecheck calibrate), where one was measured
+    learned_threshold: float  # the radius a template learned at the door accepts within (operating.learned_threshold)
     gallery: Gallery
 
     def match(self, embedding: np.ndarray) -> Match: ...
