@@ -93,6 +93,7 @@ def test_a_learned_template_widens_who_is_recognised_but_never_the_threshold(enr
 
 def test_at_most_max_per_person_learned_the_oldest_leave_and_reset_forgets(enrolled):
     gallery = Gallery.from_bytes(enrolled[0].to_bytes(), "copy")
+    version = gallery.version  # a site roster's version on a door that follows one: learning must not change it
     rng = np.random.default_rng(1)
     obama, biden = gallery.person_ids
     for at in range(5):
@@ -108,6 +109,7 @@ def test_at_most_max_per_person_learned_the_oldest_leave_and_reset_forgets(enrol
     assert restored.adapted_counts() == {biden: 1} and restored.adapted_templates()[1].tolist() == [0]
     assert gallery.reset_adapted(obama) == 3 and gallery.adapted_counts() == {obama: 0, biden: 1}
     assert gallery.reset_adapted() == 1 and gallery.adapted is None
+    assert gallery.version == version
 
 
 def test_a_new_site_roster_keeps_what_the_door_learned_for_the_people_it_still_holds(enrolled):

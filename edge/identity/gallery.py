@@ -128,7 +128,8 @@ class Gallery:
 
     def adapt(self, person_id: str, vector: np.ndarray, at: float, keep: int) -> int:
         """Add a template learned from a visit; the person keeps at most `keep` of them (the oldest leave first;
-        enrolled templates never do). Returns how many were evicted."""
+        enrolled templates never do). Returns how many were evicted. The roster's version does not change: it names
+        what was enrolled (a site roster's version on a door that follows one), not what the door learned."""
         index = self.person_ids.index(person_id)
         if self.adapted is None or self.adapted.model_id != self.model_id:
             self.adapted = Adapted(self.model_id, self.dim)
@@ -143,7 +144,6 @@ class Gallery:
             stay = np.ones(len(a.labels), bool)
             stay[evict] = False
             a.embeddings, a.labels, a.added_at = a.embeddings[stay], a.labels[stay], a.added_at[stay]
-        self.version += 1
         return len(evict)
 
     def reset_adapted(self, person_id: str | None = None) -> int:
@@ -160,8 +160,6 @@ class Gallery:
             stay = a.labels != self.person_ids.index(person_id)
             gone = int((~stay).sum())
             a.embeddings, a.labels, a.added_at = a.embeddings[stay], a.labels[stay], a.added_at[stay]
-        if gone:
-            self.version += 1
         return gone
 
     @property
