@@ -101,3 +101,28 @@ def test_camera_enrolment_names_what_is_wrong(base_config, tmp_path):
     assert result.returncode == 2 and "no usable frame of Nobody" in result.stderr and "snapshot" in result.stderr
     bad = run_cli("enroll", "-c", str(config), "--camera", "--name", "X", "--frames", "0")
     assert bad.returncode == 2 and "--frames 0" in bad.stderr
+
+
+def test_a_shared_session_ends_when_done_when_its_time_is_up_or_when_the_door_stops():
+    """The MQTT camera form: the loop offers frames, a job waits. Done ends the wait at once; so does the door
+    stopping (close); a timeout returns what was kept, and offers after it are ignored."""
+    import time
+    from types import SimpleNamespace
+
+    from edge.recognition.camera_enrol import SharedSession
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    frontal = SimpleNamespace(face=face_with(0.0, 0.5), quality=FaceQuality(120, 100, 0.95),
+                              embedding=np.eye(128)[0])
+    done = SharedSession(1)
+    done.offer(image, [frontal])
+    started = time.monotonic()
+    assert [k.pose for k in done.wait(30).kept] == ["frontal"] and time.monotonic() - started < 1
+    stopped = SharedSession(1)
+    stopped.close()
+    started = time.monotonic()
+    assert stopped.wait(30).kept == [] and time.monotonic() - started < 1
+    late = SharedSession(1)
+    assert late.wait(0.1).kept == []
+    late.offer(image, [frontal])
+    assert late.session.kept == [] and late.over

@@ -134,6 +134,10 @@ class SharedSession:
             if self.session.done:
                 self._over.set()
 
+    def close(self) -> None:
+        """No more frames will come (the door is stopping): a waiting job goes on with what was kept."""
+        self._over.set()
+
     def wait(self, timeout_s: float) -> CameraEnrolment:
         """The session once done, or as it stands after timeout_s; the loop's later offers are ignored."""
         self._over.wait(timeout_s)

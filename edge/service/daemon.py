@@ -286,6 +286,8 @@ class Daemon:
     def _shutdown(self) -> None:
         self.notifier.stopping()
         self.capture.stop()
+        if self.door_enrolment is not None:  # no more frames: an enrolment from the camera ends with what it kept
+            self.door_enrolment.close()
         if not self.jobs.finish(timeout=20.0):
             log.warning("stopping with a command or reload still running; it was not applied")
         if self.publisher is not None and self.link is not None:
