@@ -18,8 +18,9 @@ one stream (a time order over everybody) and replayed twice, with learning from 
 (edge/recognition/adaptation.py, the shipped settings): the same frames, the same order. "Later visits" are each
 enrolled person's second and later ones, which learning can help. Templates learned during a stranger's visit, or
 named as someone else, are counted apart (the poisoning the guards must prevent). Per population, never pooled: the
-Western accuracy photos and, where the shared data folder is beside the project, the East Asian face crops. Writes
-bench/results/visits.json.
+Western accuracy photos and, where the shared data folder is beside the project, the East Asian face crops. First,
+the one door clip whose people are known (the demo's, rendered from sample photos) played twice, learning off and
+on. Writes bench/results/visits.json.
 """
 
 from __future__ import annotations
@@ -146,6 +147,54 @@ def replay(config, visits: list[tuple[str, bool, list]], crops: dict, rng: np.ra
     return counts
 
 
+def door_clip(model: Path, work: Path, passes: int = 2) -> dict[str, dict]:
+    """The one door clip whose people are known: the demo's (edge/cli/demo.py: Obama in a photo he was not enrolled
+    with, Biden in his enrolment photo, two strangers, each 1.5 s in the doorway), played `passes` times in a row
+    through fresh pipelines with learning off and on; it is rendered from photos, not filmed."""
+    from edge.camera import Frame
+    from edge.cli.demo import EMPTY_FRAMES as GAP
+    from edge.cli.demo import FRAMES_PER_VISIT, VISITORS, clip_frames
+    from edge.config import config_from_dict
+    from edge.identity.gallery import GalleryFile
+    from edge.recognition.enroll import enrol
+    from edge.samples import sample
+    from edge.service.assembly import build_identifier, build_pipeline
+
+    settings = {"embedder": {"model": str(model)}, "matcher": {"gallery": str(work / "clip-gallery.npz")},
+                "liveness": {"policy": "off"}, "mqtt": {"enabled": False},
+                "confirmation": {"require_gesture": False, "unknown_interval_s": 0, "cooldown_s": 0}}
+    config = config_from_dict(settings, ROOT)
+    for path in (work / "clip-gallery.npz", work / "clip-gallery.key"):
+        path.unlink(missing_ok=True)
+    identifier = build_identifier(config, with_matcher=False)
+    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+        enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None,
+              config.matcher.augmentations)
+    frames = list(clip_frames()) * passes
+    out = {}
+    for mode in ("off", "on"):
+        pipeline = build_pipeline(config_from_dict({**settings, "adaptation": {"enabled": mode == "on"}}, ROOT))
+        counts = dict.fromkeys(("visits", "recognised_within_2s", "named_wrongly", "stranger_visits",
+                                "strangers_checked_in", "templates_learned"), 0)
+        names: list[list] = [[] for _ in range(len(VISITORS) * passes)]
+        for index, image in enumerate(frames):
+            result = pipeline.process(Frame(image, index / FPS, index, "door clip"))
+            visit, offset = divmod(index, FRAMES_PER_VISIT + GAP)
+            names[visit] += [(d.name, offset / FPS) for d in result.decisions if d.type == "check_in"]
+            counts["templates_learned"] += len(result.learned)
+        for visit, seen in enumerate(names):
+            who = VISITORS[visit % len(VISITORS)][1]
+            if who is None:
+                counts["stranger_visits"] += 1
+                counts["strangers_checked_in"] += bool(seen)
+            else:
+                counts["visits"] += 1
+                counts["recognised_within_2s"] += any(n == who and t <= WITHIN_S for n, t in seen)
+                counts["named_wrongly"] += any(n != who for n, _ in seen)
+        out[mode] = counts
+    return out
+
+
 def face_crops(photos) -> dict:
     """Each photo's largest face cut as a visitor (None where no face is found, as a door would miss it)."""
     from bench.accuracy import detect_largest
@@ -173,6 +222,15 @@ def main(argv=None) -> int:
     models = [ROOT / "models" / f"{stem}.tflite" for stem in args.models.split(",")]
     result: dict = {"machine": machine(), "k": args.k, "rounds": rounds, "tracking": tracking, "populations": {}}
     started = time.monotonic()
+    result["door_clip"] = {}
+    print("\n== the demo's door clip (two enrolled visitors, two strangers), played twice")
+    for model in [m for m in models if m.is_file()] if not args.population else []:
+        with tempfile.TemporaryDirectory() as tmp:
+            clip = result["door_clip"][model.stem] = door_clip(model, Path(tmp))
+        for mode, t in clip.items():
+            print(f"{model.stem:28} learning {mode:3}: visits recognised within 2 s {t['recognised_within_2s']}/"
+                  f"{t['visits']}, named wrongly {t['named_wrongly']}, strangers checked in {t['strangers_checked_in']}/"
+                  f"{t['stranger_visits']}; templates learned {t['templates_learned']}")
     for name, photos in populations(args.shared).items():
         if args.population and not name.startswith(args.population):
             continue
