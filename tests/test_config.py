@@ -134,6 +134,6 @@ def test_the_health_payload_is_made_from_a_typed_snapshot_and_fits_its_schema():
     payload = health_payload(snapshot)
     validate(payload, "health")
     assert (payload["uptime_s"], payload["fps"], payload["outbox_depth"], payload["last_seq"]) == (12.3, 9.88, 2, 17)
-    assert payload["roster"] == {"people": 0, "version": 0} and payload["matcher"] is None
+    assert payload["roster"] == {"people": 0, "version": 0, "adapted": 0} and payload["matcher"] is None
     assert payload["liveness"] == {"policy": "refuse", "check": "minifasnet v2", "live": 4, "uncertain": 0, "spoof": 1,
                                    "spoof_suspected": 1}

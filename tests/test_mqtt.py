@@ -200,6 +200,7 @@ def test_commands_are_validated_and_answered(mqtt_config, tmp_path, broker):
         assert base64.b64decode(snap["jpeg_base64"])[:2] == b"\xff\xd8"
         health = command(sub, "health", b"")
         assert health["ok"] and health["health"]["roster"]["people"] == 2
+        assert health["health"]["roster"]["adapted"] == 0  # mqtt_config turns learning from visits off
         assert daemon.proc.poll() is None, "the daemon survived every bad command"
     finally:
         assert daemon.terminate() == 0
