@@ -78,9 +78,6 @@ class Adapted:
         if self.embeddings.size == 0:
             self.embeddings = np.zeros((0, self.dim), np.float32)
 
-    def of(self, label: int) -> int:
-        return int((self.labels == label).sum())
-
 
 @dataclass
 class Gallery:
