@@ -457,3 +457,17 @@ def test_the_roster_bounds_the_threshold_from_its_own_impostor_distances():
     # more photos, same distances: a stranger meets more of them, so the bound tightens
     many = roster_point(*pairs([1.05, 1.10, 1.02]), photos=300, people=3, prior_std=0.085)
     assert many.threshold < closer.threshold
+
+
+def test_a_failed_svc_training_is_one_line_naming_the_way_out(monkeypatch):
+    """The child that trains the SVC dies (here: the interpreter it runs cannot start): the door says so in one line
+    with exit 1 and names matcher.kind: nearest, no traceback."""
+    import sys
+
+    from edge.errors import EXIT_FAILURE
+    from edge.identity.svc import SvcTrainingError, fit_in_child
+
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with pytest.raises(SvcTrainingError) as raised:
+        fit_in_child(np.eye(4, dtype=np.float32), np.array([0, 0, 1, 1]))
+    assert raised.value.exit_code == EXIT_FAILURE and "matcher.kind: nearest" in str(raised.value)

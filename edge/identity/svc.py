@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.errors import FaceCheckError
+
 FIT_TIMEOUT_S = 600  # a 2000-person roster trains in well under a minute here
 
 
-class SvcTrainingError(RuntimeError):
-    """The child that trains the SVC failed; the message carries its own error output."""
+class SvcTrainingError(FaceCheckError):
+    """The child that trains the SVC failed (exit 1, one line); the message carries its own error output."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,12 @@ def fit_in_child(x: np.ndarray, y: np.ndarray) -> LinearOvo:
     """Train in a child process that exits when done, so scikit-learn never stays in this one."""
     sent = io.BytesIO()
     np.savez(sent, x=x.astype(np.float64), y=y)
-    done = subprocess.run([sys.executable, "-m", "edge.identity.svc"], input=sent.getvalue(),
-                          capture_output=True, timeout=FIT_TIMEOUT_S, check=False)
+    try:
+        done = subprocess.run([sys.executable, "-m", "edge.identity.svc"], input=sent.getvalue(),
+                              capture_output=True, timeout=FIT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SvcTrainingError(f"training the SVC in a child process failed ({exc}); matcher.kind: nearest needs no "
+                               "training") from None
     if done.returncode != 0:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
         raise SvcTrainingError(f"training the SVC in a child process failed (exit {done.returncode}): "
