@@ -126,3 +126,11 @@ def test_a_shared_session_ends_when_done_when_its_time_is_up_or_when_the_door_st
     assert late.wait(0.1).kept == []
     late.offer(image, [frontal])
     assert late.session.kept == [] and late.over
+
+
+def test_a_camera_that_gives_no_frame_ends_the_enrolment_at_its_timeout(base_config, tmp_path):
+    """A camera that never answers (here a URL nothing listens on) must not hold `enroll --camera` forever."""
+    base_config["camera"] = {"kind": "url", "url": "rtsp://127.0.0.1:9/none", "reconnect_initial_s": 0.5}
+    config = write_yaml(tmp_path / "c.yaml", base_config)
+    result = run_cli("enroll", "-c", str(config), "--camera", "--name", "X", "--timeout", "3", timeout=60)
+    assert result.returncode == 2 and "gave no frame in 3 s" in result.stderr and "doctor" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,13 +32,15 @@ def open_capture(config: CameraConfig) -> CaptureThread:
     return CaptureThread(open_source(config), config.reconnect_initial_s, config.reconnect_max_s, config.rotate)
 
 
-def camera_frames(camera: CameraConfig, count: int) -> Iterator[tuple[str, np.ndarray]]:
-    """Up to `count` frames from the door's camera, named by their index (a command's own short capture)."""
+def camera_frames(camera: CameraConfig, count: int, seconds: float | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Up to `count` frames from the door's camera, named by their index (a command's own short capture); with
+    `seconds`, for at most that long, frames or not (a camera that gives none must not hold a command forever)."""
     capture = open_capture(camera).start()
+    until = None if seconds is None else time.monotonic() + seconds
     try:
         taken = 0
-        while taken < count and not capture.finished:
-            frame = capture.get(timeout=5)
+        while taken < count and not capture.finished and (until is None or time.monotonic() < until):
+            frame = capture.get(timeout=5 if until is None else max(0.01, min(1.0, until - time.monotonic())))
             if frame is not None:
                 taken += 1
                 yield f"frame {frame.index}", frame.image

@@ -270,8 +270,9 @@ def _enroll_from_camera(args) -> int:
     session = CameraEnrolment(args.frames)
     deadline = time.monotonic() + args.timeout
     print(f"enrolling {args.name} from {config.camera.kind} camera: {session.guidance()}", file=sys.stderr)
-    last = ""
-    for _, image in camera_frames(config.camera, 10**9):
+    last, seen = "", 0
+    for _, image in camera_frames(config.camera, 10**9, args.timeout):
+        seen += 1
         faces = identifier.faces(image)
         quality = embedding = None
         if len(faces) == 1:
@@ -283,6 +284,9 @@ def _enroll_from_camera(args) -> int:
             last = said
         if session.done or time.monotonic() > deadline:
             break
+    if not seen:
+        raise InputError(f"enroll --camera: the {config.camera.kind} camera gave no frame in {args.timeout:.0f} s; "
+                         "`facecheck doctor` checks the camera section of the config")
     if not session.kept:
         raise InputError(f"enroll --camera: no usable frame of {args.name} in {args.timeout:.0f} s (last: {last}); "
                          "check the camera's aim with `facecheck snapshot`, then stand 0.5-1.5 m in front of it")
