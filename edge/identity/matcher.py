@@ -240,9 +240,6 @@ class _Base:
         threshold stays (it is set on enrolled photos only) and so does the SVC (trained on them)."""
         self._learned = None
 
-    def _distance_to(self, person: int, embedding: np.ndarray) -> float:
-        return float(self._person_distances(embedding)[person])
-
     def _person_distances(self, embedding: np.ndarray) -> np.ndarray:
         """Distance from the embedding to every person: to their nearest enrolled photo, or to their nearest learned
         template times learned_scale, whichever is less."""
@@ -262,15 +259,13 @@ class _Base:
         return [Candidate(self.gallery.person_ids[i], self.gallery.names[i], round(float(distances[i]), 4))
                 for i in order]
 
-    def _runner_up(self, person: int, embedding: np.ndarray) -> float:
-        if self.gallery.people < 2:
-            return float("inf")
-        distances = self._person_distances(embedding)
-        distances[person] = np.inf
-        return float(distances.min())
+    def _runner_up(self, person: int, distances: np.ndarray) -> float:
+        """The nearest other person, from the distances to every person (_person_distances)."""
+        others = np.delete(distances, person)
+        return float(others.min()) if len(others) else float("inf")
 
     def _result(self, person: int, score: float, distance: float, evidence: Any) -> Match:
-        """evidence: what _runner_up needs (the embedding; the nearest matcher's similarities)."""
+        """evidence: what _runner_up needs (the distances to every person; the nearest matcher's candidates)."""
         known = distance <= self.threshold and (
             self.ambiguity_margin <= 0 or self._runner_up(person, evidence) - distance >= self.ambiguity_margin)
         return Match(known, self.gallery.person_ids[person] if known else None,
@@ -361,8 +356,9 @@ class SvcMatcher(_Base):
 
     def match(self, embedding: np.ndarray) -> Match:
         person = self._svc.predict(embedding)
-        distance = self._distance_to(person, embedding)
-        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, embedding)
+        distances = self._person_distances(embedding)  # once: the chosen person's and the runner-up's
+        distance = float(distances[person])
+        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, distances)
 
 
 def _per_person_subset(gallery: Gallery, limit: int) -> np.ndarray:
