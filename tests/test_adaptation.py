@@ -67,6 +67,8 @@ def test_each_guard_refuses_with_its_reason(enrolled):
     assert "min_quality" in why(check_in(matcher, "Barack Obama"), quality=0.2)
     assert "from the nearest enrolled photo" in why(check_in(matcher, "Barack Obama"), vector=others["collins-1.jpg"])
     assert "next person" in why(check_in(matcher, "Barack Obama"), cfg=AdaptationConfig(min_margin=1.9))
+    own_photo = matcher.gallery.embeddings[matcher.gallery.original & (matcher.gallery.labels == 0)][0]
+    assert "nothing new" in why(check_in(matcher, "Barack Obama"), vector=own_photo)
     assert why(check_in(matcher, "Barack Obama"), cfg=AdaptationConfig(enabled=False)) == "adaptation.enabled is false"
 
 

@@ -78,6 +78,10 @@ class Adapted:
         if self.embeddings.size == 0:
             self.embeddings = np.zeros((0, self.dim), np.float32)
 
+    def keep(self, rows: np.ndarray) -> None:
+        """Only the rows (a mask) stay."""
+        self.embeddings, self.labels, self.added_at = self.embeddings[rows], self.labels[rows], self.added_at[rows]
+
 
 @dataclass
 class Gallery:
@@ -137,10 +141,9 @@ class Gallery:
         a.added_at = np.concatenate([a.added_at, np.array([at], np.float64)])
         mine = np.nonzero(a.labels == index)[0]
         evict = mine[np.argsort(a.added_at[mine], kind="stable")][:max(0, len(mine) - keep)]
-        if len(evict):
-            stay = np.ones(len(a.labels), bool)
-            stay[evict] = False
-            a.embeddings, a.labels, a.added_at = a.embeddings[stay], a.labels[stay], a.added_at[stay]
+        stay = np.ones(len(a.labels), bool)
+        stay[evict] = False
+        a.keep(stay)
         return len(evict)
 
     def reset_adapted(self, person_id: str | None = None) -> int:
@@ -156,7 +159,7 @@ class Gallery:
                 raise GalleryError(f"no person with id {person_id!r} in the roster")
             stay = a.labels != self.person_ids.index(person_id)
             gone = int((~stay).sum())
-            a.embeddings, a.labels, a.added_at = a.embeddings[stay], a.labels[stay], a.added_at[stay]
+            a.keep(stay)
         return gone
 
     @property

@@ -60,7 +60,8 @@ class Learned:
 
 def refusal(config: AdaptationConfig, matcher: Matcher, decision: Decision, fused: np.ndarray, best_quality: float,
             frames: int, liveness_on: bool) -> tuple[str | None, float, float]:
-    """(why this visit is not learned, or None; distance to the person's nearest enrolled photo; margin)."""
+    """(why this visit is not learned, or None; distance to the person's nearest enrolled photo; margin): every
+    guard of the module docstring, in one place."""
     if not config.enabled:
         return "adaptation.enabled is false", 0.0, 0.0
     if decision.type != "check_in" or decision.person_id not in matcher.gallery.person_ids:
@@ -82,6 +83,13 @@ def refusal(config: AdaptationConfig, matcher: Matcher, decision: Decision, fuse
         return f"{distance:.3f} from the nearest enrolled photo > {bound:.3f} (adaptation.within x threshold)", distance, margin
     if margin < config.min_margin:
         return f"the next person is only {margin:.3f} farther (adaptation.min_margin {config.min_margin})", distance, margin
+    gallery = matcher.gallery
+    learned, labels = gallery.adapted_templates()
+    own = np.concatenate([gallery.embeddings[gallery.original & (gallery.labels == person)], learned[labels == person]])
+    nearest = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(np.max(own @ fused))))) if len(own) else 2.0
+    if nearest <= config.novel_beyond:
+        return (f"{nearest:.3f} from one of their templates: nothing new (adaptation.novel_beyond "
+                f"{config.novel_beyond})", distance, margin)
     return None, distance, margin
 
 
@@ -91,13 +99,6 @@ def learn(config: AdaptationConfig, matcher: Matcher, decision: Decision, fused:
     from the next face on. None (and a debug line saying why) otherwise."""
     why, distance, margin = refusal(config, matcher, decision, fused, best_quality, frames, liveness_on)
     gallery = matcher.gallery
-    if why is None:
-        person = gallery.person_ids.index(decision.person_id or "")
-        templates, labels = gallery.adapted_templates()
-        own = np.concatenate([gallery.embeddings[gallery.original & (gallery.labels == person)], templates[labels == person]])
-        nearest = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(np.max(own @ fused))))) if len(own) else 2.0
-        if nearest <= config.novel_beyond:
-            why = f"{nearest:.3f} from one of their templates: nothing new (adaptation.novel_beyond {config.novel_beyond})"
     if why is not None:
         log.debug("visit of %s not learned: %s", decision.name, why)
         return None
