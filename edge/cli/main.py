@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -257,32 +256,28 @@ def _enroll_from_camera(args) -> int:
     progress on stderr, the result as JSON on stdout. The frames stay in memory; only templates are stored."""
     from edge.camera import camera_frames
     from edge.identity.gallery import GalleryFile
-    from edge.recognition.camera_enrol import CameraEnrolment
+    from edge.recognition.camera_enrol import MAX_FRAMES, CameraEnrolment
     from edge.recognition.enroll import enrol_images
     from edge.service.assembly import build_identifier
 
     if args.paths:
         raise InputError("enroll --camera takes no photo PATHs: it enrols from the camera")
-    if not 1 <= args.frames <= 20:
-        raise InputError(f"--frames {args.frames}: keep 1 to 20 frames")
+    if not 1 <= args.frames <= MAX_FRAMES:
+        raise InputError(f"--frames {args.frames}: keep 1 to {MAX_FRAMES} frames")
     config = _config(args)
     identifier = build_identifier(config, with_matcher=False)
     session = CameraEnrolment(args.frames)
-    deadline = time.monotonic() + args.timeout
     print(f"enrolling {args.name} from {config.camera.kind} camera: {session.guidance()}", file=sys.stderr)
     last, seen = "", 0
-    for _, image in camera_frames(config.camera, 10**9, args.timeout):
+    for _, image in camera_frames(config.camera, 10**9, args.timeout):  # ends at the timeout, frames or not
         seen += 1
         faces = identifier.faces(image)
-        quality = embedding = None
-        if len(faces) == 1:
-            aligned, quality = identifier.aligned(image, faces[0])
-            embedding = identifier.embed_aligned(aligned, "plain")
+        embedding, quality = identifier.embed_with_quality(image, faces[0], "plain") if len(faces) == 1 else (None, None)
         said = session.offer(image, faces, quality, embedding)
         if said != last:
             print(f"[{len(session.kept)}/{session.frames}] {said}", file=sys.stderr)
             last = said
-        if session.done or time.monotonic() > deadline:
+        if session.done:
             break
     if not seen:
         raise InputError(f"enroll --camera: the {config.camera.kind} camera gave no frame in {args.timeout:.0f} s; "

@@ -300,11 +300,13 @@ def _enroll_from_camera(body: dict, ctx: CommandContext, name: str, person_id: s
     """The camera form: the frame loop feeds a session (edge/recognition/camera_enrol.py) that keeps one frame per head
     pose; this job waits for it (at most timeout_s) and enrols the kept frames like photos. Frames stay in memory."""
     camera = body["camera"]
+    from edge.recognition.camera_enrol import MAX_FRAMES
+
     if not isinstance(camera, dict) or set(camera) - {"frames", "timeout_s"}:
-        raise CommandError("'camera' must be an object with optional 'frames' (1-20) and 'timeout_s' (1-300)")
+        raise CommandError(f"'camera' must be an object with optional 'frames' (1-{MAX_FRAMES}) and 'timeout_s' (1-300)")
     frames, timeout_s = camera.get("frames", 5), camera.get("timeout_s", 60)
-    if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 20:
-        raise CommandError("'camera.frames' must be a whole number from 1 to 20")
+    if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= MAX_FRAMES:
+        raise CommandError(f"'camera.frames' must be a whole number from 1 to {MAX_FRAMES}")
     if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not 1 <= timeout_s <= 300:
         raise CommandError("'camera.timeout_s' must be a number of seconds from 1 to 300")
     if any(key in body for key in ("images", "embeddings", "model_id")):

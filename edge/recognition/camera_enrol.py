@@ -28,6 +28,7 @@ POSES = ("frontal", "left", "right", "up", "down")
 FRONTAL_YAW, TURNED_YAW, MAX_YAW = 0.08, 0.13, 0.45
 FRONTAL_PITCH, TILTED_PITCH = 0.04, 0.06
 NEAR_DUPLICATE = 0.2  # embedding distance below which a frame shows nothing a kept one does not
+MAX_FRAMES = 20  # frames one enrolment keeps at most (the CLI's --frames, the command's camera.frames)
 GUIDANCE = {"frontal": "look straight at the camera", "left": "turn your head a little to your left",
             "right": "turn your head a little to your right", "up": "lift your chin a little",
             "down": "lower your chin a little"}
