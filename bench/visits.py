@@ -77,11 +77,7 @@ def one_round(model: Path, by_person: dict[str, list], crops: dict, k: int, rng:
     enrolled = list(rng.permutation(eligible)[:ENROLLED])
     others = [p for p in by_person if p not in enrolled]
     strangers = list(rng.permutation(others)[:STRANGERS]) if others else []
-    settings = {
-        "embedder": {"model": str(model)}, "matcher": {"gallery": str(work / "gallery.npz")},
-        "liveness": {"policy": "off"}, "mqtt": {"enabled": False},
-        "confirmation": {"require_gesture": False, "unknown_interval_s": 0, "cooldown_s": 0},
-        **({"tracking": tracking} if tracking else {})}
+    settings = {**door_settings(model, work / "gallery.npz"), **({"tracking": tracking} if tracking else {})}
     config = config_from_dict(settings, ROOT)
     for path in (work / "gallery.npz", work / "gallery.key"):
         path.unlink(missing_ok=True)
@@ -104,6 +100,27 @@ def one_round(model: Path, by_person: dict[str, list], crops: dict, k: int, rng:
     return {mode: replay(config_from_dict({**settings, "adaptation": {"enabled": mode == "on"}}, ROOT), visits, crops,
                          np.random.default_rng(seed))
             for mode in ("off", "on")}
+
+
+def door_settings(model: Path, gallery: Path) -> dict:
+    """The door every visit runs through: this embedder and gallery, confirmation without a gesture, liveness off."""
+    return {"embedder": {"model": str(model)}, "matcher": {"gallery": str(gallery)}, "liveness": {"policy": "off"},
+            "mqtt": {"enabled": False},
+            "confirmation": {"require_gesture": False, "unknown_interval_s": 0, "cooldown_s": 0}}
+
+
+def tally(counts: dict, who: str | None, names: list[tuple[str | None, float]]) -> bool:
+    """One visit's verdict into counts: who (None: a stranger) and the check-ins it gave, (name, seconds into the
+    visit). Returns whether an enrolled person was recognised within WITHIN_S."""
+    if who is None:
+        counts["stranger_visits"] += 1
+        counts["strangers_checked_in"] += bool(names)
+        return False
+    recognised = any(n == who and t <= WITHIN_S for n, t in names)
+    counts["visits"] += 1
+    counts["recognised_within_2s"] += recognised
+    counts["named_wrongly"] += any(n != who for n, _ in names)
+    return recognised
 
 
 def replay(config, visits: list[tuple[str, bool, list]], crops: dict, rng: np.random.Generator) -> dict:
@@ -129,11 +146,8 @@ def replay(config, visits: list[tuple[str, bool, list]], crops: dict, rng: np.ra
         counts["templates_learned"] += len(learned)
         counts["learned_from_strangers"] += len(learned) * (not is_enrolled)
         counts["learned_as_someone_else"] += sum(name != person for name in learned) * is_enrolled
+        recognised = tally(counts, person if is_enrolled else None, names)
         if is_enrolled:
-            recognised = any(n == person and t <= WITHIN_S for n, t in names)
-            counts["visits"] += 1
-            counts["recognised_within_2s"] += recognised
-            counts["named_wrongly"] += any(n != person for n, _ in names)
             nth = seen.get(person, 0) + 1  # the person's how-many-th visit in the stream
             if nth > 1:  # second and later visits: what learning can help
                 counts["later_visits"] += 1
@@ -141,9 +155,6 @@ def replay(config, visits: list[tuple[str, bool, list]], crops: dict, rng: np.ra
             counts[f"visit {nth} recognised"] = counts.get(f"visit {nth} recognised", 0) + recognised
             counts[f"visit {nth} of"] = counts.get(f"visit {nth} of", 0) + 1
             seen[person] = nth
-        else:
-            counts["stranger_visits"] += 1
-            counts["strangers_checked_in"] += bool(names)
     return counts
 
 
@@ -153,21 +164,19 @@ def door_clip(model: Path, work: Path, passes: int = 2) -> dict[str, dict]:
     through fresh pipelines with learning off and on; it is rendered from photos, not filmed."""
     from edge.camera import Frame
     from edge.cli.demo import EMPTY_FRAMES as GAP
-    from edge.cli.demo import FRAMES_PER_VISIT, VISITORS, clip_frames
+    from edge.cli.demo import ENROL, FRAMES_PER_VISIT, VISITORS, clip_frames
     from edge.config import config_from_dict
     from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
     from edge.samples import sample
     from edge.service.assembly import build_identifier, build_pipeline
 
-    settings = {"embedder": {"model": str(model)}, "matcher": {"gallery": str(work / "clip-gallery.npz")},
-                "liveness": {"policy": "off"}, "mqtt": {"enabled": False},
-                "confirmation": {"require_gesture": False, "unknown_interval_s": 0, "cooldown_s": 0}}
+    settings = door_settings(model, work / "clip-gallery.npz")
     config = config_from_dict(settings, ROOT)
     for path in (work / "clip-gallery.npz", work / "clip-gallery.key"):
         path.unlink(missing_ok=True)
     identifier = build_identifier(config, with_matcher=False)
-    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+    for name, photos in ENROL.items():
         enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None,
               config.matcher.augmentations)
     frames = list(clip_frames()) * passes
@@ -183,14 +192,7 @@ def door_clip(model: Path, work: Path, passes: int = 2) -> dict[str, dict]:
             names[visit] += [(d.name, offset / FPS) for d in result.decisions if d.type == "check_in"]
             counts["templates_learned"] += len(result.learned)
         for visit, seen in enumerate(names):
-            who = VISITORS[visit % len(VISITORS)][1]
-            if who is None:
-                counts["stranger_visits"] += 1
-                counts["strangers_checked_in"] += bool(seen)
-            else:
-                counts["visits"] += 1
-                counts["recognised_within_2s"] += any(n == who and t <= WITHIN_S for n, t in seen)
-                counts["named_wrongly"] += any(n != who for n, _ in seen)
+            tally(counts, VISITORS[visit % len(VISITORS)][1], seen)
         out[mode] = counts
     return out
 

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from edge.cli.demo import ENROL
 from edge.config import AdaptationConfig, config_from_dict
 from edge.events import Decision
 from edge.identity.gallery import Gallery, GalleryFile
@@ -27,7 +28,7 @@ def enrolled(tmp_path_factory, facenet_model):
                                "matcher": {"gallery": str(root / "g.npz")}},
                               base_dir=root)
     identifier = build_identifier(config, with_matcher=False)
-    for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
+    for name, photos in ENROL.items():
         enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None, 4)
     others = {p: embed_photo(identifier, p) for p in ("obama-3.jpg", "obama-partial.jpg", "collins-1.jpg",
                                                        "cameraman.jpg")}
