@@ -154,8 +154,7 @@ def calibration_faces(margin: float, log=print, size: int = INPUT_SIZE, alignmen
         found = detector.detect(image) if image is not None else []
         if found:
             largest = max(found, key=lambda f: f.box[2] * f.box[3])
-            marks = mesh.landmarks(image, largest) if mesh is not None else None
-            points = marks.points if marks is not None and marks.presence >= 0.5 else None
+            points = mesh.points_if_face(image, largest) if mesh is not None else None
             faces.append(align_face(image, largest, size, margin, alignment, points))
     log(f"calibrating full-integer activations on {len(faces)} aligned training faces")
     return faces

@@ -22,6 +22,7 @@ from edge.inference.tflite import TfliteModel, bundle_model
 MODEL_FILE = "face_landmark.tflite"
 INPUT_SIZE = 192
 ROI_SCALE = 1.5
+MIN_PRESENCE = 0.5  # below this FaceMesh says the crop holds no face
 POINTS = 468
 
 
@@ -64,3 +65,9 @@ class FaceMesh:
         in_image = points @ inverse[:, :2].T + inverse[:, 2]
         presence = 1.0 / (1.0 + math.exp(-float(outputs[1].reshape(-1)[0])))
         return FaceLandmarks(in_image.astype(np.float32), presence, int(max(face.box[2:])))
+
+    def points_if_face(self, image_bgr: np.ndarray, face: FaceBox) -> np.ndarray | None:
+        """The 468 points where FaceMesh sees a face in the crop (presence >= MIN_PRESENCE), else None: what a
+        five-point alignment takes (None: the caller falls back to BlazeFace's keypoints)."""
+        marks = self.landmarks(image_bgr, face)
+        return marks.points if marks.presence >= MIN_PRESENCE else None

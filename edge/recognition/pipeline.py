@@ -102,8 +102,7 @@ class Identifier:
         AUC 0.877 vs 0.745 at 24 px, 0.955 vs 0.932 at 36 px; docs/accuracy.md)."""
         if self.mesh is None or self.embedder.alignment != "arcface-5point":
             return None
-        marks = self.mesh.landmarks(image, face)
-        return marks.points if marks.presence >= 0.5 else None
+        return self.mesh.points_if_face(image, face)
 
     def embed_aligned(self, aligned: np.ndarray, view: str = "both") -> np.ndarray:
         """view: "both" for a photo (the face and its mirror image averaged), "plain" or "mirrored" for
