@@ -100,6 +100,19 @@ def test_unknown_face_reported_once_then_rate_limited():
     assert [d.type for _, d in much_later] == ["unknown_face"]
 
 
+def test_a_face_reported_unknown_is_still_checked_in_once_recognised_on_the_same_track():
+    """A person walking up is unknown while far or turned away and recognised once near: the unknown_face report
+    does not end the track (it did: the whole visit was lost). Reported once, and recognised frames still count
+    from zero after it."""
+    machine = Confirmation(cfg(require_gesture=False, unknown_interval_s=0))
+    walking_up = [[stranger(track=1)]] * 8 + [[alice(track=1)]] + [[stranger(track=1)]] * 3 + [[alice(track=1)]] * 2
+    assert [(i, d.type, d.name) for i, d in play(machine, walking_up)] == [
+        (3, "unknown_face", None), (13, "check_in", "Alice")]
+    with_gesture = Confirmation(cfg(unknown_interval_s=0))
+    timeline = [[stranger(track=1)]] * 5 + [[alice(track=1)]] * 2 + [[alice(track=1, gesture="confirm")]] * 3
+    assert [(i, d.type) for i, d in play(with_gesture, timeline)] == [(3, "unknown_face"), (9, "check_in")]
+
+
 def test_capture_event_carries_the_embedding_only_sealed_to_the_backend_never_an_image():
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat

@@ -3,6 +3,8 @@
 Pure and clocked only by frame timestamps, so every path can be driven by a synthetic timeline.
 Each face track moves idle -> awaiting (recognised for N frames) -> decided or timed out; a face
 that stays unknown is reported once per interval; a cooldown per person stops duplicate check-ins.
+Reporting a face unknown does not end its track: a person walking up is often unknown while far or
+turned away and recognised once near, within the same track.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Observation:
 class _TrackState:
     state: str = "idle"  # idle | awaiting | done
     person_id: str | None = None
+    reported_unknown: bool = False  # unknown_face decided for this track (at most once; it may still check in)
     recognised: int = 0
     unknown: int = 0
     awaiting_since: float = 0.0
@@ -106,8 +109,8 @@ class Confirmation:
             return None
         if not obs.known:
             track.recognised, track.unknown = 0, track.unknown + 1
-            if track.state == "idle" and track.unknown >= cfg.unknown_frames:
-                track.state = "done"
+            if track.state == "idle" and not track.reported_unknown and track.unknown >= cfg.unknown_frames:
+                track.reported_unknown = True
                 if ts - self._last_unknown >= cfg.unknown_interval_s:
                     self._last_unknown = ts
                     # a stranger's face is not scored for spoofing; which check was in force is said all the same
