@@ -52,13 +52,16 @@ def visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> n
     return visitor_crop(image, box, face_px)
 
 
+VISITOR_ABOVE, VISITOR_BELOW = 1.4, 2.2  # a visitor_crop's reach from the face's centre, in face sizes
+
+
 def visitor_crop(image: np.ndarray, box: tuple[int, int, int, int], face_px: int = 170) -> np.ndarray:
     """The person around a face box, head and shoulders, scaled so the face is face_px across."""
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
-    half = 1.4 * max(w, h)
+    half = VISITOR_ABOVE * max(w, h)
     x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
-    crop = image[y0:int(cy + 2.2 * max(w, h)), x0:int(cx + half)]
+    crop = image[y0:int(cy + VISITOR_BELOW * max(w, h)), x0:int(cx + half)]
     scale = face_px / max(w, h)
     return cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)[:470, :620]
 
