@@ -5,8 +5,8 @@
 Data, each population on its own and never pooled (bench/datasets.py): the accuracy photos (125 real photos
 of 9 people, almost all Western, from registry packages) and, where the shared data folder lies beside the
 project, 312 labelled East Asian face crops of 13 people (skipped with a message where it is absent). For
-every built model and precision, plus (Western photos) alignment-margin and normalisation variants of the
-float32 models:
+every built model and precision, each fusion of several (FUSIONS: edge/identity/fusion.py) whose models are built,
+plus (Western photos) alignment-margin and normalisation variants of the float32 models:
 - over all pairs of photos (one embedding each, the largest face): ROC AUC, EER, TAR at FAR 1 % and 0.1 %;
 - the door protocol: of the people with two or more photos, every group of three is enrolled in turn
   (k = 1, 3, 5 or all photos each, picked at random per round) through the real enrolment path (augmented
@@ -228,25 +228,55 @@ def model_files() -> list[Path]:
                   if p.with_suffix(".tflite.json").is_file())
 
 
-def evaluate_model(model: Path, photos: list[Photo], detections, augmentations: int, ks,
+# Identities fused from several embedders (edge/identity/fusion.py, embedder.fuse_with), measured where every part is built.
+FUSIONS = [("facenet-keras-int8full", "mobilefacenet-float32")]
+
+
+def systems(models: list[Path]) -> list[tuple[Path, ...]]:
+    """Each model on its own, then each fusion of FUSIONS whose parts are all among them."""
+    by_stem = {m.stem: m for m in models}
+    return [(m,) for m in models] + [tuple(by_stem[s] for s in f) for f in FUSIONS if all(s in by_stem for s in f)]
+
+
+def system_name(parts: tuple[Path, ...]) -> str:
+    return "+".join(p.stem for p in parts)
+
+
+def joined_view(parts: tuple[Path, ...], views: dict[Path, View]) -> View:
+    """The fused identity's embeddings from its parts' (a face some part missed is missed)."""
+    from edge.identity.fusion import join
+
+    if len(parts) == 1:
+        return views[parts[0]]
+    each = [views[p] for p in parts]
+    vectors = [None if any(v is None for v in row) else join(list(row)) for row in zip(*(v.vectors for v in each))]
+    dim = sum(next(len(x) for x in v.vectors if x is not None) for v in each)
+    augmented = [join(list(rows)) if all(len(r) for r in rows) else np.zeros((0, dim), np.float32)
+                 for rows in zip(*(v.augmented for v in each))]
+    return View(system_name(parts), vectors, augmented, sum(v.seconds for v in each))
+
+
+def evaluate_model(parts: tuple[Path, ...], views: dict[Path, View], photos: list[Photo], ks,
                    measure_point: bool) -> dict:
-    """measure_point: the population the model's operating point is measured on (its threshold comes from
-    these pairs, as --write-operating-points stores it); any other population is judged at the shipped
-    point, as a door would be."""
+    """One system (a model, or several fused): its parts' embeddings in `views`. measure_point: the population the
+    operating point is measured on (its threshold comes from these pairs, as --write-operating-points stores it);
+    any other population is judged at the shipped point, as a door would be."""
+    from edge.identity.fusion import fusion_id
     from edge.identity.operating import from_distances, operating_point
     from edge.inference.embedder import read_sidecar
 
-    view = embed_ours(model, detections, augmentations)
+    view = joined_view(parts, views)
     metrics = pair_metrics(view, photos)
     dist, same = pair_distances(view, photos)
-    model_id = read_sidecar(model, verify_hash=False)["model_id"]
+    model_id = fusion_id([read_sidecar(p, verify_hash=False)["model_id"] for p in parts])
     point = from_distances(model_id, dist[~same], dist[same], SOURCES)
     shipped = operating_point(model_id)
     ceiling = point.threshold if measure_point or shipped is None else shipped.threshold
     door = {f"k={k or 'all'}": door_protocol(view, photos, k, lambda v, p, e: ours_identify(v, p, e, ceiling))
             for k in ks}
+    per_face = len(photos) * (2 + (len(view.augmented[0]) if view.augmented else 0))
     return {"model_id": model_id, "pairs": metrics, "operating_point": point.as_dict(), "ceiling": ceiling,
-            "door": door, "ms_per_face": round(1000 * view.seconds / max(1, len(photos) * (2 + augmentations)), 2)}
+            "door": door, "ms_per_face": round(1000 * view.seconds / max(1, per_face), 2)}
 
 
 def variants(photos: list[Photo], detections) -> dict:
@@ -330,8 +360,9 @@ def evaluate_population(name: str, photos: list[Photo], pad: bool, models: list[
                     "face_recognition": None}
     print(f"\n== {name}: {len(photos)} photos of {result['people']} people; BlazeFace found a face in "
           f"{result['faces_found']}")
-    for model in models:
-        result["models"][model.stem] = evaluate_model(model, photos, detections, args.augmentations, ks, measure_point)
+    views = {model: embed_ours(model, detections, args.augmentations) for model in models}
+    for parts in systems(models):
+        result["models"][system_name(parts)] = evaluate_model(parts, views, photos, ks, measure_point)
     try:
         fr = embed_face_recognition(photos, whole_crop=pad)
     except (Exception, SystemExit) as exc:  # face_recognition calls quit() when its models are missing
@@ -382,7 +413,8 @@ def main(argv=None) -> int:
                         help="judge at the measured point tightened by calibration only (the threshold before "
                              "the enrolled roster bounded it), to see what the roster's bound does")
     parser.add_argument("--augmentations", type=int, default=20, help="enrolment variants per photo (config default 20)")
-    parser.add_argument("--models", help="comma-separated model file stems to measure (default: every built one)")
+    parser.add_argument("--models", help="comma-separated model file stems to measure (default: every built one); "
+                        "the fusions of FUSIONS whose parts are all named are measured too")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
     parser.add_argument("--write-operating-points", action="store_true",
                         help="store each model's threshold, measured on the Western photos, in "

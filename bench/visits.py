@@ -1,7 +1,8 @@
 """Recognition judged per visit, per population: of the visits of enrolled people, how many are checked in as
 themselves within 2 s, how many are named as somebody else; of strangers' visits, how many are checked in.
 
-    python -m bench.visits [--rounds 10] [--k 5] [--models facenet-keras-int8full,mobilefacenet-float32]
+    python -m bench.visits [--rounds 10] [--k 5]
+        [--models facenet-keras-int8full,mobilefacenet-float32,facenet-keras-int8full+mobilefacenet-float32]
 
 A visit is simulated from labelled photos (no video of these people exists): VISIT_PHOTOS photos of one person,
 each cut around its face (head and shoulders, the face 170 px, as the demo clip shows its visitors) and held in
@@ -64,7 +65,7 @@ def visit_frames(crops: list[np.ndarray], rng: np.random.Generator) -> list[np.n
     return frames + [doorway() for _ in range(EMPTY_FRAMES)]
 
 
-def one_round(model: Path, by_person: dict[str, list], crops: dict, k: int, rng: np.random.Generator,
+def one_round(parts: tuple[Path, ...], by_person: dict[str, list], crops: dict, k: int, rng: np.random.Generator,
               work: Path, tracking: dict | None = None, max_visits: int = MAX_VISITS) -> dict[str, dict]:
     """One round's stream of visits, replayed twice through fresh pipelines over the same enrolled gallery: with the
     door learning from its confirmed visits off, then on. Returns {"off": counts, "on": counts}."""
@@ -77,7 +78,7 @@ def one_round(model: Path, by_person: dict[str, list], crops: dict, k: int, rng:
     enrolled = list(rng.permutation(eligible)[:ENROLLED])
     others = [p for p in by_person if p not in enrolled]
     strangers = list(rng.permutation(others)[:STRANGERS]) if others else []
-    settings = {**door_settings(model, work / "gallery.npz"), **({"tracking": tracking} if tracking else {})}
+    settings = {**door_settings(parts, work / "gallery.npz"), **({"tracking": tracking} if tracking else {})}
     config = config_from_dict(settings, ROOT)
     for path in (work / "gallery.npz", work / "gallery.key"):
         path.unlink(missing_ok=True)
@@ -102,9 +103,11 @@ def one_round(model: Path, by_person: dict[str, list], crops: dict, k: int, rng:
             for mode in ("off", "on")}
 
 
-def door_settings(model: Path, gallery: Path) -> dict:
-    """The door every visit runs through: this embedder and gallery, confirmation without a gesture, liveness off."""
-    return {"embedder": {"model": str(model)}, "matcher": {"gallery": str(gallery)}, "liveness": {"policy": "off"},
+def door_settings(parts: tuple[Path, ...], gallery: Path) -> dict:
+    """The door every visit runs through: this embedder (several: fused, embedder.fuse_with) and gallery, confirmation
+    without a gesture, liveness off."""
+    embedder = {"model": str(parts[0]), "fuse_with": [str(p) for p in parts[1:]]}
+    return {"embedder": embedder, "matcher": {"gallery": str(gallery)}, "liveness": {"policy": "off"},
             "mqtt": {"enabled": False},
             "confirmation": {"require_gesture": False, "unknown_interval_s": 0, "cooldown_s": 0}}
 
@@ -158,7 +161,7 @@ def replay(config, visits: list[tuple[str, bool, list]], crops: dict, rng: np.ra
     return counts
 
 
-def door_clip(model: Path, work: Path, passes: int = 2) -> dict[str, dict]:
+def door_clip(parts: tuple[Path, ...], work: Path, passes: int = 2) -> dict[str, dict]:
     """The one door clip whose people are known: the demo's (edge/cli/demo.py: Obama in a photo he was not enrolled
     with, Biden in his enrolment photo, two strangers, each 1.5 s in the doorway), played `passes` times in a row
     through fresh pipelines with learning off and on; it is rendered from photos, not filmed."""
@@ -171,7 +174,7 @@ def door_clip(model: Path, work: Path, passes: int = 2) -> dict[str, dict]:
     from edge.samples import sample
     from edge.service.assembly import build_identifier, build_pipeline
 
-    settings = door_settings(model, work / "clip-gallery.npz")
+    settings = door_settings(parts, work / "clip-gallery.npz")
     config = config_from_dict(settings, ROOT)
     for path in (work / "clip-gallery.npz", work / "clip-gallery.key"):
         path.unlink(missing_ok=True)
@@ -207,7 +210,7 @@ def face_crops(photos) -> dict:
     from bench.accuracy import detect_largest
     from edge.cli.demo import VISITOR_BELOW, visitor_crop
 
-    crops = {}
+    crops: dict = {}
     for photo, (image, face) in zip(photos, detect_largest(photos, pad=True)):
         if face is None:
             crops[photo.path] = None
@@ -223,8 +226,10 @@ def main(argv=None) -> int:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--k", type=int, default=5, help="enrolment photos per enrolled person")
-    parser.add_argument("--models", default="facenet-keras-int8full,mobilefacenet-float32",
-                        help="comma-separated model file stems in models/ (those not built are skipped)")
+    parser.add_argument("--models", default="facenet-keras-int8full,mobilefacenet-float32,"
+                        "facenet-keras-int8full+mobilefacenet-float32",
+                        help="comma-separated model file stems in models/, a+b for both fused (embedder.fuse_with); "
+                        "those not built are skipped")
     parser.add_argument("--split-distance", type=float, help="tracking.split_distance for this run (default: the "
                         "config's; 2 = a visit's track is never split)")
     parser.add_argument("--population", choices=["western", "east asian"], help="only this population")
@@ -233,16 +238,18 @@ def main(argv=None) -> int:
     tracking = {"split_distance": args.split_distance} if args.split_distance else None
     smoke = smoke_mode(args.smoke)
     rounds = 1 if smoke else args.rounds
-    models = [ROOT / "models" / f"{stem}.tflite" for stem in args.models.split(",")]
+    systems = {spec: tuple(ROOT / "models" / f"{stem}.tflite" for stem in spec.split("+"))
+               for spec in args.models.split(",")}
+    built = {spec: parts for spec, parts in systems.items() if all(p.is_file() for p in parts)}
     result: dict = {"machine": machine(), "k": args.k, "rounds": rounds, "tracking": tracking, "populations": {}}
     started = time.monotonic()
     result["door_clip"] = {}
     print("\n== the demo's door clip (two enrolled visitors, two strangers), played twice")
-    for model in [m for m in models if m.is_file()] if not args.population else []:
+    for spec, parts in built.items() if not args.population else []:
         with tempfile.TemporaryDirectory() as tmp:
-            clip = result["door_clip"][model.stem] = door_clip(model, Path(tmp))
+            clip = result["door_clip"][spec] = door_clip(parts, Path(tmp))
         for mode, t in clip.items():
-            print(f"{model.stem:28} learning {mode:3}: visits recognised within 2 s {t['recognised_within_2s']}/"
+            print(f"{spec:44} learning {mode:3}: visits recognised within 2 s {t['recognised_within_2s']}/"
                   f"{t['visits']}, named wrongly {t['named_wrongly']}, strangers checked in {t['strangers_checked_in']}/"
                   f"{t['stranger_visits']}; templates learned {t['templates_learned']}")
     for name, photos in populations(args.shared).items():
@@ -255,23 +262,23 @@ def main(argv=None) -> int:
         print(f"\n== {name}: {len(photos)} photos of {len(by_person)} people, k = {args.k}, {rounds} rounds of "
               f"{ENROLLED} enrolled and {STRANGERS} strangers")
         result["populations"][name] = {}
-        for model in models:
-            if not model.is_file():
-                print(f"skipping {model.name}: not built")
+        for spec, parts in systems.items():
+            if spec not in built:
+                print(f"skipping {spec}: not built")
                 continue
             totals: dict[str, dict[str, int]] = {"off": {}, "on": {}}
             rng = np.random.default_rng(31)
             with tempfile.TemporaryDirectory() as tmp:
                 for _ in range(rounds):
-                    for mode, counts in one_round(model, by_person, crops, args.k, rng, Path(tmp), tracking,
+                    for mode, counts in one_round(parts, by_person, crops, args.k, rng, Path(tmp), tracking,
                                                   2 if smoke else MAX_VISITS).items():
                         for key, value in counts.items():
                             totals[mode][key] = totals[mode].get(key, 0) + value
-            result["populations"][name][model.stem] = {f"adaptation {mode}": t for mode, t in totals.items()}
+            result["populations"][name][spec] = {f"adaptation {mode}": t for mode, t in totals.items()}
             for mode, t in totals.items():
                 visits, strangers, later = (max(t["visits"], 1), max(t["stranger_visits"], 1),
                                             max(t["later_visits"], 1))
-                print(f"{model.stem:28} learning {mode:3}: visits recognised within 2 s {t['recognised_within_2s']}/"
+                print(f"{spec:44} learning {mode:3}: visits recognised within 2 s {t['recognised_within_2s']}/"
                       f"{t['visits']} ({t['recognised_within_2s'] / visits:.1%}; later visits "
                       f"{t['later_recognised_within_2s']}/{t['later_visits']}, "
                       f"{t['later_recognised_within_2s'] / later:.1%}), named wrongly {t['named_wrongly']}, strangers "
@@ -280,7 +287,7 @@ def main(argv=None) -> int:
                       f"(from strangers {t['learned_from_strangers']}, as someone else {t['learned_as_someone_else']})")
                 by_visit = [f"{t[f'visit {n} recognised']}/{t[f'visit {n} of']}" for n in range(1, MAX_VISITS + 1)
                             if f"visit {n} of" in t]
-                print(f"{'':28} recognised within 2 s by each person's 1st, 2nd, ... visit: {', '.join(by_visit)}")
+                print(f"{'':44} recognised within 2 s by each person's 1st, 2nd, ... visit: {', '.join(by_visit)}")
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     print(f"\nwrote {write('visits', result)} in {result['elapsed_s']} s")
     return 0

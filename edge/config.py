@@ -131,6 +131,18 @@ class EmbedderConfig(_Model):
     enrol_also: list[Path] = Field(
         [], max_length=4, description="Other embedder .tflite files enrolment also stores templates of, so that "
         "embedder.model can later point at one of them without re-enrolling anyone (docs/accuracy.md).")
+    fuse_with: list[Path] = Field(
+        [], max_length=2, description="Other embedder .tflite files whose embeddings the door joins to embedder.model's "
+        "into one identity, with equal weight (e.g. [models/mobilefacenet-float32.tflite]): FaceNet and MobileFaceNet "
+        "together separate East Asian faces better than either (docs/accuracy.md). Enrolment stores each model's own "
+        "templates, so a gallery enrolled with them (or with enrol_also naming them) needs no re-enrolment.")
+
+    @model_validator(mode="after")
+    def _fused_models_differ(self) -> EmbedderConfig:
+        if self.model in self.fuse_with or len(set(self.fuse_with)) != len(self.fuse_with):
+            raise ValueError(f"fuse_with {[str(p) for p in self.fuse_with]}: name each other embedder once, and not "
+                             f"embedder.model ({self.model}) itself")
+        return self
 
 
 class TrackingConfig(_Model):
@@ -427,6 +439,7 @@ class Config(_Model):
 
 _PATH_KEYS = (
     ("embedder", "enrol_also"),
+    ("embedder", "fuse_with"),
     ("models", "dir"),
     ("embedder", "model"),
     ("matcher", "gallery"),

@@ -133,7 +133,7 @@ def test_per_visit_learning_names_nobody_wrongly_and_never_learns_from_a_strange
     by_person: dict = {}
     for photo in photos:
         by_person.setdefault(photo.person, []).append(photo.path)
-    counts = visits.one_round(config_from_dict({}, ROOT).embedder.model, by_person, visits.face_crops(photos), 5,
+    counts = visits.one_round((config_from_dict({}, ROOT).embedder.model,), by_person, visits.face_crops(photos), 5,
                               np.random.default_rng(31), tmp_path, max_visits=2)
     off, on = counts["off"], counts["on"]
     assert off["visits"] >= 10 and off["stranger_visits"] >= 1, off

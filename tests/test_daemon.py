@@ -14,13 +14,16 @@ from edge.cli.demo import render_clip
 from tests.conftest import ROOT, enrol_obama_and_biden, run_cli, write_yaml
 
 
-@pytest.mark.parametrize("embedder", ["facenet", "mobilefacenet"])
+@pytest.mark.parametrize("embedder", ["facenet", "mobilefacenet", "both fused"])
 def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_path, embedder, request):
-    """The same clip, the same events, with either embedder (embedder.model). Obama's visit is a photo the door was
-    not enrolled with, so after his track ends the door learns it (adaptation, on by default) and says so; Biden's
-    visitor is his enrolment photo itself, nothing new to learn."""
+    """The same clip, the same events, with either embedder (embedder.model) or both fused (embedder.fuse_with). Obama's
+    visit is a photo the door was not enrolled with, so after his track ends the door learns it (adaptation, on by
+    default) and says so; Biden's visitor is his enrolment photo itself, nothing new to learn."""
+    mobilefacenet = str(request.getfixturevalue("mobilefacenet_model")) if embedder != "facenet" else None
     if embedder == "mobilefacenet":
-        base_config["embedder"] = {"model": str(request.getfixturevalue("mobilefacenet_model"))}
+        base_config["embedder"] = {"model": mobilefacenet}
+    elif embedder == "both fused":
+        base_config["embedder"] = {"model": base_config["embedder"]["model"], "fuse_with": [mobilefacenet]}
     expected = render_clip(tmp_path / "frames")
     base_config["sinks"] = {"stdout": True}
     base_config["confirmation"] = {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0}
@@ -36,6 +39,12 @@ def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
     assert all(e["device_id"] == "test-door" and e["ts"].endswith("Z") for e in events)
     assert "stopped after 92 frames" in result.stderr
+    if embedder == "both fused":  # what it learned through the fused identity is kept beside each model's templates
+        from edge.config import load_config
+        from edge.identity.gallery import GalleryFile
+
+        stored = GalleryFile.from_config(load_config(config)).load()
+        assert len(stored.models) == 2 and stored.adapted.model_id == "fusion:" + "+".join(stored.models)
 
 
 def test_run_logs_stage_timing_and_stops_cleanly_on_sigterm(base_config, tmp_path):

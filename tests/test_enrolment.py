@@ -144,7 +144,7 @@ def test_a_badge_style_photo_the_face_fills_is_enrolled(door, tmp_path):
     # and it is the same person: the full photo matches the badge enrolment
     from edge.service.assembly import build_matcher_for, load_gallery
 
-    identifier.matcher = build_matcher_for(config, load_gallery(config, identifier.embedder))
+    identifier.matcher = build_matcher_for(config, load_gallery(config, identifier.model_id, identifier.dim))
     assert identifier.identify(image)[0].match.name == "Eileen Collins"
     # identify pads a badge photo as enrolment does, and reports the box in the badge's own pixels
     [found] = identifier.identify(badge)

@@ -215,7 +215,7 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
                  "mqtt": {"enabled": True, "port": broker.port, "health_interval_s": 1},
                  "sinks": {"stdout": False}}, base_dir=work)
         identifier = build_identifier(config, with_matcher=False)
-        print(f"# FaceCheck Edge demo — model {identifier.embedder.model_id}", file=sys.stderr)
+        print(f"# FaceCheck Edge demo — model {identifier.model_id}", file=sys.stderr)
         for name, photos in ENROL.items():
             report = enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None,
                            config.matcher.augmentations)

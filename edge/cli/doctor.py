@@ -47,30 +47,32 @@ def check_models(config: Config) -> Check:
         bundled = [bundle_model(config.models.dir, name) for name in names]
         for path in bundled:
             TfliteModel(path, 1)
-        meta = read_sidecar(config.embedder.model)
-        TfliteModel(config.embedder.model, 1)
+        metas = [read_sidecar(path) for path in (config.embedder.model, *config.embedder.fuse_with)]
+        for path in (config.embedder.model, *config.embedder.fuse_with):
+            TfliteModel(path, 1)
     except ModelError as exc:
         return Check("models", False, str(exc))
-    contract = describe(meta)
-    return Check("models", True, f"{meta['model_id']} ({contract['input']}, {contract['alignment']}, {contract['dim']}-d; "
-                                 f"{contract['licence']}) and {len(bundled)} bundled models in {config.models.dir} "
-                                 "(sha256 match their sidecars)")
+    described = []
+    for meta in metas:
+        contract = describe(meta)
+        described.append(f"{meta['model_id']} ({contract['input']}, {contract['alignment']}, {contract['dim']}-d; "
+                         f"{contract['licence']})")
+    return Check("models", True, " fused with ".join(described) + f" and {len(bundled)} bundled models in "
+                 f"{config.models.dir} (sha256 match their sidecars)")
 
 
 def check_gallery(config: Config) -> Check:
     from edge.identity.gallery import GalleryError, GalleryFile
-    from edge.inference.embedder import read_sidecar
     from edge.inference.tflite import ModelError
     from edge.security.sealing import SealError
+    from edge.service.assembly import door_identity
 
     stored = GalleryFile.from_config(config)
     path = stored.path
     if not path.exists():
         return Check("gallery", False, f"{path} does not exist: nobody is enrolled (facecheck enroll)")
     try:
-        gallery = stored.load()
-        model_id = read_sidecar(config.embedder.model, verify_hash=False)["model_id"]
-        gallery.require_model(model_id, path)
+        gallery = stored.load().select(door_identity(config)[0], str(path))
     except (GalleryError, ModelError, SealError) as exc:
         return Check("gallery", False, str(exc))
     if gallery.people == 0:
@@ -82,11 +84,11 @@ def check_gallery(config: Config) -> Check:
 def check_threshold(config: Config) -> Check:
     """The distance threshold in force and the measured operating point it comes from."""
     from edge.identity.operating import operating_point
-    from edge.inference.embedder import read_sidecar
     from edge.inference.tflite import ModelError
+    from edge.service.assembly import door_identity
 
     try:
-        model_id = read_sidecar(config.embedder.model, verify_hash=False)["model_id"]
+        model_id = door_identity(config)[0]
     except ModelError as exc:
         return Check("matching", False, str(exc))
     point = operating_point(model_id)
@@ -122,10 +124,10 @@ def roster_bound(config: Config) -> str:
     from edge.identity.gallery import GalleryError
     from edge.inference.tflite import ModelError
     from edge.security.sealing import SealError
-    from edge.service.assembly import build_embedder, build_matcher_for, load_gallery
+    from edge.service.assembly import build_matcher_for, door_identity, load_gallery
 
     try:
-        matcher = build_matcher_for(config, load_gallery(config, build_embedder(config, 1)))
+        matcher = build_matcher_for(config, load_gallery(config, *door_identity(config)))
     except (GalleryError, SealError, ModelError) as exc:
         return f"the roster's bound is unknown ({exc})"
     roster = matcher.roster

@@ -189,11 +189,10 @@ def _calibrate(args) -> int:
     """Measure and write the site's operating point (matcher.site_point); print what it does as JSON."""
     from edge.identity.operating import save_site_point
     from edge.recognition.calibration import calibrate
-    from edge.service.assembly import build_identifier
+    from edge.service.assembly import build_identity
 
     config = _config(args)
-    identifier = build_identifier(config, with_matcher=False)
-    result = calibrate(identifier, args.folder, config.limits.max_image_pixels)
+    result = calibrate(build_identity(config), args.folder, config.limits.max_image_pixels)
     for photo, why in result.skipped.items():
         print(f"skipped {photo}: {why}", file=sys.stderr)
     point = result.point

@@ -19,6 +19,7 @@ import numpy as np
 from edge.atomic import atomic_write
 from edge.config import Config
 from edge.errors import BadInputError, InputError
+from edge.identity.fusion import fusion_parts, join
 from edge.security.sealing import Key, SealError, door_gallery_key, is_sealed, new_key, seal, unseal, write_key_file
 
 FORMAT_VERSION = 1
@@ -226,9 +227,13 @@ class Gallery:
         return notes
 
     def select(self, model_id: str, where: str = "the gallery") -> Gallery:
-        """The same roster read through another embedder's templates (no re-enrolment)."""
+        """The same roster read through another embedder's templates, or through several joined (a fused id,
+        edge/identity/fusion.py): no re-enrolment."""
         if model_id == self.model_id:
             return self
+        parts = fusion_parts(model_id)
+        if parts is not None:
+            return self._fused(model_id, parts, where)
         if model_id not in self.others:
             raise GalleryError(f"{where}: gallery was enrolled with model {self.model_id!r}"
                                + (f" (and {', '.join(self.others)})" if self.others else "")
@@ -236,9 +241,28 @@ class Gallery:
                                "at one of those, or enrol with embedder.enrol_also naming this model")
         chosen = self.others[model_id]
         others = {m: t for m, t in self.others.items() if m != model_id}
-        others[self.model_id] = Templates(self.dim, self.embeddings, self.labels, self.original)
+        if fusion_parts(self.model_id) is None:  # a fused view's templates are joined on reading, never kept
+            others[self.model_id] = Templates(self.dim, self.embeddings, self.labels, self.original)
         return Gallery(model_id, chosen.dim, chosen.embeddings, chosen.labels, chosen.original, list(self.person_ids),
                        list(self.names), self.version, others, self.adapted)
+
+    def _fused(self, model_id: str, parts: list[str], where: str) -> Gallery:
+        """The roster through the fused identity: each person's templates of every part joined row by row (enrolment
+        stores every model's templates of a photo and its variants in the same order)."""
+        held = {self.model_id: Templates(self.dim, self.embeddings, self.labels, self.original), **self.others}
+        missing = [part for part in parts if part not in held]
+        if missing:
+            raise GalleryError(f"{where}: the embedder fuses {', '.join(parts)} but the gallery holds no templates of "
+                               f"{', '.join(missing)} (it holds {', '.join(held)}); re-enrol with embedder.fuse_with "
+                               "naming the missing model (enrolment then stores every model's templates)")
+        first = held[parts[0]]
+        if any(not np.array_equal(held[p].labels, first.labels) or not np.array_equal(held[p].original, first.original)
+               for p in parts[1:]):
+            raise GalleryError(f"{where}: the templates of {', '.join(parts)} do not line up photo by photo (enrolled "
+                               "at different times?); re-enrol everyone with embedder.fuse_with set")
+        joined = join([held[p].embeddings for p in parts])
+        return Gallery(model_id, joined.shape[1], joined, first.labels.copy(), first.original.copy(),
+                       list(self.person_ids), list(self.names), self.version, held, self.adapted)
 
     def remove(self, person_id: str) -> None:
         """Erase a person: every embedding of theirs leaves the gallery."""
@@ -255,7 +279,11 @@ class Gallery:
         self.version += 1
 
     def to_bytes(self) -> bytes:
-        """The roster as an uncompressed, pickle-free .npz (what is sealed at rest and on the wire)."""
+        """The roster as an uncompressed, pickle-free .npz (what is sealed at rest and on the wire). A fused view is
+        kept as its models' own templates (what the door learned through it stays as it is)."""
+        parts = fusion_parts(self.model_id)
+        if parts is not None:
+            return self.select(parts[0]).to_bytes()
         buffer = io.BytesIO()
         np.savez(
             buffer,
@@ -382,9 +410,6 @@ class Gallery:
         if not path.exists():
             return cls(model_id=model_id, dim=dim)
         return cls.load(path, key).select(model_id, str(path))
-
-    def require_model(self, model_id: str, path: Path | str) -> None:
-        self.select(model_id, str(path))
 
 
 def _appended(embeddings: np.ndarray, labels: np.ndarray, original: np.ndarray, vectors: np.ndarray, index: int,

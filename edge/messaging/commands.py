@@ -48,7 +48,7 @@ class CommandContext:
     enrol_identifier gives that thread its own detector and embedder (interpreters are not shared).
     """
 
-    model_id: str
+    model_id: str  # the embedder enrolment stores templates of (embedder.model)
     dim: int
     gallery: Any  # edge.identity.gallery.GalleryFile
     augmentations: int
@@ -62,6 +62,7 @@ class CommandContext:
     threshold: float | None = None  # matcher.distance_threshold, for enrolment warnings (None: the model's)
     # (frames) -> a session the frame loop feeds (enroll's camera form); None on a door without a frame loop
     camera_session: Callable[[int], Any] | None = None
+    fused: bool = False  # the door joins embedder.fuse_with's embedders to model_id's: each needs its own templates
 
 
 def parse_payload(payload: bytes, max_bytes: int) -> dict:
@@ -270,6 +271,9 @@ def _enroll(body: dict, ctx: CommandContext) -> Work:
     photos = [_base64_image(i, item) for i, item in enumerate(images or ())]
     if embeddings is not None and body.get("model_id") != ctx.model_id:
         raise CommandError(f"'model_id' must be {ctx.model_id!r} (embeddings from another model cannot mix)")
+    if embeddings is not None and ctx.fused:
+        raise CommandError("this door joins several embedders (embedder.fuse_with) and needs every one's templates: "
+                           "enrol with 'images' or 'camera', which compute them all")
 
     def work() -> Outcome:
         skipped: list[str] = []

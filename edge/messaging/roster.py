@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from edge.identity.fusion import held_by
 from edge.identity.gallery import Gallery, GalleryError, GalleryFile, check_name, check_person_id
 from edge.security.sealing import Key, SealError, decode_key, seal, sign, unseal, verified
 
@@ -135,7 +136,7 @@ class RosterAssembler:
             raise RosterError(f"roster version {manifest['version']}: the manifest's signature does not verify "
                               "against privacy.roster_verify_key_file: not published by this site's enrolment "
                               "station (forged or altered)")
-        if self.model_id not in manifest_models(manifest):
+        if not held_by(self.model_id, manifest_models(manifest)):
             raise RosterError(f"roster version {manifest['version']} holds templates of model "
                               f"{', '.join(manifest_models(manifest))}; this device runs model {self.model_id!r}")
         self.manifest = manifest
@@ -166,7 +167,7 @@ class RosterAssembler:
         except SealError as exc:
             raise RosterError(str(exc)) from None
         gallery = gallery_from_bytes(opened)
-        if gallery.models != manifest_models(m) or gallery.dim != m["dim"] or self.model_id not in gallery.models:
+        if gallery.models != manifest_models(m) or gallery.dim != m["dim"] or not held_by(self.model_id, gallery.models):
             raise RosterError(f"roster version {m['version']}: gallery holds model {', '.join(gallery.models)}, "
                               f"not what the manifest says")
         gallery = gallery.select(self.model_id)

@@ -50,6 +50,6 @@ def calibrate(identifier: Identifier, folder: Path, max_pixels: int) -> Calibrat
     upper = np.triu_indices(len(matrix), 1)
     distances = np.sqrt(np.clip(2.0 - 2.0 * matrix @ matrix.T, 0.0, 4.0))[upper]
     same = (who[:, None] == who[None, :])[upper]
-    point = site_point_from(identifier.embedder.model_id, distances, same, counted, len(matrix), str(folder),
+    point = site_point_from(identifier.model_id, distances, same, counted, len(matrix), str(folder),
                             rfc3339_now())
     return Calibration(point, skipped)

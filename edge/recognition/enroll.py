@@ -13,7 +13,6 @@ import numpy as np
 
 from edge.camera.replay import IMAGE_SUFFIXES
 from edge.errors import InputError
-from edge.identity.augment import augment
 from edge.identity.gallery import Gallery, GalleryError, GalleryFile, new_person_id
 from edge.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from edge.inference.quality import FaceQuality
@@ -97,16 +96,14 @@ def embed_person_images(identifier: Identifier, images: Sequence[tuple[str, Call
         if problem is not None:
             skipped[label] = problem + " (--force accepts it anyway)"
             continue
-        vectors.append(identifier.embed_aligned(aligned))
-        original.append(True)
-        for variant in augment(aligned, augmentations, seed=n):
-            vectors.append(identifier.embedder.embed(variant))
-            original.append(False)
+        templates = identifier.photo_templates(image, faces[0], aligned, augmentations, seed=n)
+        vectors += list(templates)
+        original += [True] + [False] * (len(templates) - 1)
         used.append(label)
     if progress:
         sys.stderr.write("\n")
     if not vectors:
-        return np.zeros((0, identifier.embedder.dim), np.float32), np.zeros(0, bool), used, skipped
+        return np.zeros((0, identifier.dim), np.float32), np.zeros(0, bool), used, skipped
     return np.stack(vectors), np.array(original), used, skipped
 
 
@@ -120,9 +117,9 @@ def embed_also(identifier: Identifier, images: Sequence[tuple[str, Callable[[], 
     for other in identifier.also:
         vectors, original, got, reasons = embed_person_images(other, chosen, augmentations, force=True)
         if got != used:
-            raise InputError(f"{other.embedder.model_id} (embedder.enrol_also) could not use "
+            raise InputError(f"{other.model_id} (embedder.enrol_also or fuse_with) could not use "
                              + "; ".join(f"{label}: {why}" for label, why in reasons.items()))
-        out[other.embedder.model_id] = (vectors, original)
+        out[other.model_id] = (vectors, original)
     return out
 
 
@@ -144,8 +141,7 @@ def enrol_images(identifier: Identifier, gallery_file: GalleryFile, name: str,
                  progress: bool = False, force: bool = False, threshold: float | None = None) -> EnrolReport:
     """Enrol one person from labelled images (photos from files, or frames the door's camera gave and that live only
     in memory: edge/recognition/camera_enrol.py); only templates are kept."""
-    embedder = identifier.embedder
-    gallery = gallery_file.load_or_new(embedder.model_id, embedder.dim)
+    gallery = gallery_file.load_or_new(identifier.model_id, identifier.dim)
     if person_id is None:
         existing = [pid for pid, n in zip(gallery.person_ids, gallery.names) if n == name]
         person_id = existing[0] if existing else new_person_id()
@@ -157,7 +153,7 @@ def enrol_images(identifier: Identifier, gallery_file: GalleryFile, name: str,
         raise InputError(f"no usable photo of {name}: {reasons_text}")
     report.warnings = enrolment_warnings(gallery, person_id, used, vectors[original], threshold)
     try:
-        report.warnings += gallery.add(person_id, name, vectors, original, embedder.model_id,
+        report.warnings += gallery.add(person_id, name, vectors, original, identifier.model_id,
                                        embed_also(identifier, images, used, augmentations))
     except GalleryError as exc:
         raise InputError(str(exc)) from None

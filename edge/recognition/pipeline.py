@@ -16,6 +16,8 @@ import numpy as np
 from edge.camera import Frame
 from edge.config import AdaptationConfig
 from edge.events import Decision
+from edge.identity.augment import augment
+from edge.identity.fusion import fusion_id, join
 from edge.identity.matcher import Match, Matcher
 from edge.inference.align import align_face
 from edge.inference.detector import FaceBox, FaceDetector, box_iou
@@ -61,7 +63,7 @@ class Identifier:
 
     def __init__(self, detector: FaceDetector, embedder: Embedder, matcher: Matcher | None,
                  timer: StageTimer | None = None, liveness: Liveness | None = None, mesh: FaceMesh | None = None,
-                 also: list[Identifier] | None = None):
+                 also: list[Identifier] | None = None, fused: list[Identifier] | None = None):
         self.detector = detector
         self.embedder = embedder
         self.matcher = matcher
@@ -69,6 +71,16 @@ class Identifier:
         self.liveness = liveness
         self.mesh = mesh  # FaceMesh, for an embedder aligned on five points (arcface-5point)
         self.also = also or []  # enrolment only: the other embedders it stores templates of (embedder.enrol_also)
+        self.fused = fused or []  # the door's other embedders, joined into one identity (embedder.fuse_with)
+
+    @property
+    def model_id(self) -> str:
+        """The identity's model: the embedder's, or the fused id of it and embedder.fuse_with (edge/identity/fusion.py)."""
+        return fusion_id([self.embedder.model_id, *(part.embedder.model_id for part in self.fused)])
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim + sum(part.embedder.dim for part in self.fused)
 
     def faces(self, image: np.ndarray, tiles: bool | None = None) -> list[FaceBox]:
         """tiles: None = the detector's setting (photos: always tiled)."""
@@ -112,8 +124,24 @@ class Identifier:
 
     def embed_with_quality(self, image: np.ndarray, face: FaceBox, view: str = "both"
                            ) -> tuple[np.ndarray, FaceQuality]:
+        """The face's identity embedding (every fused embedder's, each aligned its own way, joined) and its quality
+        (judged on this embedder's crop)."""
         aligned, quality = self.aligned(image, face)
-        return self.embed_aligned(aligned, view), quality
+        own = self.embed_aligned(aligned, view)
+        if not self.fused:
+            return own, quality
+        return join([own, *(part.embed_with_quality(image, face, view)[0] for part in self.fused)]), quality
+
+    def photo_templates(self, image: np.ndarray, face: FaceBox, aligned: np.ndarray, augmentations: int,
+                        seed: int) -> np.ndarray:
+        """A photo's templates as enrolment stores them: the face (both views), then `augmentations` variants of its
+        aligned crop (`aligned`, this embedder's); a fused identity joins every embedder's, variant by variant."""
+        own = np.stack([self.embed_aligned(aligned)]
+                       + [self.embedder.embed(variant) for variant in augment(aligned, augmentations, seed=seed)])
+        if not self.fused:
+            return own
+        return join([own, *(part.photo_templates(image, face, part.aligned(image, face)[0], augmentations, seed)
+                            for part in self.fused)])
 
     def identify(self, image: np.ndarray) -> list[FaceResult]:
         """Every face in one still photo, embedded and matched (no tracking); boxes in the photo's pixels."""
@@ -152,6 +180,7 @@ class Identifier:
                    f"lie within the ambiguity margin {margin:.2f} of each other")
         return {"why": why, "threshold": round(threshold, 4), "ambiguity_margin": margin,
                 "embedder": describe(self.embedder.meta),
+                **({"fused_with": [describe(part.embedder.meta) for part in self.fused]} if self.fused else {}),
                 "candidates": [{"person_id": c.person_id, "name": c.name, "distance": c.distance} for c in candidates],
                 "quality": result.quality.as_dict() if result.quality else None,
                 **({"liveness": self.liveness.explain(result.evidence)} if self.liveness and result.evidence else {})}

@@ -6,11 +6,12 @@ import logging
 from pathlib import Path
 
 from edge.config import Config, ConfigError
+from edge.identity.fusion import fusion_id
 from edge.identity.gallery import Gallery, GalleryFile
 from edge.identity.matcher import FALLBACK_THRESHOLD, Matcher, build_matcher
 from edge.identity.operating import operating_point
 from edge.inference.detector import BlazeFaceDetector
-from edge.inference.embedder import Embedder, FaceNetEmbedder
+from edge.inference.embedder import Embedder, FaceNetEmbedder, read_sidecar
 from edge.inference.face_landmarks import FaceMesh
 from edge.inference.gestures import GestureClassifier, GestureReader, GestureStage, build_classifier
 from edge.inference.liveness import MODELS as LIVENESS_MODELS
@@ -49,9 +50,17 @@ def build_embedder(config: Config, threads: int | None = None, model: Path | Non
     return FaceNetEmbedder(model or config.embedder.model, config.embedder.threads if threads is None else threads)
 
 
-def load_gallery(config: Config, embedder: Embedder) -> Gallery:
-    """The enrolled gallery (empty if none yet); refuses one from another model, or sealed under another key."""
-    return GalleryFile.from_config(config).load_or_new(embedder.model_id, embedder.dim)
+def door_identity(config: Config) -> tuple[str, int]:
+    """(model id, embedding size) of the door's identity, read from the sidecars (no model loaded): embedder.model's,
+    or those of it fused with embedder.fuse_with."""
+    metas = [read_sidecar(path, verify_hash=False) for path in (config.embedder.model, *config.embedder.fuse_with)]
+    return fusion_id([meta["model_id"] for meta in metas]), sum(int(meta["embedding_size"]) for meta in metas)
+
+
+def load_gallery(config: Config, model_id: str, dim: int) -> Gallery:
+    """The enrolled gallery (empty if none yet) through this model's templates (or a fused identity's, joined from
+    its models'); refuses one that lacks them, or sealed under another key."""
+    return GalleryFile.from_config(config).load_or_new(model_id, dim)
 
 
 def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
@@ -116,18 +125,40 @@ def build_liveness(config: Config, required: bool = True) -> Liveness | None:
 
 def build_identifier(config: Config, with_matcher: bool = True, timer: StageTimer | None = None,
                      threads: int | None = None, liveness_required: bool = True) -> Identifier:
-    """threads overrides the config's interpreter threads (the jobs thread embeds with one). Without the
-    matcher (enrolment) no anti-spoofing model is loaded either."""
-    embedder = build_embedder(config, threads)
-    matcher = build_matcher_for(config, load_gallery(config, embedder)) if with_matcher else None
-    liveness = build_liveness(config, liveness_required) if with_matcher else None
+    """The door's identity (embedder.model, fused with embedder.fuse_with) with its matcher and anti-spoofing model; or,
+    without the matcher, enrolment's: it stores every model's own templates (embedder.model, fuse_with and
+    enrol_also), never a fused one, and loads no anti-spoofing model. threads overrides the config's interpreter
+    threads (the jobs thread embeds with one)."""
+    timer = timer or StageTimer()  # one clock for every embedder of the identity
+    if not with_matcher:
+        detector = build_detector(config, threads)
+        wanted = dict.fromkeys([*config.embedder.fuse_with, *config.embedder.enrol_also])
+        also = [_embedding_part(config, detector, path, threads, timer) for path in wanted
+                if path != config.embedder.model]
+        primary = _embedding_part(config, detector, config.embedder.model, threads, timer)
+        primary.also = also
+        return primary
+    identifier = build_identity(config, timer, threads)
+    identifier.matcher = build_matcher_for(config, load_gallery(config, identifier.model_id, identifier.dim))
+    identifier.liveness = build_liveness(config, liveness_required)
+    return identifier
+
+
+def build_identity(config: Config, timer: StageTimer | None = None, threads: int | None = None) -> Identifier:
+    """The door's identity without matcher or anti-spoofing (what `calibrate` measures): embedder.model, and the
+    embedders of embedder.fuse_with joined to it (edge/identity/fusion.py)."""
+    timer = timer or StageTimer()
     detector = build_detector(config, threads)
-    also = []
-    if not with_matcher:  # enrolment: every other embedder it stores templates of, on the same detector
-        for path in config.embedder.enrol_also:
-            other = build_embedder(config, threads, path)
-            also.append(Identifier(detector, other, None, timer, None, build_mesh(config, other, threads)))
-    return Identifier(detector, embedder, matcher, timer, liveness, build_mesh(config, embedder, threads), also)
+    identifier = _embedding_part(config, detector, config.embedder.model, threads, timer)
+    identifier.fused = [_embedding_part(config, detector, path, threads, timer) for path in config.embedder.fuse_with]
+    return identifier
+
+
+def _embedding_part(config: Config, detector: BlazeFaceDetector, model: Path, threads: int | None,
+                    timer: StageTimer | None) -> Identifier:
+    """One embedder on the shared detector, with FaceMesh where its alignment needs it."""
+    embedder = build_embedder(config, threads, model)
+    return Identifier(detector, embedder, None, timer, None, build_mesh(config, embedder, threads))
 
 
 def build_mesh(config: Config, embedder: Embedder, threads: int | None = None) -> FaceMesh | None:
@@ -173,7 +204,7 @@ def _assemble(config: Config, identifier: Identifier, confirmation: Confirmation
     t = config.tracking
     return Pipeline(identifier, confirmation, tracker, gestures=gestures, reuse_iou=t.reuse_iou,
                     reembed_every=t.reembed_every_n_frames,
-                    split_distance=split_distance(config, identifier.embedder.model_id),
+                    split_distance=split_distance(config, identifier.model_id),
                     fuse_frames=t.fuse_frames, tile_every=config.detector.tile_every_n_frames,
                     adaptation=config.adaptation if config.adaptation.enabled else None)
 
@@ -181,8 +212,8 @@ def _assemble(config: Config, identifier: Identifier, confirmation: Confirmation
 def rebuild_pipeline(current: Pipeline, old: Config, new: Config, matcher: Matcher) -> Pipeline:
     """A whole new pipeline for a reloaded config, reusing the loaded detector, embedder and every stage
     whose sections did not change; the caller swaps it in at once. Raises if a new stage cannot be built."""
-    identifier = Identifier(current.identifier.detector, current.identifier.embedder, matcher, current.timer,
-                            current.identifier.liveness, current.identifier.mesh)
+    was = current.identifier
+    identifier = Identifier(was.detector, was.embedder, matcher, current.timer, was.liveness, was.mesh, fused=was.fused)
     confirmation = current.confirmation if new.confirmation == old.confirmation else build_confirmation(new)
     tracker = current.tracker if new.tracking == old.tracking else build_tracker(new)
     gestures_same = new.gestures == old.gestures and current.gestures is not None

@@ -66,7 +66,7 @@ class Daemon:
         self.capture = open_capture(config.camera)
         self.jobs = BackgroundJobs()
         self.reloader = Reloader(self)
-        embedder = self.pipeline.identifier.embedder
+        identity, stored = self.pipeline.identifier, self.pipeline.identifier.embedder  # enrolment stores `stored`'s
         self.link = self.publisher = self.roster = None
         if config.mqtt.enabled:
             from edge.messaging.link import MqttLink
@@ -75,17 +75,17 @@ class Daemon:
 
             self.link = MqttLink(config)
             self.publisher = OutboxPublisher(self.outbox, self.link)
-            self.roster = follower(config, self.link, embedder.model_id, self._roster_version,
+            self.roster = follower(config, self.link, identity.model_id, self._roster_version,
                                    self.reloader.gallery, self.jobs)
         self.ready_sent = False
         self._enrol_identifier: Identifier | None = None
         self.commands = CommandService(config, CommandContext(
-            model_id=embedder.model_id, dim=embedder.dim, gallery=GalleryFile.from_config(config),
+            model_id=stored.model_id, dim=stored.dim, gallery=GalleryFile.from_config(config),
             augmentations=config.matcher.augmentations, enrol_identifier=self._enrolment_identifier,
             reload_config=self.reloader.config, reload_gallery=self.reloader.gallery, snapshot=self.snapshot,
             health=lambda: health_payload(self.health_snapshot()), max_bytes=config.mqtt.max_command_bytes,
             max_image_pixels=config.limits.max_image_pixels, threshold=config.matcher.distance_threshold,
-            camera_session=self._camera_session), self.jobs)
+            camera_session=self._camera_session, fused=bool(identity.fused)), self.jobs)
         self.door_enrolment: SharedSession | None = None
 
     def install_signal_handlers(self) -> None:
@@ -127,7 +127,7 @@ class Daemon:
                                outbox.spilled(), outbox.events_lost),
             jobs_pending=self.jobs.busy(), events=self.event_count,
             detector_model=getattr(identifier.detector, "model_id", "unknown"),
-            embedder_model=identifier.embedder.model_id, matcher=identifier.matcher,
+            embedder_model=identifier.model_id, matcher=identifier.matcher,
             liveness_policy=self.config.liveness.policy, liveness_check=self.pipeline.confirmation.liveness_check,
             liveness_verdicts=self.liveness_verdicts,
             broker=self.link.node if self.link is not None else None)

@@ -43,7 +43,7 @@ class Reloader:
     def gallery(self) -> Outcome:
         """Re-read the gallery and build its matcher; the swap replaces only the matcher."""
         config, identifier = self.running.config, self.running.pipeline.identifier
-        gallery = load_gallery(config, identifier.embedder)
+        gallery = load_gallery(config, identifier.model_id, identifier.dim)
         matcher = build_matcher_for(config, gallery)
 
         def swap() -> None:
@@ -67,7 +67,7 @@ class Reloader:
         if needs_restart:
             raise JobFailed(f"{', '.join(needs_restart)} changed in {old.source_path}; that takes a restart "
                             "(systemctl restart facecheck); nothing was reloaded")
-        gallery = load_gallery(new, current.identifier.embedder)
+        gallery = load_gallery(new, current.identifier.model_id, current.identifier.dim)
         try:
             pipeline = rebuild_pipeline(current, old, new, build_matcher_for(new, gallery))
         except Exception as exc:  # a stage the new settings cannot build (e.g. a missing gesture model)
