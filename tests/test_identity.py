@@ -459,6 +459,38 @@ def test_the_roster_bounds_the_threshold_from_its_own_impostor_distances():
     assert many.threshold < closer.threshold
 
 
+def test_the_bound_models_a_visit_whose_fused_identity_comes_closer_than_one_photo():
+    """A door decides on a track's identity fused from its frames: the noise of single photos averages out, so a
+    stranger's visit lies nearer the roster than one photo of them. The bound measures that on the roster (each
+    person's photos fused against everybody else's) and moves its normal model's mean in by it."""
+    from edge.identity.matcher import visit_shift
+    from edge.identity.operating import roster_point
+
+    rng = np.random.default_rng(5)  # six people of one population: a shared face, their own, and each photo's noise
+    photos = (rng.standard_normal(64) + 0.7 * np.repeat(rng.standard_normal((6, 64)), 4, axis=0)
+              + 0.7 * rng.standard_normal((24, 64)))
+    photos /= np.linalg.norm(photos, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(6), 4).astype(np.int32)
+    gallery = Gallery("m", 64, photos.astype(np.float32), labels, np.ones(24, bool), list("abcdef"), list("ABCDEF"))
+
+    def nearer_when_fused(person: int) -> float:
+        mine, others = photos[labels == person], photos[labels != person]
+        fused = mine.mean(axis=0) / np.linalg.norm(mine.mean(axis=0))
+        return float(np.linalg.norm(mine[:, None] - others[None], axis=2).mean()
+                     - np.linalg.norm(others - fused, axis=1).mean())
+
+    assert visit_shift(gallery) == pytest.approx(np.mean([nearer_when_fused(p) for p in range(6)]), rel=1e-4)
+    assert visit_shift(gallery) > 0.05  # (East Asian faces: 0.06 for four photos fused)
+    one_photo_each = Gallery("m", 64, photos[::4].astype(np.float32), np.arange(6, dtype=np.int32), np.ones(6, bool),
+                             list("abcdef"), list("ABCDEF"))
+    assert visit_shift(one_photo_each) == 0.0, "nothing to fuse: the single-photo model stands"
+    distances, same = np.array([1.05, 1.10, 1.02]), np.zeros(3, bool)
+    per_photo = roster_point(distances, same, photos=3, people=3, prior_std=0.085)
+    per_visit = roster_point(distances, same, photos=3, people=3, prior_std=0.085, visit_shift=0.06)
+    assert per_visit.threshold == pytest.approx(per_photo.threshold - 0.06, abs=0.002)
+    assert per_visit.modelled_far(per_visit.threshold) == pytest.approx(1e-4, rel=0.1)
+
+
 def test_a_failed_svc_training_is_one_line_naming_the_way_out(monkeypatch):
     """The child that trains the SVC dies (here: the interpreter it runs cannot start): the door says so in one line
     with exit 1 and names matcher.kind: nearest, no traceback."""

@@ -85,9 +85,10 @@ class RosterPoint:
     photos: int
     impostor_pairs: int
     nearest_impostor: float | None
-    impostor_mean: float | None
+    impostor_mean: float | None  # a visit's: the photos' mean less visit_shift
     impostor_std: float | None  # pooled with the prior
     target: float  # stranger false accepts per visit the normal model aims at
+    visit_shift: float = 0.0  # how much closer a visit's fused identity comes to another person than one photo does
 
     def modelled_far(self, threshold: float) -> float | None:
         """The normal model's stranger false-accept rate per visit at a threshold (a model, not a measure)."""
@@ -103,9 +104,11 @@ class RosterPoint:
 
 
 def roster_point(distances, same, photos: int, people: int, prior_std: float | None,
-                 target: float = DEFAULT_STRANGER_FAR) -> RosterPoint:
+                 target: float = DEFAULT_STRANGER_FAR, visit_shift: float = 0.0) -> RosterPoint:
     """The roster's bound from the pairwise distances of its (original) photos: `distances` and `same`
-    (same person) over the pairs, `photos` enrolled photos of `people` people."""
+    (same person) over the pairs, `photos` enrolled photos of `people` people. visit_shift: how much closer a
+    visit comes to another person than one photo does (the door decides on a track's identity fused from its
+    frames, whose noise averages out: visit_shift in matcher.py); the normal model's mean moves in by it."""
     import numpy as np
 
     impostor = np.asarray(distances)[~np.asarray(same, bool)]
@@ -115,13 +118,13 @@ def roster_point(distances, same, photos: int, people: int, prior_std: float | N
     n = int(impostor.size)
     spread = float(impostor.var(ddof=1)) if n > 1 else 0.0
     std = float(np.sqrt((PRIOR_PAIRS * prior ** 2 + (n - 1) * spread) / (PRIOR_PAIRS + n - 1)))
-    mean, nearest = float(impostor.mean()), float(impostor.min())
+    mean, nearest = float(impostor.mean()) - visit_shift, float(impostor.min())
     tail = mean - NormalDist().inv_cdf(1.0 - target / max(photos, 1)) * std
     bounds = {f"nearest impostor pair less {NEAREST_MARGIN}": nearest - NEAREST_MARGIN,
               f"normal model of {n} impostor pairs at {target:g} per visit": tail}
     rule = min(bounds, key=lambda name: bounds[name])
     return RosterPoint(float(np.floor(bounds[rule] * 1000) / 1000), rule, people, photos, n, nearest, mean, std,
-                       target)
+                       target, visit_shift)
 
 
 def learned_threshold(roster: RosterPoint | None, threshold: float, learned: int) -> float:
