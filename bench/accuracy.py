@@ -46,7 +46,7 @@ Identify = Callable[[np.ndarray], "str | None"]
 class View:
     """One system's embeddings of the photos: the largest face of each (None: no face found)."""
 
-    system: str
+    system: str  # our models: the model id (a fused one for several); else a name
     vectors: list[np.ndarray | None]
     augmented: list[np.ndarray] = field(default_factory=list)  # per photo, enrolment augmentations
     seconds: float = 0.0
@@ -88,7 +88,7 @@ def embed_ours(model: Path, detections, augmentations: int = 0, margin: float | 
         embedder.normalise = NORMALISATIONS[normalisation]
     margin = embedder.align_margin if margin is None else margin
     marker = Identifier(None, embedder, None, mesh=FaceMesh(model.parent) if mesh else None)
-    view = View(model.stem, [], [])
+    view = View(embedder.model_id, [], [])  # the gallery's model id: the matcher reads its operating point
     started = time.perf_counter()
     for n, (image, face) in enumerate(detections):
         if face is None:
@@ -244,7 +244,7 @@ def system_name(parts: tuple[Path, ...]) -> str:
 
 def joined_view(parts: tuple[Path, ...], views: dict[Path, View]) -> View:
     """The fused identity's embeddings from its parts' (a face some part missed is missed)."""
-    from edge.identity.fusion import join
+    from edge.identity.fusion import fusion_id, join
 
     if len(parts) == 1:
         return views[parts[0]]
@@ -253,7 +253,7 @@ def joined_view(parts: tuple[Path, ...], views: dict[Path, View]) -> View:
     dim = sum(next(len(x) for x in v.vectors if x is not None) for v in each)
     augmented = [join(list(rows)) if all(len(r) for r in rows) else np.zeros((0, dim), np.float32)
                  for rows in zip(*(v.augmented for v in each))]
-    return View(system_name(parts), vectors, augmented, sum(v.seconds for v in each))
+    return View(fusion_id([v.system for v in each]), vectors, augmented, sum(v.seconds for v in each))
 
 
 def evaluate_model(parts: tuple[Path, ...], views: dict[Path, View], photos: list[Photo], ks,

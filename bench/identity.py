@@ -1,4 +1,5 @@
-"""Per-face latency of detect, align, embed (each precision) and match time vs gallery size.
+"""Per-face latency of detect, align, embed (each precision), a frame's whole identity (FaceNet alone, and fused with
+MobileFaceNet: embedder.fuse_with) and match time vs gallery size.
 
     .venv/bin/python -m bench.identity [--repeat 50]
 
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from bench.common import ROOT, SMOKE_HELP, machine, measure, smoke_mode, write
+from edge.config import config_from_dict
 from edge.identity.gallery import Gallery
 from edge.identity.matcher import NearestMatcher, SvcMatcher
 from edge.inference.align import align_face
@@ -23,6 +25,7 @@ from edge.inference.detector import BlazeFaceDetector
 from edge.inference.embedder import FaceNetEmbedder
 from edge.inference.tflite import INTERPRETER, resolve_threads
 from edge.samples import sample
+from edge.service.assembly import build_identity
 
 GALLERY_SIZES = (100, 1_000, 10_000, 100_000)
 MODEL_VARIANTS = [f"{source}-{precision}" for source in ("keras", "sandberg2018")
@@ -75,6 +78,14 @@ def main(argv=None) -> int:
         embedder = FaceNetEmbedder(path, threads)
         crop = align_face(frame, face, embedder.input_size, 0.0, embedder.alignment)
         result["stages"][f"embed {path.stem}"] = measure(lambda e=embedder, c=crop: e.embed(c), args.repeat)
+    mobilefacenet = ROOT / "models" / "mobilefacenet-float32.tflite"
+    for name, fuse_with in (("FaceNet", []), ("FaceNet + MobileFaceNet fused", [str(mobilefacenet)])):
+        if fuse_with and not mobilefacenet.is_file():
+            print(f"skipping {name}: {mobilefacenet} not built (scripts/bootstrap --mobilefacenet)", file=sys.stderr)
+            continue
+        identity = build_identity(config_from_dict({"embedder": {"fuse_with": fuse_with, "threads": threads}}, ROOT))
+        result["stages"][f"a frame's identity: {name}"] = measure(  # align (FaceMesh for MobileFaceNet), embed, join
+            lambda i=identity: i.embed_with_quality(frame, face, "plain"), args.repeat)
     query = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
     query /= np.linalg.norm(query)
     for people in sizes:
@@ -87,10 +98,10 @@ def main(argv=None) -> int:
         result["svc_train_s"] = {**result.get("svc_train_s", {}), str(people): round(time.perf_counter() - started, 2)}
         result["match"][f"svc {people} (21 embeddings each)"] = measure(lambda m=svc: m.match(query), args.repeat)
     print("SVC training in a child process (s):", result["svc_train_s"])
-    print(f"{'stage':40} {'p50 ms':>9} {'p95 ms':>9}")
+    print(f"{'stage':52} {'p50 ms':>9} {'p95 ms':>9}")
     for group in ("stages", "match"):
         for name, stats in result[group].items():
-            print(f"{name:40} {stats['p50_ms']:9.2f} {stats['p95_ms']:9.2f}")
+            print(f"{name:52} {stats['p50_ms']:9.2f} {stats['p95_ms']:9.2f}")
     print(f"wrote {write('identity', result)}")
     return 0
 

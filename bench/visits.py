@@ -42,7 +42,9 @@ EMPTY_FRAMES = 8
 FPS = 10.0
 WITHIN_S = 2.0
 ENROLLED, STRANGERS = 7, 7
-MAX_VISITS, MAX_STRANGER_VISITS = 6, 3  # per person per round: every photo an enrolled person has left, a few of a stranger's
+MAX_VISITS, MAX_STRANGER_VISITS = 6, 3
+AUGMENTATIONS = 20  # enrolment variants per photo at the matcher (the config's default)
+SCALE_ROUNDS_SMOKE = 20  # per person per round: every photo an enrolled person has left, a few of a stranger's
 
 
 def populations(shared: Path) -> dict[str, list]:
@@ -221,6 +223,67 @@ def face_crops(photos) -> dict:
     return crops
 
 
+def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds: int, seed: int = 7) -> dict:
+    """Stranger visits by the thousand, at the matcher: the stream above holds too few to bound a rate of 0.1 %. Each
+    round enrols ENROLLED people with k photos each (their photos' embeddings and enrolment variants, the product's
+    matcher and threshold: bench.accuracy.ours_identify) and takes everyone else as strangers; every group of
+    VISIT_PHOTOS photos not enrolled is one visit, its identity the mean of its photos' embeddings (as a track fuses
+    its frames; no rendering, tracker or confirmation). Counts visits recognised, named wrongly, strangers accepted."""
+    from bench.accuracy import joined_view, ours_identify
+    from edge.identity.fusion import fusion_id, join
+    from edge.identity.operating import operating_point
+    from edge.inference.embedder import read_sidecar
+
+    view = joined_view(parts, views)
+    point = operating_point(fusion_id([read_sidecar(p, verify_hash=False)["model_id"] for p in parts]))
+    if point is None:
+        raise SystemExit(f"no operating point for {'+'.join(p.stem for p in parts)}: python -m bench.accuracy "
+                         "--write-operating-points")
+    by_person: dict[str, list[int]] = {}
+    for i, photo in enumerate(photos):
+        if view.vectors[i] is not None:
+            by_person.setdefault(photo.person, []).append(i)
+    rng = np.random.default_rng(seed)
+    counts = dict.fromkeys(("visits", "recognised", "named_wrongly", "stranger_visits", "strangers_accepted"), 0)
+    for _ in range(rounds):
+        eligible = [person for person, indices in by_person.items() if len(indices) > k]
+        chosen = set(rng.permutation(eligible)[:ENROLLED])
+        enrolled, visits = {}, []
+        for person, indices in by_person.items():
+            order = [int(i) for i in rng.permutation(indices)]
+            if person in chosen:
+                enrolled[person], order = order[:k], order[k:]
+            visits += [(person, order[i:i + VISIT_PHOTOS]) for i in range(0, len(order) - VISIT_PHOTOS + 1,
+                                                                            VISIT_PHOTOS)]
+        identify = ours_identify(view, photos, enrolled, point.threshold)
+        for person, group in visits:
+            fused = join([np.mean([view.vectors[i] for i in group], axis=0)])
+            answer = identify(fused)
+            if person in chosen:
+                counts["visits"] += 1
+                counts["recognised"] += answer == person
+                counts["named_wrongly"] += answer is not None and answer != person
+            else:
+                counts["stranger_visits"] += 1
+                counts["strangers_accepted"] += answer is not None
+    return counts
+
+
+def embedded_views(models: list[Path], photos: list, augmentations: int) -> dict:
+    """Each model's embeddings of the photos (both views, and the enrolment variants), as enrolment computes them."""
+    from bench.accuracy import detect_largest, embed_ours
+
+    detections = detect_largest(photos, pad=True)
+    return {model: embed_ours(model, detections, augmentations) for model in dict.fromkeys(models)}
+
+
+def upper_95(events: int, trials: int) -> float:
+    """The one-sided 95 % upper bound on a rate seen `events` times in `trials` (Clopper-Pearson)."""
+    from scipy.stats import beta
+
+    return 1.0 if trials == 0 or events >= trials else float(beta.ppf(0.95, events + 1, trials - events))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
@@ -233,6 +296,8 @@ def main(argv=None) -> int:
     parser.add_argument("--split-distance", type=float, help="tracking.split_distance for this run (default: the "
                         "config's; 2 = a visit's track is never split)")
     parser.add_argument("--population", choices=["western", "east asian"], help="only this population")
+    parser.add_argument("--scale-rounds", type=int, default=400,
+                        help="rounds of stranger visits at the matcher (0: none)")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     tracking = {"split_distance": args.split_distance} if args.split_distance else None
@@ -266,6 +331,9 @@ def main(argv=None) -> int:
             if spec not in built:
                 print(f"skipping {spec}: not built")
                 continue
+            result["populations"][name][spec] = {}
+            if not rounds:  # --rounds 0: only the visits at the matcher
+                continue
             totals: dict[str, dict[str, int]] = {"off": {}, "on": {}}
             rng = np.random.default_rng(31)
             with tempfile.TemporaryDirectory() as tmp:
@@ -274,7 +342,7 @@ def main(argv=None) -> int:
                                                   2 if smoke else MAX_VISITS).items():
                         for key, value in counts.items():
                             totals[mode][key] = totals[mode].get(key, 0) + value
-            result["populations"][name][spec] = {f"adaptation {mode}": t for mode, t in totals.items()}
+            result["populations"][name][spec].update({f"adaptation {mode}": t for mode, t in totals.items()})
             for mode, t in totals.items():
                 visits, strangers, later = (max(t["visits"], 1), max(t["stranger_visits"], 1),
                                             max(t["later_visits"], 1))
@@ -288,6 +356,19 @@ def main(argv=None) -> int:
                 by_visit = [f"{t[f'visit {n} recognised']}/{t[f'visit {n} of']}" for n in range(1, MAX_VISITS + 1)
                             if f"visit {n} of" in t]
                 print(f"{'':44} recognised within 2 s by each person's 1st, 2nd, ... visit: {', '.join(by_visit)}")
+        scale_rounds = SCALE_ROUNDS_SMOKE if smoke else args.scale_rounds
+        if scale_rounds:
+            print(f"-- at the matcher: {scale_rounds} rounds, every photo not enrolled in a visit of {VISIT_PHOTOS} "
+                  "(its identity the mean of its photos')")
+            views = embedded_views([p for parts in built.values() for p in parts], photos, 2 if smoke else AUGMENTATIONS)
+            for spec, parts in built.items():
+                c = at_scale(parts, photos, views, args.k, scale_rounds)
+                result["populations"][name][spec]["at the matcher"] = {**c, "rounds": scale_rounds}
+                print(f"{spec:44} visits recognised {c['recognised']}/{c['visits']} "
+                      f"({c['recognised'] / max(c['visits'], 1):.1%}), named wrongly {c['named_wrongly']}, strangers "
+                      f"accepted {c['strangers_accepted']}/{c['stranger_visits']} "
+                      f"({c['strangers_accepted'] / max(c['stranger_visits'], 1):.3%}; at most "
+                      f"{upper_95(c['strangers_accepted'], c['stranger_visits']):.3%} at 95 %)")
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     print(f"\nwrote {write('visits', result)} in {result['elapsed_s']} s")
     return 0
