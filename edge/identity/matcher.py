@@ -100,7 +100,7 @@ def visit_shift(gallery: Gallery, pairwise=None) -> float:
     strangers it aims at (docs/accuracy.md). All of a person's enrolled photos are fused, more different than a
     visit's frames are, so the shift errs on the tight side. 0 when nobody has two photos."""
     emb, labels = _sample(gallery)
-    dist, same = pairwise if pairwise is not None else _pairwise(gallery)
+    dist = (pairwise if pairwise is not None else _pairwise(gallery))[0]
     shifts = []
     for person in np.unique(labels):
         mine = labels == person
