@@ -115,3 +115,31 @@ def test_a_fused_door_refuses_embeddings_of_one_model_over_mqtt(tmp_path):
     body = {"name": "Ann", "embeddings": [[0.5] * 4], "model_id": "facenet"}
     with pytest.raises(CommandError, match="enrol with 'images' or 'camera'"):
         _enroll(body, ctx)
+
+
+def test_doctor_points_a_door_whose_people_lie_close_together_to_the_fusion(base_config, tmp_path, mobilefacenet_model):
+    """A roster of East Asian people tightens FaceNet's threshold far: doctor warns, says by how much a visit was
+    modelled nearer, and names the fusion; a door that runs the fusion is not told to."""
+    from bench.datasets import EAST_ASIAN
+    from edge.cli.doctor import roster_bound
+    from edge.config import config_from_dict
+    from edge.identity.gallery import GalleryFile
+    from edge.recognition.enroll import enrol
+    from edge.service.assembly import build_identifier
+
+    if not EAST_ASIAN.is_dir():
+        pytest.skip(f"{EAST_ASIAN} is absent: the East Asian faces lie in the shared data folder beside the project")
+    people = sorted(d for d in EAST_ASIAN.iterdir() if d.is_dir())[:4]
+    texts = {}
+    for fused in (False, True):
+        embedder = {"model": base_config["embedder"]["model"],
+                    "fuse_with": [str(mobilefacenet_model)] if fused else []}
+        config = config_from_dict({**base_config, "embedder": embedder,
+                                   "matcher": {"gallery": str(tmp_path / f"gallery-{fused}.npz")}}, tmp_path)
+        identifier = build_identifier(config, with_matcher=False)
+        for person in people:
+            enrol(identifier, GalleryFile.from_config(config), person.name, sorted(person.glob("*.jpg"))[:3], None, 0)
+        texts[fused] = roster_bound(config)
+    assert "WARNING: this roster's people lie close together" in texts[False], texts[False]
+    assert "embedder.fuse_with" in texts[False] and "embedder.fuse_with" not in texts[True], texts
+    assert "nearer other people than one photo" in texts[False]

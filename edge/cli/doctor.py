@@ -140,10 +140,14 @@ def roster_bound(config: Config) -> str:
     far = roster.modelled_far(matcher.threshold)
     text = (f"threshold in force {matcher.threshold:.3f} ({matcher.threshold_origin}); this roster: {roster.people} "
             f"people, {roster.impostor_pairs} impostor pairs, nearest {roster.nearest_impostor:.3f}, modelled "
-            f"stranger FAR {far:.1e} per visit (target {roster.target:g}; a normal model, not a measurement)")
+            f"stranger FAR {far:.1e} per visit (target {roster.target:g}; a normal model of a visit, whose fused frames "
+            f"come {roster.visit_shift:.3f} nearer other people than one photo, not a measurement)")
     if roster.threshold < 0.85:
         text += ("; WARNING: this roster's people lie close together for this model, so the threshold is tight "
                  "and fewer faces will be recognised (docs/accuracy.md: populations)")
+        if not config.embedder.fuse_with:
+            text += ("; FaceNet and MobileFaceNet fused recognise more of such people at the same stranger rate: "
+                     "scripts/bootstrap --mobilefacenet, then embedder.fuse_with: [models/mobilefacenet-float32.tflite]")
     return text + adaptation
 
 
