@@ -464,7 +464,7 @@ def test_the_bound_models_a_visit_whose_fused_identity_comes_closer_than_one_pho
     stranger's visit lies nearer the roster than one photo of them. The bound measures that on the roster (each
     person's photos fused against everybody else's) and moves its normal model's mean in by it."""
     from edge.identity.matcher import visit_shift
-    from edge.identity.operating import roster_point
+    from edge.identity.operating import learned_threshold, roster_point
 
     rng = np.random.default_rng(5)  # six people of one population: a shared face, their own, and each photo's noise
     photos = (rng.standard_normal(64) + 0.7 * np.repeat(rng.standard_normal((6, 64)), 4, axis=0)
@@ -489,6 +489,9 @@ def test_the_bound_models_a_visit_whose_fused_identity_comes_closer_than_one_pho
     per_visit = roster_point(distances, same, photos=3, people=3, prior_std=0.085, visit_shift=0.06)
     assert per_visit.threshold == pytest.approx(per_photo.threshold - 0.06, abs=0.002)
     assert per_visit.modelled_far(per_visit.threshold) == pytest.approx(1e-4, rel=0.1)
+    # a template learned at the door is itself a visit's fused identity: a stranger's visit comes nearer it once more
+    assert learned_threshold(per_visit, 0.6, 30) == pytest.approx(learned_threshold(per_photo, 0.6, 30) - 0.06,
+                                                                  abs=0.0011)
 
 
 def test_a_failed_svc_training_is_one_line_naming_the_way_out(monkeypatch):
