@@ -145,9 +145,10 @@ def test_per_visit_learning_names_nobody_wrongly_and_never_learns_from_a_strange
 
 
 # Stranger visits by the thousand at the matcher (bench/visits.py: at_scale): each visit's identity the mean of four
-# photos' embeddings, the product's matcher and threshold with the roster's bound modelling a visit. 400 rounds
-# (2026-12-03): FaceNet 33.4 % recognised, 0 wrong, 5 of 13,422 strangers; fused with MobileFaceNet 56.5 %, 0 wrong, 2
-# of 13,422. The floors hold the issue's stranger bar (0.1 % of stranger visits) and the recognition bought.
+# photos' embeddings, the product's matcher and threshold with the roster's bound modelling a visit, learning off and
+# on. 400 rounds (2026-12-03), learning off: FaceNet 34.3 % recognised, 0 wrong, 8 of 13,479 strangers; fused with
+# MobileFaceNet 57.0 %, 0 wrong, 5; learning on: 30 and 14. The floors hold the issue's stranger bar (0.1 % of stranger
+# visits) with learning off, the default, and the recognition bought.
 EA_SCALE_ROUNDS = 100
 EA_SCALE_FLOORS = {"facenet-keras-int8full": 0.28, "facenet-keras-int8full+mobilefacenet-float32": 0.50}
 
@@ -162,8 +163,11 @@ def test_east_asian_stranger_visits_at_the_matcher_stay_under_the_bar(east_asian
     if len(parts) > 1:
         views[parts[1]] = embed_ours(mobilefacenet_model, detect_largest(photos, pad=True),
                                      augmentations=config_from_dict({}, ROOT).matcher.augmentations)
-    counts = at_scale(parts, photos, views, 5, EA_SCALE_ROUNDS)
-    assert counts["stranger_visits"] > 3000 and counts["visits"] > 2500, counts
-    assert counts["named_wrongly"] == 0, counts
-    assert counts["strangers_accepted"] / counts["stranger_visits"] <= 0.001, counts
-    assert counts["recognised"] / counts["visits"] >= EA_SCALE_FLOORS[system], counts
+    both = at_scale(parts, photos, views, 5, EA_SCALE_ROUNDS)
+    off, on = both["off"], both["on"]
+    assert off["stranger_visits"] > 3000 and off["visits"] > 2500, off
+    assert off["named_wrongly"] == on["named_wrongly"] == 0, both
+    assert off["strangers_accepted"] / off["stranger_visits"] <= 0.001, off  # learning off: the default
+    assert off["recognised"] / off["visits"] >= EA_SCALE_FLOORS[system], off
+    # learning lets more strangers in (about three times: why it is off by default); it must stay within 0.5 %
+    assert on["strangers_accepted"] / on["stranger_visits"] <= 0.005 and on["recognised"] >= off["recognised"], both
