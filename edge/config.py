@@ -179,7 +179,8 @@ class MatcherConfig(_Model):
 class AdaptationConfig(_Model):
     """Templates learned from the door's own confirmed visits (edge/recognition/adaptation.py: every guard)."""
 
-    enabled: bool = Field(True, description="false: the door never adds a template from a visit.")
+    enabled: bool = Field(False, description="true: the door adds templates from its confirmed visits (off by "
+                          "default: on East Asian faces it lets about three times the strangers in, docs/accuracy.md).")
     max_per_person: int = Field(10, ge=1, le=1000, description="Learned templates kept per person (oldest leave).")
     within: float = Field(1.0, gt=0, le=1, description="A visit is learned only within this fraction of the threshold "
                           "of the person's nearest enrolled photo (learned templates never vouch for a visit).")

@@ -52,7 +52,7 @@ def unit(v: np.ndarray) -> np.ndarray:
 def test_each_guard_refuses_with_its_reason(enrolled):
     matcher = fresh(enrolled)
     _, others = enrolled
-    config = AdaptationConfig()
+    config = AdaptationConfig(enabled=True)
     obama = others["obama-3.jpg"]
 
     def why(decision, vector=obama, quality=0.9, frames=20, liveness_on=True, cfg=config):
@@ -67,7 +67,7 @@ def test_each_guard_refuses_with_its_reason(enrolled):
     assert why(gestured, frames=3) is None
     assert "min_quality" in why(check_in(matcher, "Barack Obama"), quality=0.2)
     assert "from the nearest enrolled photo" in why(check_in(matcher, "Barack Obama"), vector=others["collins-1.jpg"])
-    assert "next person" in why(check_in(matcher, "Barack Obama"), cfg=AdaptationConfig(min_margin=1.9))
+    assert "next person" in why(check_in(matcher, "Barack Obama"), cfg=AdaptationConfig(enabled=True, min_margin=1.9))
     own_photo = matcher.gallery.embeddings[matcher.gallery.original & (matcher.gallery.labels == 0)][0]
     assert "nothing new" in why(check_in(matcher, "Barack Obama"), vector=own_photo)
     assert why(check_in(matcher, "Barack Obama"), cfg=AdaptationConfig(enabled=False)) == "adaptation.enabled is false"
@@ -82,7 +82,7 @@ def test_a_learned_template_widens_who_is_recognised_but_never_the_threshold(enr
     visit = others["obama-3.jpg"]
     later = unit(visit + 0.35 * np.random.default_rng(0).standard_normal(len(visit)) / np.sqrt(len(visit)))
     far_from_photos = float(enrolled_distances(matcher.gallery, later)[0])
-    got = learn(AdaptationConfig(), matcher, check_in(matcher, "Barack Obama"), visit, 0.9, 20, True, at=1.0)
+    got = learn(AdaptationConfig(enabled=True), matcher, check_in(matcher, "Barack Obama"), visit, 0.9, 20, True, at=1.0)
     assert got is not None and got.person_id == obama_id and got.templates == 1
     assert matcher.threshold == threshold and matcher.roster == roster
     rebuilt = NearestMatcher(matcher.gallery)  # a reload: the bound is computed again from enrolled photos only
@@ -134,7 +134,7 @@ def test_a_look_alike_who_keeps_coming_is_never_absorbed(enrolled):
     Obama's enrolled photos."""
     matcher = fresh(enrolled)
     _, others = enrolled
-    config = AdaptationConfig(novel_beyond=0.0, max_per_person=1000)
+    config = AdaptationConfig(enabled=True, novel_beyond=0.0, max_per_person=1000)
     obama = matcher.gallery.person_ids[0]
     photos = matcher.gallery.embeddings[matcher.gallery.original & (matcher.gallery.labels == 0)]
     centre = unit(photos.mean(axis=0))
@@ -169,7 +169,7 @@ def test_the_daemon_learns_from_a_check_in_says_so_and_keeps_it(base_config, tmp
     render_clip(tmp_path / "frames")
     base_config["sinks"] = {"stdout": True}
     base_config["confirmation"] = {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0}
-    base_config["adaptation"] = {"novel_beyond": 0.0, "min_frames": 5}  # the clip's visits are short and alike
+    base_config["adaptation"] = {"enabled": True, "novel_beyond": 0.0, "min_frames": 5}  # the clip's visits are short and alike
     config = write_yaml(tmp_path / "config.yaml", base_config)
     enrol_obama_and_biden(config)
     result = run_cli("run", "-c", str(config))

@@ -243,7 +243,8 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
         print(f"# visitors: {', '.join(w or 'stranger' for w in expected)}", file=sys.stderr)
         print(f"# recognised and checked in: {', '.join(known) or 'nobody'}; unknown faces reported: {unknown}",
               file=sys.stderr)
-        print(f"# learned from confirmed visits (adaptation): {', '.join(learned) or 'nothing'}", file=sys.stderr)
+        print("# learned from confirmed visits (adaptation): " + (', '.join(learned) or 'nothing' if
+              daemon.config.adaptation.enabled else "off (adaptation.enabled; docs/accuracy.md)"), file=sys.stderr)
         print(f"# frames {daemon.frames}, pipeline {daemon.timer.fps():.1f} fps; per-frame p50 "
               f"{summary.get('frame', {}).get('p50', 0):.1f} ms, embed p50 {summary.get('embed', {}).get('p50', 0):.1f}"
               f" ms; total {elapsed:.1f}s", file=sys.stderr)
