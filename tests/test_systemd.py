@@ -235,7 +235,7 @@ def test_doctor_passes_on_a_good_setup(base_config, tmp_path, broker):
     assert re.search(r"framing +\d+ bodies seen, their wrists and elbows inside the frame", lines[4]), lines[4]
     assert re.search(r"matching +operating point of facenet-keras-ms1m-int8full-\S+: threshold [01]\.\d+, 0 of \d+ impostor",
                      lines[1]), lines[1]
-    assert re.search(r"learning from visits on: 0 learned template\(s\) \(at most 10 per person\), each accepting within "
+    assert re.search(r"learning from visits off: 0 learned template\(s\) \(at most 10 per person\), each accepting within "
                      r"[01]\.\d{3}$", lines[1]), lines[1]
     assert lines[-1] == "8/8 checks passed"
 
