@@ -152,21 +152,27 @@ def pair_metrics(view: View, photos: list[Photo]) -> dict:
             "roc": {"fpr": fpr.round(5).tolist(), "tpr": tpr.round(5).tolist()}}
 
 
-def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]], ceiling: float) -> Identify:
-    """The product's enrolment + matcher over the enrolled photos' embeddings (augmentations included), at
-    the threshold the product would use: the measured point `ceiling`, tightened by calibration and bounded
-    by the roster (edge/identity/matcher.py: resolve)."""
+def enrolled_gallery(view: View, enrolled: dict[str, list[int]]):
+    """A gallery of the enrolled photos as enrolment builds it: each photo's embedding and its enrolment variants."""
     from edge.identity.gallery import Gallery
-    from edge.identity.matcher import bounded_threshold, build_matcher, calibrate_threshold
-    from edge.identity.operating import DEFAULT_STRANGER_FAR
-    from edge.identity.svc import fit_here
 
-    dim = len(next(v for v in view.vectors if v is not None))
-    gallery = Gallery(model_id=view.system, dim=dim)
+    gallery = Gallery(model_id=view.system, dim=len(next(v for v in view.vectors if v is not None)))
     for person, indices in enrolled.items():
         vectors = [view.vectors[i][None] for i in indices] + [view.augmented[i] for i in indices]
         original = [True] * len(indices) + [False] * sum(len(view.augmented[i]) for i in indices)
         gallery.add(person, person, np.concatenate(vectors), np.array(original), view.system)
+    return gallery
+
+
+def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]], ceiling: float) -> Identify:
+    """The product's enrolment + matcher over the enrolled photos' embeddings (augmentations included), at
+    the threshold the product would use: the measured point `ceiling`, tightened by calibration and bounded
+    by the roster (edge/identity/matcher.py: resolve)."""
+    from edge.identity.matcher import bounded_threshold, build_matcher, calibrate_threshold
+    from edge.identity.operating import DEFAULT_STRANGER_FAR
+    from edge.identity.svc import fit_here
+
+    gallery = enrolled_gallery(view, enrolled)
     threshold = (bounded_threshold(gallery, ceiling, DEFAULT_STRANGER_FAR)[0] if ROSTER_BOUND[0]
                  else calibrate_threshold(gallery, ceiling))
     matcher = build_matcher(gallery, "auto", threshold, ambiguity_margin=AMBIGUITY[0], svc_fit=fit_here)

@@ -232,11 +232,10 @@ def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds:
     roster: one that learns nothing, and one that learns from its check-ins as the door does (adaptation.learn with
     the shipped settings; every visit taken as seen in all its frames at good quality, liveness off). Counts, per
     mode, visits recognised (and from each person's third visit on), named wrongly, strangers accepted."""
-    from bench.accuracy import joined_view
+    from bench.accuracy import enrolled_gallery, joined_view
     from edge.config import AdaptationConfig
     from edge.events import Decision
     from edge.identity.fusion import join
-    from edge.identity.gallery import Gallery
     from edge.identity.matcher import build_matcher
     from edge.identity.svc import fit_here
     from edge.recognition.adaptation import learn
@@ -263,12 +262,7 @@ def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds:
                                                                             VISIT_PHOTOS)]
         visits = [visits[i] for i in rng.permutation(len(visits))]
         for mode in ("off", "on"):
-            gallery = Gallery(model_id=view.system, dim=len(view.vectors[enrolled[next(iter(enrolled))][0]]))
-            for person, indices in enrolled.items():
-                vectors = [view.vectors[i][None] for i in indices] + [view.augmented[i] for i in indices]
-                flags = [True] * len(indices) + [False] * sum(len(view.augmented[i]) for i in indices)
-                gallery.add(person, person, np.concatenate(vectors), np.array(flags), view.system)
-            matcher = build_matcher(gallery, "auto", svc_fit=fit_here,
+            matcher = build_matcher(enrolled_gallery(view, enrolled), "auto", svc_fit=fit_here,
                                     learned_per_person=adaptation.max_per_person if mode == "on" else 0)
             seen: dict[str, int] = {}
             c = counts[mode]
