@@ -78,11 +78,10 @@ class Matcher(Protocol):
 def _sample(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings, labels) of the roster's original (non-augmented) photos, at most CALIBRATION_SAMPLE of them (a
     fixed random subset, so a 100k roster calibrates in milliseconds)."""
-    emb, labels = gallery.embeddings[gallery.original], gallery.labels[gallery.original]
-    if len(emb) > CALIBRATION_SAMPLE:
-        pick = np.random.default_rng(0).choice(len(emb), CALIBRATION_SAMPLE, replace=False)
-        emb, labels = emb[pick], labels[pick]
-    return emb, labels
+    rows = np.flatnonzero(gallery.original)
+    if len(rows) > CALIBRATION_SAMPLE:  # pick the rows first: _pairwise and visit_shift each take the sample
+        rows = rows[np.random.default_rng(0).choice(len(rows), CALIBRATION_SAMPLE, replace=False)]
+    return gallery.embeddings[rows], gallery.labels[rows]
 
 
 def _pairwise(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
