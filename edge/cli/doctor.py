@@ -47,8 +47,9 @@ def check_models(config: Config) -> Check:
         bundled = [bundle_model(config.models.dir, name) for name in names]
         for path in bundled:
             TfliteModel(path, 1)
-        metas = [read_sidecar(path) for path in (config.embedder.model, *config.embedder.fuse_with)]
+        metas = []
         for path in (config.embedder.model, *config.embedder.fuse_with):
+            metas.append(read_sidecar(path))
             TfliteModel(path, 1)
     except ModelError as exc:
         return Check("models", False, str(exc))
