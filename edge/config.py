@@ -183,8 +183,8 @@ class AdaptationConfig(_Model):
                           "default: on East Asian faces it lets about three times the strangers in, docs/accuracy.md).")
     max_per_person: int = Field(10, ge=1, le=1000, description="Learned templates kept per person (oldest leave).")
     within: float = Field(1.0, gt=0, le=1, description="A visit is learned only within this fraction of the threshold "
-                          "of the person's nearest enrolled photo (learned templates never vouch for a visit).")
-    min_margin: float = Field(0.1, ge=0, le=2, description="...and the next person's nearest enrolled photo at least "
+                          "of the person's enrolled template (learned templates never vouch for a visit).")
+    min_margin: float = Field(0.1, ge=0, le=2, description="...and the next person's enrolled template at least "
                               "this much farther away.")
     min_quality: float = Field(0.5, ge=0, le=1, description="...and the track's best frame at least this quality weight.")
     min_frames: int = Field(10, ge=1, le=1000,

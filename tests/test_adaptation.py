@@ -66,7 +66,7 @@ def test_each_guard_refuses_with_its_reason(enrolled):
     gestured = Decision("check_in", matcher.gallery.person_ids[0], "Barack Obama", 0.9, "confirm", LIVE)
     assert why(gestured, frames=3) is None
     assert "min_quality" in why(check_in(matcher, "Barack Obama"), quality=0.2)
-    assert "from the nearest enrolled photo" in why(check_in(matcher, "Barack Obama"), vector=others["collins-1.jpg"])
+    assert "from the enrolled template" in why(check_in(matcher, "Barack Obama"), vector=others["collins-1.jpg"])
     assert "next person" in why(check_in(matcher, "Barack Obama"), cfg=AdaptationConfig(enabled=True, min_margin=1.9))
     own_photo = matcher.gallery.embeddings[matcher.gallery.original & (matcher.gallery.labels == 0)][0]
     assert "nothing new" in why(check_in(matcher, "Barack Obama"), vector=own_photo)

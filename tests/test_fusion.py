@@ -142,4 +142,4 @@ def test_doctor_points_a_door_whose_people_lie_close_together_to_the_fusion(base
         texts[fused] = roster_bound(config)
     assert "WARNING: this roster's people lie close together" in texts[False], texts[False]
     assert "embedder.fuse_with" in texts[False] and "embedder.fuse_with" not in texts[True], texts
-    assert "nearer other people than one photo" in texts[False]
+    assert "nearer other people's templates than one photo, the roster" in texts[False]

@@ -437,61 +437,123 @@ def test_a_person_with_many_photos_is_not_ambiguous_with_themselves():
 def test_the_roster_bounds_the_threshold_from_its_own_impostor_distances():
     from edge.identity.operating import roster_point
 
-    def pairs(impostor, genuine=()):
-        return np.array([*impostor, *genuine]), np.array([False] * len(impostor) + [True] * len(genuine))
-
     # a population like the accuracy photos: people lie far apart, the roster leaves the model's point alone
-    western = roster_point(*pairs([1.40, 1.45, 1.38]), photos=3, people=3, prior_std=0.085)
+    western = roster_point([1.40, 1.45, 1.38], photos=3, people=3, prior_std=0.085)
     assert western.threshold > 1.058 and western.rule.startswith("normal model")
     # a population whose people lie closer together (as FaceNet sees East Asian faces): much tighter
-    closer = roster_point(*pairs([1.05, 1.10, 1.02]), photos=3, people=3, prior_std=0.085)
+    closer = roster_point([1.05, 1.10, 1.02], photos=3, people=3, prior_std=0.085)
     assert 0.6 < closer.threshold < 0.75
     assert closer.modelled_far(closer.threshold) == pytest.approx(1e-4, rel=0.1)
     # two enrolled people who look alike: never closer to each other than the threshold
-    alike = roster_point(*pairs([0.55, 1.3, 1.3]), photos=3, people=3, prior_std=0.085)
+    alike = roster_point([0.55, 1.3, 1.3], photos=3, people=3, prior_std=0.085)
     assert alike.threshold <= 0.53
-    one_pair_alike = roster_point(*pairs([0.9] + [1.4] * 20), photos=21, people=7, prior_std=0.085)
-    assert one_pair_alike.threshold == 0.88 and one_pair_alike.rule.startswith("nearest impostor pair")
+    one_pair_alike = roster_point([0.9] + [1.4] * 20, photos=21, people=7, prior_std=0.085)
+    assert one_pair_alike.threshold == 0.88 and one_pair_alike.rule.startswith("nearest impostor")
     # one person: the roster says nothing
-    assert roster_point(*pairs([], [0.5]), photos=2, people=1, prior_std=0.085).threshold is None
-    # more photos, same distances: a stranger meets more of them, so the bound tightens
-    many = roster_point(*pairs([1.05, 1.10, 1.02]), photos=300, people=3, prior_std=0.085)
+    assert roster_point([], photos=2, people=1, prior_std=0.085).threshold is None
+    # more people, same distances: a stranger meets more templates, so the bound tightens
+    many = roster_point([1.05, 1.10, 1.02], photos=300, people=30, prior_std=0.085)
     assert many.threshold < closer.threshold
+    assert roster_point([1.05, 1.10, 1.02], photos=300, people=3, prior_std=0.085).threshold == closer.threshold, \
+        "more photos of the same people: still one template each"
+
+
+def _one_population(people: int, photos_each: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings of people of one population: a shared face, each person's own, and each photo's noise."""
+    rng = np.random.default_rng(seed)
+    photos = (rng.standard_normal(64) + 0.7 * np.repeat(rng.standard_normal((people, 64)), photos_each, axis=0)
+              + 0.7 * rng.standard_normal((people * photos_each, 64)))
+    photos /= np.linalg.norm(photos, axis=1, keepdims=True)
+    return photos.astype(np.float32), np.repeat(np.arange(people), photos_each).astype(np.int32)
+
+
+def test_a_face_is_judged_against_the_mean_of_the_persons_enrolled_photos():
+    """The open-set distance is to the person's template, the unit mean of their enrolled photos' own embeddings
+    (augmented variants left out), not to their nearest photo: a visit, itself the mean of its frames, lies nearer
+    the template than its noise would let it lie to any one photo."""
+    from edge.identity.matcher import NearestMatcher, enrolled_distances, person_templates
+
+    photos, labels = _one_population(4, 5)
+    variants = photos[labels == 0][:1] * -1.0  # an augmented variant that points away: it must not move the template
+    gallery = Gallery("m", 64, np.concatenate([photos, variants]), np.concatenate([labels, [0]]).astype(np.int32),
+                      np.concatenate([np.ones(20, bool), [False]]), list("abcd"), list("ABCD"))
+    templates = person_templates(photos, labels, 4)
+    mean = photos[labels == 2].mean(axis=0)
+    assert templates[2] == pytest.approx(mean / np.linalg.norm(mean), abs=1e-6)
+    visit = photos[labels == 2][:3].mean(axis=0)
+    visit /= np.linalg.norm(visit)
+    distances = enrolled_distances(gallery, visit)
+    assert distances == pytest.approx(np.linalg.norm(templates - visit, axis=1), abs=1e-5)
+    assert distances[2] < np.linalg.norm(photos[labels == 2] - visit, axis=1).min(), \
+        "nearer the template than any one photo"
+    match = NearestMatcher(gallery, threshold=float(distances[2]) + 0.01).match(visit)
+    assert match.known and match.person_id == "c" and match.distance == pytest.approx(distances[2], abs=1e-5)
 
 
 def test_the_bound_models_a_visit_whose_fused_identity_comes_closer_than_one_photo():
     """A door decides on a track's identity fused from its frames: the noise of single photos averages out, so a
-    stranger's visit lies nearer the roster than one photo of them. The bound measures that on the roster (each
-    person's photos fused against everybody else's) and moves its normal model's mean in by it."""
-    from edge.identity.matcher import visit_shift
+    stranger's visit lies nearer another person's template than one photo of them. The bound measures that on the
+    roster (each person's photos fused against everybody else's template) and moves its normal model's mean in by
+    it."""
+    from edge.identity.matcher import person_templates, template_impostors
     from edge.identity.operating import learned_threshold, roster_point
 
-    rng = np.random.default_rng(5)  # six people of one population: a shared face, their own, and each photo's noise
-    photos = (rng.standard_normal(64) + 0.7 * np.repeat(rng.standard_normal((6, 64)), 4, axis=0)
-              + 0.7 * rng.standard_normal((24, 64)))
-    photos /= np.linalg.norm(photos, axis=1, keepdims=True)
-    labels = np.repeat(np.arange(6), 4).astype(np.int32)
-    gallery = Gallery("m", 64, photos.astype(np.float32), labels, np.ones(24, bool), list("abcdef"), list("ABCDEF"))
+    photos, labels = _one_population(6, 4)
+    gallery = Gallery("m", 64, photos, labels, np.ones(24, bool), list("abcdef"), list("ABCDEF"))
+    templates = person_templates(photos, labels, 6)
 
     def nearer_when_fused(person: int) -> float:
-        mine, others = photos[labels == person], photos[labels != person]
-        fused = mine.mean(axis=0) / np.linalg.norm(mine.mean(axis=0))
+        mine, others = photos[labels == person], np.delete(templates, person, axis=0)
         return float(np.linalg.norm(mine[:, None] - others[None], axis=2).mean()
-                     - np.linalg.norm(others - fused, axis=1).mean())
+                     - np.linalg.norm(others - templates[person], axis=1).mean())
 
-    assert visit_shift(gallery) == pytest.approx(np.mean([nearer_when_fused(p) for p in range(6)]), rel=1e-4)
-    assert visit_shift(gallery) > 0.05  # (East Asian faces: 0.06 for four photos fused)
-    one_photo_each = Gallery("m", 64, photos[::4].astype(np.float32), np.arange(6, dtype=np.int32), np.ones(6, bool),
-                             list("abcdef"), list("ABCDEF"))
-    assert visit_shift(one_photo_each) == 0.0, "nothing to fuse: the single-photo model stands"
-    distances, same = np.array([1.05, 1.10, 1.02]), np.zeros(3, bool)
-    per_photo = roster_point(distances, same, photos=3, people=3, prior_std=0.085)
-    per_visit = roster_point(distances, same, photos=3, people=3, prior_std=0.085, visit_shift=0.06)
+    impostor, shift = template_impostors(gallery)
+    assert len(impostor) == 6 * 20, "each template to every other person's photos"
+    assert shift == pytest.approx(np.mean([nearer_when_fused(p) for p in range(6)]), rel=1e-4)
+    assert shift > 0.05  # (East Asian faces: 0.08 for five photos fused)
+    one_photo_each = Gallery("m", 64, photos[::4], np.arange(6, dtype=np.int32), np.ones(6, bool), list("abcdef"),
+                             list("ABCDEF"))
+    impostor, shift = template_impostors(one_photo_each)
+    assert shift is None, "nothing on the roster to measure it by"
+    assert len(impostor) == 15, "one photo each: each pair of people is one distance, counted once"
+    distances = np.array([1.05, 1.10, 1.02])
+    per_photo = roster_point(distances, photos=3, people=3, prior_std=0.085)
+    per_visit = roster_point(distances, photos=3, people=3, prior_std=0.085, visit_shift=0.06)
     assert per_visit.threshold == pytest.approx(per_photo.threshold - 0.06, abs=0.002)
     assert per_visit.modelled_far(per_visit.threshold) == pytest.approx(1e-4, rel=0.1)
-    # a template learned at the door is itself a visit's fused identity: a stranger's visit comes nearer it once more
+    # a template learned at the door is itself a visit's fused identity: its radius comes in once more
     assert learned_threshold(per_visit, 0.6, 30) == pytest.approx(learned_threshold(per_photo, 0.6, 30) - 0.06,
                                                                   abs=0.0011)
+
+
+def test_one_photo_each_predicts_the_visit_shift_from_the_models_genuine_similarity():
+    """With one photo per person the roster cannot measure how much nearer a visit comes, but a stranger's visit is
+    no less fused: the shift is predicted from the geometry of a mean of unit vectors and the model's genuine
+    similarity (measured on the accuracy photos), and the bound moves in by it."""
+    from edge.identity.matcher import roster_evidence
+    from edge.identity.operating import DEFAULT_STRANGER_FAR, operating_point, predicted_shift
+
+    rng = np.random.default_rng(11)  # a visitor's eight looks and another person's photo, sharing a population face
+    shared, visitor, other = (rng.standard_normal(512) for _ in range(3))
+    looks = shared + visitor + 0.9 * rng.standard_normal((8, 512))
+    looks /= np.linalg.norm(looks, axis=1, keepdims=True)
+    photo = (shared + other) / np.linalg.norm(shared + other)
+    similarity = float(np.mean((looks @ looks.T)[np.triu_indices(8, 1)]))
+    fused = looks.mean(axis=0) / np.linalg.norm(looks.mean(axis=0))
+    one = np.linalg.norm(looks - photo, axis=1)
+    assert predicted_shift(one, similarity) == pytest.approx(float(one.mean() - np.linalg.norm(fused - photo)),
+                                                            abs=0.01)
+    assert predicted_shift([1.43, 1.45], 0.63) == 0.0, "people who share nothing: a visit comes no nearer"
+    assert 0.0 < predicted_shift([1.085], 0.63, looks=4) < predicted_shift([1.085], 0.63) < 0.1
+
+    model_id = "facenet-keras-ms1m-int8full-m00-prewhiten"
+    assert operating_point(model_id).genuine_similarity == pytest.approx(0.63, abs=0.02)
+    photos, labels = _one_population(6, 1)
+    one_each = Gallery(model_id, 64, photos, labels, np.ones(6, bool), list("abcdef"), list("ABCDEF"))
+    roster = roster_evidence(one_each, DEFAULT_STRANGER_FAR)
+    assert roster.visit_shift > 0.03 and roster.visit_shift_from.startswith("predicted")
+    unmeasured = Gallery("no such model", 64, photos, labels, np.ones(6, bool), list("abcdef"), list("ABCDEF"))
+    assert roster_evidence(unmeasured, DEFAULT_STRANGER_FAR).visit_shift == 0.0
 
 
 def test_a_failed_svc_training_is_one_line_naming_the_way_out(monkeypatch):

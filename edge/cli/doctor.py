@@ -140,9 +140,10 @@ def roster_bound(config: Config) -> str:
         return f"threshold in force {matcher.threshold:.3f} (too few people for the roster to bound it)" + adaptation
     far = roster.modelled_far(matcher.threshold)
     text = (f"threshold in force {matcher.threshold:.3f} ({matcher.threshold_origin}); this roster: {roster.people} "
-            f"people, {roster.impostor_pairs} impostor pairs, nearest {roster.nearest_impostor:.3f}, modelled "
-            f"stranger FAR {far:.1e} per visit (target {roster.target:g}; a normal model of a visit, whose fused frames "
-            f"come {roster.visit_shift:.3f} nearer other people than one photo, not a measurement)")
+            f"people, {roster.impostor_pairs} impostor distances (template to photo), nearest "
+            f"{roster.nearest_impostor:.3f}, modelled stranger FAR {far:.1e} per visit (target {roster.target:g}; a "
+            f"normal model of a visit, whose fused frames come {roster.visit_shift:.3f} nearer other people's "
+            f"templates than one photo, {roster.visit_shift_from}; not a measurement)")
     if roster.threshold < 0.85:
         text += ("; WARNING: this roster's people lie close together for this model, so the threshold is tight "
                  "and fewer faces will be recognised (docs/accuracy.md: populations)")

@@ -1,8 +1,8 @@
 """Identity from an embedding, with open-set rejection: a stranger is `unknown`, never somebody else.
 
-Two matchers share one rule for `known`: the chosen person's nearest enrolled embedding must lie
-within the distance threshold. The SVC (the seed's recipe) chooses among a small roster; the
-nearest-neighbour matcher chooses by distance and stays fast at 100k identities.
+Two matchers share one rule for `known`: the chosen person's template (the unit mean of their enrolled photos'
+embeddings, person_templates) must lie within the distance threshold. The SVC (the seed's recipe) chooses among a
+small roster; the nearest-neighbour matcher chooses by distance and stays fast at 100k identities.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class Match:
     known: bool
     person_id: str | None
     name: str | None
-    score: float  # cosine similarity to the chosen person's nearest enrolled photo, in [0, 1]
-    distance: float  # L2 distance to the chosen person's nearest enrolled embedding
+    score: float  # cosine similarity to the chosen person's enrolled template, in [0, 1]
+    distance: float  # L2 distance to the chosen person's enrolled template (or a learned one, scaled)
 
     def as_dict(self) -> dict:
         return {"known": self.known, "person_id": self.person_id, "name": self.name,
@@ -55,7 +55,7 @@ DEFAULT_AMBIGUITY_MARGIN = 0.05
 class Candidate:
     person_id: str
     name: str
-    distance: float  # to the person's nearest original (photo) embedding
+    distance: float  # to the person's enrolled template (or a learned one, scaled)
 
 
 class Matcher(Protocol):
@@ -76,11 +76,18 @@ class Matcher(Protocol):
 
 
 def _sample(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings, labels) of the roster's original (non-augmented) photos, at most CALIBRATION_SAMPLE of them (a
-    fixed random subset, so a 100k roster calibrates in milliseconds)."""
-    rows = np.flatnonzero(gallery.original)
-    if len(rows) > CALIBRATION_SAMPLE:  # pick the rows first: _pairwise and visit_shift each take the sample
-        rows = rows[np.random.default_rng(0).choice(len(rows), CALIBRATION_SAMPLE, replace=False)]
+    """(embeddings, labels) of the roster's original (non-augmented) photos, at most CALIBRATION_SAMPLE of them: every
+    photo of people picked at random (a fixed draw, so a 100k roster calibrates in milliseconds; whole people, so each
+    one's template is the one the door matches against)."""
+    originals = _originals(gallery)
+    rows = np.flatnonzero(originals)
+    if len(rows) > CALIBRATION_SAMPLE:
+        counts = np.bincount(gallery.labels[rows], minlength=gallery.people)
+        order = np.random.default_rng(0).permutation(gallery.people)
+        taken = order[: max(1, int(np.searchsorted(np.cumsum(counts[order]), CALIBRATION_SAMPLE, side="right")))]
+        picked = np.zeros(gallery.people, bool)
+        picked[taken] = True
+        rows = rows[picked[gallery.labels[rows]]]
     return gallery.embeddings[rows], gallery.labels[rows]
 
 
@@ -90,37 +97,69 @@ def _pairwise(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.clip(2.0 - 2.0 * emb @ emb.T, 0.0, 4.0)), labels[:, None] == labels[None, :]
 
 
-def visit_shift(gallery: Gallery, pairwise=None) -> float:
-    """How much closer a visit comes to another person's photos than one photo of it does, measured on the roster:
-    for each person with two or more photos, their photos fused (as a track fuses its frames) against everybody
-    else's photos, beside those photos one by one; the mean over people. Fusing averages a face's noise away, so a
-    stranger's visit lies nearer the roster than a single photo of them (East Asian faces: 0.06 nearer for four
-    photos fused, FaceNet and MobileFaceNet alike) and a bound modelled on single photos lets in 30-70 times the
-    strangers it aims at (docs/accuracy.md). All of a person's enrolled photos are fused, more different than a
-    visit's frames are, so the shift errs on the tight side. 0 when nobody has two photos."""
+def person_templates(embeddings: np.ndarray, labels: np.ndarray, people: int) -> np.ndarray:
+    """Each person's template: the unit mean of their rows (people x dim, float32; zeros for a person without any).
+    Averaging a person's photos averages each photo's noise (pose, light, expression) away and leaves what the
+    photos share; a visit, itself the mean of its frames, is judged against that (docs/accuracy.md: with five
+    photos each, East Asian visits at the matcher recognised 34 -> 68 % for FaceNet, with no more strangers)."""
+    sums = np.zeros((people, embeddings.shape[1]), np.float32)
+    if len(labels):
+        order = np.argsort(labels, kind="stable")
+        starts = np.searchsorted(labels[order], np.arange(people))
+        present = np.bincount(labels, minlength=people) > 0
+        sums[present] = np.add.reduceat(embeddings[order].astype(np.float32), starts[present])
+    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+
+
+def _template_distances(templates: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Distance from the query to every template (2, the farthest, for a person without one)."""
+    sims = templates @ query
+    sims[~templates.any(axis=1)] = -1.0
+    return np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, 4.0))
+
+
+def template_impostors(gallery: Gallery) -> tuple[np.ndarray, float | None]:
+    """(impostor distances, visit shift) of the roster, over the people of _sample: from each person's template to
+    every photo of every other person (a pair of two people with one photo each counted once: it is one distance
+    seen from both sides), and how much closer a visit comes to another person's template than one photo does.
+
+    The shift: for each person with two or more photos, their photos fused (as a track fuses its frames) against
+    everybody else's template, beside those photos one by one; the mean over people. Fusing averages a face's noise
+    away, so a stranger's visit lies nearer the roster than a single photo of them (East Asian faces: 0.08 for five
+    photos fused, docs/accuracy.md), and a bound modelled on single photos lets in tens of times the strangers it
+    aims at. All of a person's enrolled photos are fused, more than a visit's frames vary, so the shift errs on the
+    tight side. None when nobody has two photos (nothing on the roster to measure it by: roster_evidence predicts it)."""
     emb, labels = _sample(gallery)
-    dist = (pairwise if pairwise is not None else _pairwise(gallery))[0]
+    if len(labels) == 0:
+        return np.zeros(0), None
+    people, index = np.unique(labels, return_inverse=True)
+    templates = person_templates(emb, index, len(people))
+    to_photos = np.sqrt(np.clip(2.0 - 2.0 * templates @ emb.T, 0.0, 4.0))  # template of row's person -> photo
+    counts = np.bincount(index, minlength=len(people))
+    single = counts == 1
+    person = np.arange(len(people))[:, None]
+    other = person != index[None, :]
+    once = ~(single[:, None] & single[index][None, :] & (person > index[None, :]))
+    impostor = to_photos[other & once]
+    between = np.sqrt(np.clip(2.0 - 2.0 * templates @ templates.T, 0.0, 4.0))
     shifts = []
-    for person in np.unique(labels):
-        mine = labels == person
-        if mine.sum() < 2 or mine.all():
-            continue
-        fused = emb[mine].mean(axis=0)
-        fused /= max(float(np.linalg.norm(fused)), 1e-12)
-        others = emb[~mine]
-        fused_distance = np.sqrt(np.clip(2.0 - 2.0 * others @ fused, 0.0, 4.0)).mean()
-        shifts.append(float(dist[np.ix_(mine, ~mine)].mean() - fused_distance))
-    return max(0.0, float(np.mean(shifts))) if shifts else 0.0
+    for fused in np.flatnonzero(counts >= 2):
+        if len(people) < 2:
+            break
+        mine = index == fused
+        others = np.arange(len(people)) != fused
+        shifts.append(float((to_photos[np.ix_(others, mine)].mean(axis=1) - between[others, fused]).mean()))
+    return impostor, max(0.0, float(np.mean(shifts))) if shifts else None
 
 
-def calibrate_threshold(gallery: Gallery, ceiling: float, pairwise=None) -> float:
+def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
     """The ceiling, tightened when this roster's own people come closer to each other than it allows.
 
     Halfway between how far a person's photos lie from each other and how close other people come, over
     the roster's original embeddings (_pairwise). Never above the ceiling (the measured operating point),
     never more than MAX_TIGHTENING below it; the ceiling itself without two people to compare.
     """
-    dist, same = pairwise if pairwise is not None else _pairwise(gallery)
+    dist, same = _pairwise(gallery)
     if gallery.people < 2 or len(dist) < 3:
         return ceiling
     dist = dist.copy()
@@ -133,23 +172,30 @@ def calibrate_threshold(gallery: Gallery, ceiling: float, pairwise=None) -> floa
     return float(min(ceiling, max(ceiling - MAX_TIGHTENING, midpoint)))
 
 
-def roster_evidence(gallery: Gallery, target: float, pairwise=None):
-    """The roster's own bound on the threshold (edge/identity/operating.py: roster_point)."""
-    from edge.identity.operating import operating_point, roster_point
+def roster_evidence(gallery: Gallery, target: float):
+    """The roster's own bound on the threshold (edge/identity/operating.py: roster_point), from its templates. The
+    visit shift is measured on the roster where someone has two photos, else predicted from the model's genuine
+    similarity (operating.predicted_shift): one photo each does not make a stranger's visit any less fused."""
+    from edge.identity.operating import operating_point, predicted_shift, roster_point
 
-    dist, same = pairwise if pairwise is not None else _pairwise(gallery)
-    upper = np.triu_indices(len(dist), 1)
+    impostor, shift = template_impostors(gallery)
     point = operating_point(gallery.model_id)
-    return roster_point(dist[upper], same[upper], int(gallery.original.sum()), gallery.people,
-                        point.impostor_std if point else None, target, visit_shift(gallery, (dist, same)))
+    shift_from = "the roster"
+    if shift is None:
+        if point is not None and point.genuine_similarity is not None:
+            shift = predicted_shift(impostor, point.genuine_similarity)
+            shift_from = "predicted (one photo each)"
+        else:
+            shift, shift_from = 0.0, "none (one photo each; no genuine similarity measured for this model)"
+    return roster_point(impostor, int(gallery.original.sum()), gallery.people,
+                        point.impostor_std if point else None, target, shift, shift_from)
 
 
 def bounded_threshold(gallery: Gallery, ceiling: float, target: float):
     """(threshold, calibrated, roster evidence): the ceiling tightened by calibration and by the roster's own
-    bound, from one pass over the roster's pairwise distances."""
-    pairwise = _pairwise(gallery)
-    calibrated = calibrate_threshold(gallery, ceiling, pairwise)
-    roster = roster_evidence(gallery, target, pairwise)
+    bound."""
+    calibrated = calibrate_threshold(gallery, ceiling)
+    roster = roster_evidence(gallery, target)
     return min(calibrated, roster.threshold if roster.threshold is not None else calibrated), calibrated, roster
 
 
@@ -188,12 +234,17 @@ def _originals(gallery: Gallery) -> np.ndarray:
     return gallery.original if gallery.original.any() else np.ones(len(gallery.labels), bool)
 
 
-def enrolled_distances(gallery: Gallery, embedding: np.ndarray) -> np.ndarray:
-    """Distance from the embedding to every person's nearest enrolled photo (learned templates left out: what a
-    visit is judged against before the door may learn from it)."""
+def enrolled_templates(gallery: Gallery) -> np.ndarray:
+    """Each person's template from their enrolled photos' own embeddings (person_templates; augmented variants and
+    learned templates left out)."""
     originals = _originals(gallery)
-    return _block_distances(_person_blocks(gallery.embeddings[originals], gallery.labels[originals], gallery.people),
-                            np.asarray(embedding, np.float32), gallery.people)
+    return person_templates(gallery.embeddings[originals], gallery.labels[originals], gallery.people)
+
+
+def enrolled_distances(gallery: Gallery, embedding: np.ndarray) -> np.ndarray:
+    """Distance from the embedding to every person's enrolled template (learned templates left out: what a visit is
+    judged against before the door may learn from it)."""
+    return _template_distances(enrolled_templates(gallery), np.asarray(embedding, np.float32))
 
 
 def _person_blocks(embeddings: np.ndarray, labels: np.ndarray, people: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,18 +265,6 @@ def _block_distances(blocks: tuple[np.ndarray, np.ndarray], query: np.ndarray, p
     return np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
 
 
-def _matching_templates(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings, labels) a face's distance to a person is measured against: the enrolled photos' own embeddings
-    and the templates the door learned from confirmed visits (never augmented variants: they widen a person's
-    region and would let look-alikes in)."""
-    originals = _originals(gallery)
-    learned, learned_labels = gallery.adapted_templates()
-    if not len(learned_labels):
-        return gallery.embeddings[originals], gallery.labels[originals]
-    return (np.concatenate([gallery.embeddings[originals], learned]),
-            np.concatenate([gallery.labels[originals], learned_labels]))
-
-
 class _Base:
     kind = "base"
 
@@ -238,17 +277,15 @@ class _Base:
         self.site = site
         self.threshold, self.threshold_origin, self.roster = resolve(gallery, threshold, stranger_far, site)
         self.learned_threshold = learned_threshold(self.roster, self.threshold, gallery.people * learned_per_person)
-        self._person_blocks: tuple[np.ndarray, np.ndarray] | None = None
+        self._templates: np.ndarray | None = None
         self._learned: tuple[np.ndarray, np.ndarray] | tuple[()] | None = None
 
-    def _blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-person blocks of the enrolled photos' own embeddings for the open-set check, built on first use
-        (augmented variants left out: they widen a person's region and would let look-alikes in)."""
-        if self._person_blocks is None:
-            gallery = self.gallery
-            originals = _originals(gallery)
-            self._person_blocks = _person_blocks(gallery.embeddings[originals], gallery.labels[originals], gallery.people)
-        return self._person_blocks
+    def _enrolled(self) -> np.ndarray:
+        """The people's enrolled templates for the open-set check, built on first use (enrolled_templates; augmented
+        variants left out: they widen a person's region and would let look-alikes in)."""
+        if self._templates is None:
+            self._templates = enrolled_templates(self.gallery)
+        return self._templates
 
     def _learned_blocks(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The same over the templates learned at the door; None without any."""
@@ -269,10 +306,10 @@ class _Base:
         self._learned = None
 
     def _person_distances(self, embedding: np.ndarray) -> np.ndarray:
-        """Distance from the embedding to every person: to their nearest enrolled photo, or to their nearest learned
+        """Distance from the embedding to every person: to their enrolled template, or to their nearest learned
         template times learned_scale, whichever is less."""
         query = embedding.astype(np.float32, copy=False)
-        distances = _block_distances(self._blocks(), query, self.gallery.people)
+        distances = _template_distances(self._enrolled(), query)
         learned = self._learned_blocks()
         if learned is not None:
             distances = np.minimum(distances, _block_distances(learned, query, self.gallery.people) * self.learned_scale)
@@ -301,8 +338,8 @@ class _Base:
 
 
 class NearestMatcher(_Base):
-    """Nearest neighbour over each person's original embeddings: exact for small rosters, compact codes
-    with exact re-scoring for big ones (edge/identity/search.py)."""
+    """Nearest neighbour over the people's enrolled templates (and learned ones): exact for small rosters, compact
+    codes with exact re-scoring for big ones (edge/identity/search.py)."""
 
     kind = "nearest"
 
@@ -314,16 +351,23 @@ class NearestMatcher(_Base):
         self._index()
 
     def _index(self) -> None:
-        """The search over enrolled photos and, after them, the learned templates (rows from _enrolled_rows on)."""
+        """The search over the enrolled templates and, after them, the learned templates (rows from _enrolled_rows
+        on)."""
         gallery = self.gallery
         mask = _originals(gallery)
-        self._enrolled_rows = int(mask.sum())
-        if len(gallery.adapted_templates()[1]):
-            embeddings, self._labels = _matching_templates(gallery)
-            self.search = build_search(embeddings, np.arange(len(embeddings)), self.compact_from)
-        else:  # the common case reads the gallery's own array in place (no copy of a 100k roster)
+        learned, learned_labels = gallery.adapted_templates()
+        if not len(learned_labels) and np.array_equal(np.bincount(gallery.labels[mask], minlength=gallery.people),
+                                                      np.ones(gallery.people, np.int64)):
+            # one photo each (a big roster's common case): the photo is the template; read the gallery's own array
+            # in place (no copy of a 100k roster)
+            self._enrolled_rows = gallery.people
             self._labels = gallery.labels[mask]
             self.search = build_search(gallery.embeddings, np.nonzero(mask)[0], self.compact_from)
+            return
+        embeddings = np.concatenate([self._enrolled(), learned]) if len(learned_labels) else self._enrolled()
+        self._enrolled_rows = gallery.people
+        self._labels = np.concatenate([np.arange(gallery.people, dtype=gallery.labels.dtype), learned_labels])
+        self.search = build_search(embeddings, np.arange(len(embeddings)), self.compact_from)
 
     def templates_changed(self) -> None:
         super().templates_changed()

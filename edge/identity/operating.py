@@ -42,6 +42,7 @@ class OperatingPoint:
     dataset: str
     impostor_mean: float | None = None  # the measured impostor distances' mean and spread (roster_point's prior)
     impostor_std: float | None = None
+    genuine_similarity: float | None = None  # mean cosine similarity of two photos of one person (predicted_shift)
 
     def stranger_far_bound(self, photos: int) -> float:
         """Upper bound on a stranger being accepted by a roster of `photos` enrolled photos."""
@@ -59,18 +60,21 @@ def from_distances(model_id: str, impostor, genuine, dataset: str) -> OperatingP
     threshold = float(np.floor((impostor.min() - SAFETY) * 1000) / 1000)
     return OperatingPoint(model_id, threshold, int(impostor.size), int(genuine.size),
                           float((impostor <= threshold).mean()), min(1.0, 3.0 / impostor.size),
-                          float((genuine <= threshold).mean()), dataset, float(impostor.mean()), float(impostor.std()))
+                          float((genuine <= threshold).mean()), dataset, float(impostor.mean()), float(impostor.std()),
+                          float((1.0 - genuine ** 2 / 2.0).mean()))
 
 
-# The roster's bound. The smallest distance between two different enrolled people, less NEAREST_MARGIN:
-# no enrolled person may be taken for another. And a normal model of the roster's impostor distances: the
-# threshold at which a stranger of this population meets any of the roster's P photos within it with
-# probability `target` per visit, so per comparison target / P. The roster's own spread is pooled with
-# PRIOR_PAIRS pseudo-pairs of the model's measured spread, so two or three people (one to three pairs)
-# cannot claim a narrow spread; the mean is the roster's own. FALLBACK_IMPOSTOR_STD stands in for a model
-# without a measured spread (the default model's, on the accuracy photos).
+# The roster's bound. The door judges a face by its distance to each person's template (the mean of their enrolled
+# photos, edge/identity/matcher.py), so the roster's impostor distances are from each person's template to every
+# other person's photos. The smallest of them less NEAREST_MARGIN: no enrolled person may be taken for another. And
+# a normal model of them: the threshold at which a stranger of this population comes within it of any of the
+# roster's P templates with probability `target` per visit, so per comparison target / P. The roster's own spread
+# is pooled with PRIOR_PAIRS pseudo-pairs of the model's measured spread, so two or three people (one to three
+# pairs) cannot claim a narrow spread; the mean is the roster's own, less the visit shift. FALLBACK_IMPOSTOR_STD
+# stands in for a model without a measured spread (the default model's, on the accuracy photos).
 NEAREST_MARGIN = 0.02
 PRIOR_PAIRS = 20
+VISIT_LOOKS = 8  # the most embeddings a track fuses into its identity (tracking.fuse_frames' default)
 FALLBACK_IMPOSTOR_STD = 0.085
 DEFAULT_STRANGER_FAR = 1e-4
 
@@ -81,21 +85,22 @@ class RosterPoint:
 
     threshold: float | None  # None: fewer than two people, the roster says nothing
     rule: str  # which bound is the tighter one
-    people: int
+    people: int  # also the templates a stranger's visit is compared with
     photos: int
-    impostor_pairs: int
+    impostor_pairs: int  # (template, another person's photo) pairs
     nearest_impostor: float | None
-    impostor_mean: float | None  # a visit's: the photos' mean less visit_shift
+    impostor_mean: float | None  # a visit's: the pairs' mean less visit_shift
     impostor_std: float | None  # pooled with the prior
     target: float  # stranger false accepts per visit the normal model aims at
-    visit_shift: float = 0.0  # how much closer a visit's fused identity comes to another person than one photo does
+    visit_shift: float = 0.0  # how much closer a visit's fused identity comes to another's template than one photo
+    visit_shift_from: str = "the roster"  # measured on the roster, or predicted (one photo each: predicted_shift)
 
     def modelled_far(self, threshold: float) -> float | None:
         """The normal model's stranger false-accept rate per visit at a threshold (a model, not a measure)."""
         if self.impostor_mean is None or not self.impostor_std:
             return None
         per_comparison = NormalDist(self.impostor_mean, self.impostor_std).cdf(threshold)
-        return 1.0 - (1.0 - per_comparison) ** max(self.photos, 1)
+        return 1.0 - (1.0 - per_comparison) ** max(self.people, 1)
 
     def as_dict(self, threshold: float) -> dict:
         body = {key: (round(value, 5) if isinstance(value, float) else value) for key, value in asdict(self).items()}
@@ -103,15 +108,37 @@ class RosterPoint:
         return {**body, "modelled_stranger_far_per_visit": None if far is None else float(f"{far:.3g}")}
 
 
-def roster_point(distances, same, photos: int, people: int, prior_std: float | None,
-                 target: float = DEFAULT_STRANGER_FAR, visit_shift: float = 0.0) -> RosterPoint:
-    """The roster's bound from the pairwise distances of its (original) photos: `distances` and `same`
-    (same person) over the pairs, `photos` enrolled photos of `people` people. visit_shift: how much closer a
-    visit comes to another person than one photo does (the door decides on a track's identity fused from its
-    frames, whose noise averages out: visit_shift in matcher.py); the normal model's mean moves in by it."""
+def predicted_shift(impostor, genuine_similarity: float, looks: int = VISIT_LOOKS) -> float:
+    """How much closer a visit comes to another person than one photo does, predicted where the roster cannot
+    measure it (one photo per person). A visit's identity is the mean of `looks` embeddings of one face whose
+    pairwise cosine similarity is `genuine_similarity` (the model's, measured on the accuracy photos: about 0.62;
+    East Asian faces 0.69, which predicts a smaller shift, so the Western figure errs on the tight side): its norm
+    before re-normalising is sqrt((1 + (looks - 1) g) / looks), so its similarity to anything the photos share with
+    another person grows by that factor's inverse. Each impostor distance is moved as it would be and the mean
+    difference returned. It is 0 where people share nothing (similarity 0: Western faces for FaceNet, about -0.02)
+    and large where a population's faces share much (East Asian faces for FaceNet, 0.41: 0.09 at eight looks,
+    against 0.05-0.06 measured for four photos). `looks` independent photos is more than a visit's correlated
+    frames give: the tight side again."""
     import numpy as np
 
-    impostor = np.asarray(distances)[~np.asarray(same, bool)]
+    distances = np.asarray(impostor, np.float64)
+    if distances.size == 0:
+        return 0.0
+    grow = 1.0 / math.sqrt((1.0 + (looks - 1) * genuine_similarity) / looks)
+    similarity = np.clip((1.0 - distances ** 2 / 2.0) * grow, -1.0, 1.0)
+    return max(0.0, float((distances - np.sqrt(2.0 - 2.0 * similarity)).mean()))
+
+
+def roster_point(impostor, photos: int, people: int, prior_std: float | None,
+                 target: float = DEFAULT_STRANGER_FAR, visit_shift: float = 0.0,
+                 visit_shift_from: str = "the roster") -> RosterPoint:
+    """The roster's bound from its impostor distances (each person's template to every other person's enrolled
+    photos: matcher.template_impostors), `photos` enrolled photos of `people` people. visit_shift: how much closer a
+    visit comes to another person's template than one photo does (the door decides on a track's identity fused from
+    its frames, whose noise averages out); the normal model's mean moves in by it."""
+    import numpy as np
+
+    impostor = np.asarray(impostor, np.float64)
     if people < 2 or impostor.size == 0:
         return RosterPoint(None, "fewer than two people", people, photos, 0, None, None, None, target)
     prior = prior_std or FALLBACK_IMPOSTOR_STD
@@ -119,30 +146,30 @@ def roster_point(distances, same, photos: int, people: int, prior_std: float | N
     spread = float(impostor.var(ddof=1)) if n > 1 else 0.0
     std = float(np.sqrt((PRIOR_PAIRS * prior ** 2 + (n - 1) * spread) / (PRIOR_PAIRS + n - 1)))
     mean, nearest = float(impostor.mean()) - visit_shift, float(impostor.min())
-    tail = mean - NormalDist().inv_cdf(1.0 - target / max(photos, 1)) * std
-    bounds = {f"nearest impostor pair less {NEAREST_MARGIN}": nearest - NEAREST_MARGIN,
-              f"normal model of {n} impostor pairs at {target:g} per visit": tail}
+    tail = mean - NormalDist().inv_cdf(1.0 - target / people) * std
+    bounds = {f"nearest impostor less {NEAREST_MARGIN}": nearest - NEAREST_MARGIN,
+              f"normal model of {n} impostor distances at {target:g} per visit": tail}
     rule = min(bounds, key=lambda name: bounds[name])
     return RosterPoint(float(np.floor(bounds[rule] * 1000) / 1000), rule, people, photos, n, nearest, mean, std,
-                       target, visit_shift)
+                       target, visit_shift, visit_shift_from)
 
 
 def learned_threshold(roster: RosterPoint | None, threshold: float, learned: int) -> float:
     """The radius within which a template learned at the door accepts a face. Each learned template is one more
     comparison a stranger's visit gets: under the roster's normal model of impostor distances (roster_point), keeping
     the strangers accepted per visit where they were takes the radius in by how much further into the impostor tail
-    the model must go for `learned` more comparisons than the enrolled photos alone: (z(photos + learned) -
-    z(photos)) impostor standard deviations. And a learned template is itself a visit's fused identity, so a
-    stranger's visit comes nearer to it than to an enrolled photo by the roster's visit_shift once more (East Asian
-    faces: fused-to-fused impostor distances 0.067 FaceNet / 0.072 MobileFaceNet nearer than fused-to-photo; without
-    it, learning let 2 of 348 stranger visits in with the fused identity, bench.visits 20 rounds). The threshold
+    the model must go for `learned` more comparisons than the enrolled templates alone: (z(people + learned) -
+    z(people)) impostor standard deviations. And a learned template is itself a visit's fused identity: the radius
+    comes in by the roster's visit_shift once more (on the tight side: with photos as templates, East Asian
+    fused-to-fused impostor distances lay 0.067 FaceNet / 0.072 MobileFaceNet nearer than fused-to-photo, and
+    without it learning let 2 of 348 stranger visits in with the fused identity, bench.visits 20 rounds). The threshold
     itself (set on enrolled photos only) does not move; where the roster says nothing (one person), the learned
     templates get the threshold."""
     if roster is None or not roster.impostor_std or learned <= 0:
         return threshold
-    photos = max(roster.photos, 1)
+    people = max(roster.people, 1)
     z = NormalDist().inv_cdf
-    tail = (z(1.0 - roster.target / (photos + learned)) - z(1.0 - roster.target / photos)) * roster.impostor_std
+    tail = (z(1.0 - roster.target / (people + learned)) - z(1.0 - roster.target / people)) * roster.impostor_std
     return float(math.floor((threshold - tail - roster.visit_shift) * 1000) / 1000)
 
 

@@ -6,8 +6,8 @@ light. A visit it is sure of is the best template for the next one. What makes i
 
 - only a **check-in**: a gesture confirmed it, or, without one, the track was embedded in `min_frames` frames;
 - judged **live** where the anti-spoofing models are installed (policy on): a photo held up is never learned;
-- the visit must lie within `within` of the threshold of the person's nearest **enrolled** photo, with the next
-  person's nearest enrolled photo `min_margin` farther. Learned templates never vouch for a visit, so learning cannot
+- the visit must lie within `within` of the threshold of the person's **enrolled** template, with the next
+  person's enrolled template `min_margin` farther. Learned templates never vouch for a visit, so learning cannot
   chain: every learned template is close to the person's own photos, and a look-alike who is not already accepted
   by the enrolled photos is never learned however often they come (tests/test_adaptation.py);
 - a good frame (`min_quality`), and something new (farther than `novel_beyond` from every template of theirs);
@@ -38,8 +38,8 @@ class Learned:
 
     person_id: str
     name: str
-    distance: float  # to the person's nearest enrolled photo
-    margin: float  # how much farther the next person's nearest enrolled photo lies
+    distance: float  # to the person's enrolled template
+    margin: float  # how much farther the next person's enrolled template lies
     templates: int  # learned templates the person now holds
     evicted: int  # older learned templates that left to make room
     track_id: int | None
@@ -60,7 +60,7 @@ class Learned:
 
 def refusal(config: AdaptationConfig, matcher: Matcher, decision: Decision, fused: np.ndarray, best_quality: float,
             frames: int, liveness_on: bool) -> tuple[str | None, float, float]:
-    """(why this visit is not learned, or None; distance to the person's nearest enrolled photo; margin): every
+    """(why this visit is not learned, or None; distance to the person's enrolled template; margin): every
     guard of the module docstring, in one place."""
     if not config.enabled:
         return "adaptation.enabled is false", 0.0, 0.0
@@ -80,7 +80,7 @@ def refusal(config: AdaptationConfig, matcher: Matcher, decision: Decision, fuse
     margin = float(others.min() - distance) if len(others) else float("inf")
     bound = config.within * matcher.threshold
     if distance > bound:
-        return f"{distance:.3f} from the nearest enrolled photo > {bound:.3f} (adaptation.within x threshold)", distance, margin
+        return f"{distance:.3f} from the enrolled template > {bound:.3f} (adaptation.within x threshold)", distance, margin
     if margin < config.min_margin:
         return f"the next person is only {margin:.3f} farther (adaptation.min_margin {config.min_margin})", distance, margin
     gallery = matcher.gallery
@@ -108,6 +108,6 @@ def learn(config: AdaptationConfig, matcher: Matcher, decision: Decision, fused:
     learned = Learned(person_id, decision.name or "", distance, margin, gallery.adapted_counts()[person_id], evicted,
                       decision.extra.get("track_id"), gallery.model_id, np.asarray(fused, np.float32), at,
                       decision.extra.get("liveness"))
-    log.info("learned a template of %s from this visit (%.3f from their nearest enrolled photo; %d learned)",
+    log.info("learned a template of %s from this visit (%.3f from their enrolled template; %d learned)",
              decision.name, distance, learned.templates)
     return learned
