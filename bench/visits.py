@@ -231,7 +231,9 @@ def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds:
     rendering, tracker or confirmation). The visits, in a random time order, go through two matchers over the same
     roster: one that learns nothing, and one that learns from its check-ins as the door does (adaptation.learn with
     the shipped settings; every visit taken as seen in all its frames at good quality, liveness off). Counts, per
-    mode, visits recognised (and from each person's third visit on), named wrongly, strangers accepted."""
+    mode, visits recognised (and from each person's third visit on), named wrongly, strangers accepted, and who was
+    taken for whom (`taken_for`: "stranger as enrolled person" or "person as someone else", with counts): a rate
+    driven by one look-alike pair says something other than one spread over everybody."""
     from bench.accuracy import enrolled_gallery, joined_view
     from edge.config import AdaptationConfig
     from edge.events import Decision
@@ -249,7 +251,7 @@ def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds:
     adaptation = AdaptationConfig(enabled=True)  # the shipped guards, switched on
     keys = ("visits", "recognised", "third_on", "third_on_recognised", "named_wrongly", "stranger_visits",
             "strangers_accepted", "templates_learned")
-    counts = {mode: dict.fromkeys(keys, 0) for mode in ("off", "on")}
+    counts: dict[str, dict] = {mode: {**dict.fromkeys(keys, 0), "taken_for": {}} for mode in ("off", "on")}
     for _ in range(rounds):
         eligible = [person for person, indices in by_person.items() if len(indices) > k]
         chosen = set(rng.permutation(eligible)[:ENROLLED])
@@ -280,6 +282,9 @@ def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds:
                 else:
                     c["stranger_visits"] += 1
                     c["strangers_accepted"] += answer is not None
+                if answer is not None and answer != person:
+                    taken = f"{person} as {answer}"
+                    c["taken_for"][taken] = c["taken_for"].get(taken, 0) + 1
                 if mode == "on" and answer is not None:
                     decision = Decision("check_in", person_id=answer, name=answer, score=match.score,
                                         extra={"track_id": None, "liveness": None})
@@ -391,6 +396,9 @@ def main(argv=None) -> int:
                           f"({c['strangers_accepted'] / max(c['stranger_visits'], 1):.3%}; at most "
                           f"{upper_95(c['strangers_accepted'], c['stranger_visits']):.3%} at 95 %); templates learned "
                           f"{c['templates_learned']}")
+                    if c["taken_for"]:
+                        print(f"{'':44} taken for someone else: " + ", ".join(
+                            f"{who} {n}" for who, n in sorted(c["taken_for"].items(), key=lambda item: -item[1])))
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     print(f"\nwrote {write('visits', result)} in {result['elapsed_s']} s")
     return 0
