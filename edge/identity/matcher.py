@@ -143,9 +143,7 @@ def template_impostors(gallery: Gallery) -> tuple[np.ndarray, float | None]:
     impostor = to_photos[other & once]
     between = np.sqrt(np.clip(2.0 - 2.0 * templates @ templates.T, 0.0, 4.0))
     shifts = []
-    for fused in np.flatnonzero(counts >= 2):
-        if len(people) < 2:
-            break
+    for fused in np.flatnonzero(counts >= 2) if len(people) >= 2 else []:
         mine = index == fused
         others = np.arange(len(people)) != fused
         shifts.append(float((to_photos[np.ix_(others, mine)].mean(axis=1) - between[others, fused]).mean()))
