@@ -9,8 +9,8 @@ distances move between hosts and their kernels: the int8 model on (emulated) arm
 its own point (int8 moves distances by up to 0.016 against float32). SAFETY was 0.05 while the robust
 alignment fit jumped between keypoint pairs and moved distances across hosts by up to 0.045. With none
 of N impostor pairs accepted, the per-comparison false-accept rate is below 3/N at 95 % confidence
-(the rule of three); a stranger meets every enrolled photo, so for a roster of P photos the bound is
-1 - (1 - 3/N)^P.
+(the rule of three); a stranger meets every person's template (one per person: never more comparisons than
+photos), so for a roster of P photos 1 - (1 - 3/N)^P bounds it on the safe side.
 
 A point measured on one population proves nothing about another: on East Asian faces the same model's
 impostor distances lie 0.35 lower (docs/accuracy.md). So the threshold in force is also bounded by the
