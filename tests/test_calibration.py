@@ -67,12 +67,30 @@ def test_calibrate_on_the_sample_people_writes_the_point_and_doctor_reports_it(b
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     point = report["site_point"]
-    assert (point["people"], point["photos"], point["impostor_pairs"], point["genuine_pairs"]) == (3, 5, 7, 3)
+    assert (point["people"], point["photos"], point["impostor_pairs"], point["genuine_pairs"]) == (3, 5, 9, 3)
     assert report["threshold_in_force"] == min(point["threshold"], report["model_point"])
     written = load_site_point((tmp_path / "state" / "site-point.json"), point["model_id"])
     assert written is not None and written.threshold == point["threshold"]
     doctor = run_cli("doctor", "--config", str(config))
-    assert "site point from 3 of the site's people (7 impostor pairs" in doctor.stdout, doctor.stdout
+    assert "site point from 3 of the site's people (9 impostor pairs" in doctor.stdout, doctor.stdout
+
+
+def test_the_site_is_measured_as_the_door_judges_a_visit_against_templates():
+    """Impostors: each person's template against every other person's photos (Obama's template against Biden's and
+    Collins' photos; theirs, one photo each, against each other once and against Obama's three); genuine: each photo
+    against the template of the same person's other photos (Obama's three; nobody else has two)."""
+    import numpy as np
+
+    from edge.recognition.calibration import own_template_distances
+
+    rng = np.random.default_rng(3)
+    photos = rng.standard_normal((5, 16)).astype(np.float32)
+    photos /= np.linalg.norm(photos, axis=1, keepdims=True)
+    labels = np.array([0, 0, 0, 1, 2], np.int32)
+    genuine = own_template_distances(photos, labels)
+    rest = photos[1] + photos[2]
+    assert len(genuine) == 3
+    assert genuine[0] == pytest.approx(np.linalg.norm(photos[0] - rest / np.linalg.norm(rest)), abs=1e-5)
 
 
 def test_calibrate_on_east_asian_faces_tightens_the_threshold(base_config, tmp_path):

@@ -170,21 +170,28 @@ def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
     return float(min(ceiling, max(ceiling - MAX_TIGHTENING, midpoint)))
 
 
-def roster_evidence(gallery: Gallery, target: float):
-    """The roster's own bound on the threshold (edge/identity/operating.py: roster_point), from its templates. The
-    visit shift is measured on the roster where someone has two photos, else predicted from the model's genuine
-    similarity (operating.predicted_shift): one photo each does not make a stranger's visit any less fused."""
-    from edge.identity.operating import operating_point, predicted_shift, roster_point
+def visit_impostors(gallery: Gallery) -> tuple[np.ndarray, float, str]:
+    """(impostor distances, visit shift, where the shift comes from): template_impostors, the shift measured on the
+    roster where someone has two photos, else predicted from the model's genuine similarity
+    (operating.predicted_shift): one photo each does not make a stranger's visit any less fused."""
+    from edge.identity.operating import operating_point, predicted_shift
 
     impostor, shift = template_impostors(gallery)
+    if shift is not None:
+        return impostor, shift, "the roster"
     point = operating_point(gallery.model_id)
-    shift_from = "the roster"
-    if shift is None:
-        if point is not None and point.genuine_similarity is not None:
-            shift = predicted_shift(impostor, point.genuine_similarity)
-            shift_from = "predicted (one photo each)"
-        else:
-            shift, shift_from = 0.0, "none (one photo each; no genuine similarity measured for this model)"
+    if point is not None and point.genuine_similarity is not None:
+        return impostor, predicted_shift(impostor, point.genuine_similarity), "predicted (one photo each)"
+    return impostor, 0.0, "none (one photo each; no genuine similarity measured for this model)"
+
+
+def roster_evidence(gallery: Gallery, target: float):
+    """The roster's own bound on the threshold (edge/identity/operating.py: roster_point), from its templates and
+    the visit shift (visit_impostors)."""
+    from edge.identity.operating import operating_point, roster_point
+
+    impostor, shift, shift_from = visit_impostors(gallery)
+    point = operating_point(gallery.model_id)
     return roster_point(impostor, int(gallery.original.sum()), gallery.people,
                         point.impostor_std if point else None, target, shift, shift_from)
 

@@ -3,9 +3,12 @@
 A model's operating point was measured on somebody else's people (the Western accuracy photos); on East Asian
 faces the same model's impostor distances lie 0.35 closer (docs/accuracy.md). A site has its own people and its
 own camera, so it can measure where its impostors lie: photos of the site's population, one sub-folder per
-person (people the door will enrol or not), each photo embedded as enrolment embeds it. The smallest distance
-between two different people, less the same safety margin as the model's point, is the site's point; the
-matcher takes the tighter of it and the model's (edge/identity/operating.py), never the looser.
+person (people the door will enrol or not), each photo embedded as enrolment embeds it. The distances are the
+door's: each person's template (the mean of their photos) against every other person's photos, moved in by how
+much nearer a visit comes than one photo (matcher.visit_impostors); the smallest, less the same safety margin as
+the model's point, is the site's point. The genuine distances it reports are each photo against the template of
+the same person's other photos. The matcher takes the tighter of the site's point and the model's
+(edge/identity/operating.py), never the looser.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.events import rfc3339_now
+from edge.identity.gallery import Gallery
+from edge.identity.matcher import visit_impostors
 from edge.identity.operating import SitePoint, site_point_from
 from edge.images import read_image
 from edge.recognition.enroll import embed_person_images, image_paths
@@ -46,10 +51,25 @@ def calibrate(identifier: Identifier, folder: Path, max_pixels: int) -> Calibrat
     if counted < 2:
         raise InputError(f"calibrate {folder}: usable photos of {counted} people; at least two people are needed "
                          "(one sub-folder of photos each)")
-    matrix, who = np.stack(vectors), np.array(labels)
-    upper = np.triu_indices(len(matrix), 1)
-    distances = np.sqrt(np.clip(2.0 - 2.0 * matrix @ matrix.T, 0.0, 4.0))[upper]
-    same = (who[:, None] == who[None, :])[upper]
-    point = site_point_from(identifier.model_id, distances, same, counted, len(matrix), str(folder),
-                            rfc3339_now())
+    matrix, who = np.stack(vectors).astype(np.float32), np.unique(labels, return_inverse=True)[1].astype(np.int32)
+    site = Gallery(identifier.model_id, matrix.shape[1], matrix, who, np.ones(len(who), bool),
+                   [str(i) for i in range(counted)], [str(i) for i in range(counted)])
+    impostor, shift, _ = visit_impostors(site)
+    genuine = own_template_distances(matrix, who)
+    point = site_point_from(identifier.model_id, np.concatenate([impostor - shift, genuine]),
+                            np.r_[np.zeros(len(impostor), bool), np.ones(len(genuine), bool)], counted, len(matrix),
+                            str(folder), rfc3339_now())
     return Calibration(point, skipped)
+
+
+def own_template_distances(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each photo's distance to the template of the same person's other photos (people with two or more)."""
+    out = []
+    for person in np.unique(labels):
+        mine = embeddings[labels == person]
+        if len(mine) < 2:
+            continue
+        others = mine.sum(axis=0)[None, :] - mine
+        others /= np.maximum(np.linalg.norm(others, axis=1, keepdims=True), 1e-12)
+        out.append(np.sqrt(np.clip(2.0 - 2.0 * np.sum(mine * others, axis=1), 0.0, 4.0)))
+    return np.concatenate(out) if out else np.zeros(0)
