@@ -75,6 +75,11 @@ class Matcher(Protocol):
     def templates_changed(self) -> None: ...
 
 
+def similarity_distance(similarity):
+    """The L2 distance between unit vectors from their cosine similarity (array or matrix), clipped to [0, 2]."""
+    return np.sqrt(np.clip(2.0 - 2.0 * similarity, 0.0, 4.0))
+
+
 def _sample(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings, labels) of the roster's original (non-augmented) photos, at most CALIBRATION_SAMPLE of them: every
     photo of people picked at random (a fixed draw, so a 100k roster calibrates in milliseconds; whole people, so each
@@ -94,7 +99,7 @@ def _sample(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
 def _pairwise(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:
     """(distances, same person) between the photos of _sample."""
     emb, labels = _sample(gallery)
-    return np.sqrt(np.clip(2.0 - 2.0 * emb @ emb.T, 0.0, 4.0)), labels[:, None] == labels[None, :]
+    return similarity_distance(emb @ emb.T), labels[:, None] == labels[None, :]
 
 
 def person_templates(embeddings: np.ndarray, labels: np.ndarray, people: int) -> np.ndarray:
@@ -115,7 +120,7 @@ def _template_distances(templates: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Distance from the query to every template (2, the farthest, for a person without one)."""
     sims = templates @ query
     sims[~templates.any(axis=1)] = -1.0
-    return np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, 4.0))
+    return similarity_distance(sims)
 
 
 def template_impostors(gallery: Gallery) -> tuple[np.ndarray, float | None]:
@@ -134,14 +139,14 @@ def template_impostors(gallery: Gallery) -> tuple[np.ndarray, float | None]:
         return np.zeros(0), None
     people, index = np.unique(labels, return_inverse=True)
     templates = person_templates(emb, index, len(people))
-    to_photos = np.sqrt(np.clip(2.0 - 2.0 * templates @ emb.T, 0.0, 4.0))  # template of row's person -> photo
+    to_photos = similarity_distance(templates @ emb.T)  # template of row's person -> photo
     counts = np.bincount(index, minlength=len(people))
     single = counts == 1
     person = np.arange(len(people))[:, None]
     other = person != index[None, :]
     once = ~(single[:, None] & single[index][None, :] & (person > index[None, :]))
     impostor = to_photos[other & once]
-    between = np.sqrt(np.clip(2.0 - 2.0 * templates @ templates.T, 0.0, 4.0))
+    between = similarity_distance(templates @ templates.T)
     shifts = []
     for fused in np.flatnonzero(counts >= 2) if len(people) >= 2 else []:
         mine = index == fused
@@ -267,7 +272,7 @@ def _block_distances(blocks: tuple[np.ndarray, np.ndarray], query: np.ndarray, p
     filled = starts < bounds[1:]
     if filled.any():
         best[filled] = np.maximum.reduceat(sims, starts[filled])
-    return np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
+    return similarity_distance(best)
 
 
 class _Base:
@@ -381,7 +386,7 @@ class NearestMatcher(_Base):
     def _found(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, distances) of the k best candidates, nearest first, a learned template's distance scaled."""
         rows, sims = self.search.top(query, k)
-        distances = np.sqrt(np.clip(2.0 - 2.0 * sims.astype(np.float64), 0.0, 4.0))
+        distances = similarity_distance(sims.astype(np.float64))
         distances = np.where(rows >= self._enrolled_rows, distances * self.learned_scale, distances)
         order = np.argsort(distances, kind="stable")
         return rows[order], distances[order]

@@ -27,7 +27,7 @@ import numpy as np
 
 from edge.config import AdaptationConfig
 from edge.events import Decision
-from edge.identity.matcher import Matcher, enrolled_distances
+from edge.identity.matcher import Matcher, enrolled_distances, similarity_distance
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def refusal(config: AdaptationConfig, matcher: Matcher, decision: Decision, fuse
     gallery = matcher.gallery
     learned, labels = gallery.adapted_templates()
     own = np.concatenate([gallery.embeddings[gallery.original & (gallery.labels == person)], learned[labels == person]])
-    nearest = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(np.max(own @ fused))))) if len(own) else 2.0
+    nearest = float(similarity_distance(float(np.max(own @ fused)))) if len(own) else 2.0
     if nearest <= config.novel_beyond:
         return (f"{nearest:.3f} from one of their templates: nothing new (adaptation.novel_beyond "
                 f"{config.novel_beyond})", distance, margin)

@@ -22,7 +22,7 @@ import numpy as np
 from edge.errors import InputError
 from edge.events import rfc3339_now
 from edge.identity.gallery import Gallery
-from edge.identity.matcher import visit_impostors
+from edge.identity.matcher import similarity_distance, visit_impostors
 from edge.identity.operating import SitePoint, site_point_from
 from edge.images import read_image
 from edge.recognition.enroll import embed_person_images, image_paths
@@ -71,5 +71,5 @@ def own_template_distances(embeddings: np.ndarray, labels: np.ndarray) -> np.nda
             continue
         others = mine.sum(axis=0)[None, :] - mine
         others /= np.maximum(np.linalg.norm(others, axis=1, keepdims=True), 1e-12)
-        out.append(np.sqrt(np.clip(2.0 - 2.0 * np.sum(mine * others, axis=1), 0.0, 4.0)))
+        out.append(similarity_distance(np.sum(mine * others, axis=1)))
     return np.concatenate(out) if out else np.zeros(0)
