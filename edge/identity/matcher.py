@@ -123,18 +123,18 @@ def _template_distances(templates: np.ndarray, query: np.ndarray) -> np.ndarray:
     return similarity_distance(sims)
 
 
-def template_impostors(gallery: Gallery) -> tuple[np.ndarray, float | None]:
-    """(impostor distances, visit shift) of the roster, over the people of _sample: from each person's template to
-    every photo of every other person (a pair of two people with one photo each counted once: it is one distance
-    seen from both sides), and how much closer a visit comes to another person's template than one photo does.
+def template_impostors(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """(impostor distances, visit shift) of photos `emb` of people `labels` (a roster's _sample, a site's photos):
+    from each person's template to every photo of every other person (a pair of two people with one photo each
+    counted once: it is one distance seen from both sides), and how much closer a visit comes to another person's
+    template than one photo does.
 
     The shift: for each person with two or more photos, their photos fused (as a track fuses its frames) against
     everybody else's template, beside those photos one by one; the mean over people. Fusing averages a face's noise
     away, so a stranger's visit lies nearer the roster than a single photo of them (East Asian faces: 0.08 for five
     photos fused, docs/accuracy.md), and a bound modelled on single photos lets in tens of times the strangers it
     aims at. All of a person's enrolled photos are fused, more than a visit's frames vary, so the shift errs on the
-    tight side. None when nobody has two photos (nothing on the roster to measure it by: roster_evidence predicts it)."""
-    emb, labels = _sample(gallery)
+    tight side. None when nobody has two photos (nothing on the roster to measure it by: visit_impostors predicts it)."""
     if len(labels) == 0:
         return np.zeros(0), None
     people, index = np.unique(labels, return_inverse=True)
@@ -175,16 +175,16 @@ def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
     return float(min(ceiling, max(ceiling - MAX_TIGHTENING, midpoint)))
 
 
-def visit_impostors(gallery: Gallery) -> tuple[np.ndarray, float, str]:
+def visit_impostors(emb: np.ndarray, labels: np.ndarray, model_id: str) -> tuple[np.ndarray, float, str]:
     """(impostor distances, visit shift, where the shift comes from): template_impostors, the shift measured on the
     roster where someone has two photos, else predicted from the model's genuine similarity
     (operating.predicted_shift): one photo each does not make a stranger's visit any less fused."""
     from edge.identity.operating import operating_point, predicted_shift
 
-    impostor, shift = template_impostors(gallery)
+    impostor, shift = template_impostors(emb, labels)
     if shift is not None:
         return impostor, shift, "the roster"
-    point = operating_point(gallery.model_id)
+    point = operating_point(model_id)
     if point is not None and point.genuine_similarity is not None:
         return impostor, predicted_shift(impostor, point.genuine_similarity), "predicted (one photo each)"
     return impostor, 0.0, "none (one photo each; no genuine similarity measured for this model)"
@@ -195,7 +195,7 @@ def roster_evidence(gallery: Gallery, target: float):
     the visit shift (visit_impostors)."""
     from edge.identity.operating import operating_point, roster_point
 
-    impostor, shift, shift_from = visit_impostors(gallery)
+    impostor, shift, shift_from = visit_impostors(*_sample(gallery), gallery.model_id)
     point = operating_point(gallery.model_id)
     return roster_point(impostor, int(gallery.original.sum()), gallery.people,
                         point.impostor_std if point else None, target, shift, shift_from)
@@ -366,16 +366,15 @@ class NearestMatcher(_Base):
         gallery = self.gallery
         mask = _originals(gallery)
         learned, learned_labels = gallery.adapted_templates()
+        self._enrolled_rows = gallery.people  # one template per person
         if not len(learned_labels) and np.array_equal(np.bincount(gallery.labels[mask], minlength=gallery.people),
                                                       np.ones(gallery.people, np.int64)):
             # one photo each (a big roster's common case): the photo is the template; read the gallery's own array
             # in place (no copy of a 100k roster)
-            self._enrolled_rows = gallery.people
             self._labels = gallery.labels[mask]
             self.search = build_search(gallery.embeddings, np.nonzero(mask)[0], self.compact_from)
             return
         embeddings = np.concatenate([self._enrolled(), learned]) if len(learned_labels) else self._enrolled()
-        self._enrolled_rows = gallery.people
         self._labels = np.concatenate([np.arange(gallery.people, dtype=gallery.labels.dtype), learned_labels])
         self.search = build_search(embeddings, np.arange(len(embeddings)), self.compact_from)
 

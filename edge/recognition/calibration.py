@@ -21,7 +21,6 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.events import rfc3339_now
-from edge.identity.gallery import Gallery
 from edge.identity.matcher import similarity_distance, visit_impostors
 from edge.identity.operating import SitePoint, site_point_from
 from edge.images import read_image
@@ -51,10 +50,8 @@ def calibrate(identifier: Identifier, folder: Path, max_pixels: int) -> Calibrat
     if counted < 2:
         raise InputError(f"calibrate {folder}: usable photos of {counted} people; at least two people are needed "
                          "(one sub-folder of photos each)")
-    matrix, who = np.stack(vectors).astype(np.float32), np.unique(labels, return_inverse=True)[1].astype(np.int32)
-    site = Gallery(identifier.model_id, matrix.shape[1], matrix, who, np.ones(len(who), bool),
-                   [str(i) for i in range(counted)], [str(i) for i in range(counted)])
-    impostor, shift, _ = visit_impostors(site)
+    matrix, who = np.stack(vectors).astype(np.float32), np.array(labels)
+    impostor, shift, _ = visit_impostors(matrix, who, identifier.model_id)
     genuine = own_template_distances(matrix, who)
     point = site_point_from(identifier.model_id, np.concatenate([impostor - shift, genuine]),
                             np.r_[np.zeros(len(impostor), bool), np.ones(len(genuine), bool)], counted, len(matrix),
