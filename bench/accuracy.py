@@ -166,14 +166,14 @@ def enrolled_gallery(view: View, enrolled: dict[str, list[int]]):
 
 def ours_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]], ceiling: float) -> Identify:
     """The product's enrolment + matcher over the enrolled photos' embeddings (augmentations included), at
-    the threshold the product would use: the measured point `ceiling`, tightened by calibration and bounded
-    by the roster (edge/identity/matcher.py: resolve)."""
-    from edge.identity.matcher import bounded_threshold, build_matcher, calibrate_threshold
+    the threshold the product would use for a probe that is one still photo: the measured point `ceiling`,
+    tightened by calibration and bounded by the roster (edge/identity/matcher.py: resolve, photo_bound)."""
+    from edge.identity.matcher import bounded_threshold, build_matcher, calibrate_threshold, photo_bound
     from edge.identity.operating import DEFAULT_STRANGER_FAR
     from edge.identity.svc import fit_here
 
     gallery = enrolled_gallery(view, enrolled)
-    threshold = (bounded_threshold(gallery, ceiling, DEFAULT_STRANGER_FAR)[0] if ROSTER_BOUND[0]
+    threshold = (photo_bound(*bounded_threshold(gallery, ceiling, DEFAULT_STRANGER_FAR)) if ROSTER_BOUND[0]
                  else calibrate_threshold(gallery, ceiling))
     matcher = build_matcher(gallery, "auto", threshold, ambiguity_margin=AMBIGUITY[0], svc_fit=fit_here)
     return lambda vector: matcher.match(vector).person_id

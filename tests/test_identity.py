@@ -54,7 +54,8 @@ def test_detector_finds_one_face_with_eyes_inside_the_box(identifier):
 @pytest.mark.parametrize("model", ["facenet", "mobilefacenet"])
 def test_same_person_is_closer_than_different_people(base_config, tmp_path, model, request):
     if model == "mobilefacenet":
-        base_config = {**base_config, "embedder": {"model": str(request.getfixturevalue("mobilefacenet_model"))}}
+        base_config = {**base_config, "embedder": {"model": str(request.getfixturevalue("mobilefacenet_model")),
+                                                   "fuse_with": []}}
     ident = build_identifier(config_from_dict(base_config, base_dir=tmp_path), with_matcher=False)
     obama = [embed_photo(ident, p) for p in ("obama-1.jpg", "obama-2.jpg", "obama-3.jpg")]
     others = [embed_photo(ident, p) for p in ("biden-1.jpg", "collins-1.jpg", "cameraman.jpg")]
@@ -521,6 +522,45 @@ def test_the_bound_models_a_visit_whose_fused_identity_comes_closer_than_one_pho
     # a template learned at the door is itself a visit's fused identity: its radius comes in once more
     assert learned_threshold(per_visit, 0.6, 30) == pytest.approx(learned_threshold(per_photo, 0.6, 30) - 0.06,
                                                                   abs=0.0011)
+
+
+def test_a_still_photo_is_not_held_to_a_visit_shift_that_was_only_predicted():
+    """With one photo per person the visit shift is predicted for a track's fused frames (predicted_shift): a still
+    photo is one look, not a visit, so it is judged by the bound without it, a track by the tighter one. A shift
+    measured on the roster's own photos is kept for photos too (the tight side), and a configured threshold is both."""
+    from edge.identity.matcher import NearestMatcher, enrolled_distances, photo_bound, resolve
+    from edge.identity.operating import roster_point
+
+    distances = np.array([1.05, 1.10, 1.02])
+    predicted = roster_point(distances, photos=3, people=3, prior_std=0.085, visit_shift=0.06,
+                             visit_shift_from="predicted (one photo each)")
+    assert predicted.photo_threshold == roster_point(distances, photos=3, people=3, prior_std=0.085).threshold
+    assert predicted.photo_threshold == pytest.approx(predicted.threshold + 0.06, abs=0.0011)
+    measured = roster_point(distances, photos=6, people=3, prior_std=0.085, visit_shift=0.06)
+    assert measured.photo_threshold == measured.threshold
+    assert photo_bound(predicted.threshold, 1.058, predicted) == predicted.photo_threshold
+    assert photo_bound(predicted.threshold, predicted.threshold, predicted) == predicted.threshold, \
+        "calibration still bounds it"
+    alike = roster_point([0.9] + [1.4] * 20, photos=7, people=7, prior_std=0.085, visit_shift=0.06,
+                         visit_shift_from="predicted (one photo each)")
+    assert alike.photo_threshold == 0.88 >= alike.threshold, "no enrolled person may be taken for another by a photo"
+
+    photos, labels = _one_population(6, 4)
+    one_each = labels[::4]  # one photo per person: the shift is predicted from the model's genuine similarity
+    gallery = Gallery("facenet-keras-ms1m-int8full-m00-prewhiten", 64, photos[::4], one_each,
+                      np.ones(len(one_each), bool), list("abcdef"), list("ABCDEF"))
+    matcher = NearestMatcher(gallery, ambiguity_margin=0.0)
+    assert matcher.roster is not None and matcher.roster.visit_shift_from.startswith("predicted")
+    assert matcher.photo_threshold > matcher.threshold
+    assert resolve(gallery, 0.9)[::3] == (0.9, 0.9), "a configured threshold holds for both"
+    between = (matcher.threshold + matcher.photo_threshold) / 2  # a probe at this distance from person a's template
+    aside = np.random.default_rng(3).standard_normal(64)
+    aside -= (aside @ photos[0]) * photos[0]
+    cosine = 1.0 - between ** 2 / 2.0
+    probe = (cosine * photos[0] + np.sqrt(1.0 - cosine ** 2) * aside / np.linalg.norm(aside)).astype(np.float32)
+    assert enrolled_distances(gallery, probe)[0] == pytest.approx(between, abs=1e-4)
+    assert matcher.match(probe, photo=True).person_id == "a"
+    assert not matcher.match(probe).known, "the same embedding as a track's identity: a visit, judged tighter"
 
 
 def test_one_photo_each_predicts_the_visit_shift_from_the_models_genuine_similarity():

@@ -3,6 +3,12 @@
 Two matchers share one rule for `known`: the chosen person's template (the unit mean of their enrolled photos'
 embeddings, person_templates) must lie within the distance threshold. The SVC (the seed's recipe) chooses among a
 small roster; the nearest-neighbour matcher chooses by distance and stays fast at 100k identities.
+
+The threshold depends on what is judged. The door judges visits: a track's identity fused from its frames comes
+nearer other people's templates than any one photo (the roster's visit shift), so `threshold` is the visit's
+bound. A still photo (`facecheck identify`, the identify command, a snapshot) is one look: `photo_threshold` is
+not held to a shift that was only predicted for a visit (one photo each; operating.roster_point says why a
+measured one is kept). A query is a visit unless the caller says it is one photo.
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ class Candidate:
 
 class Matcher(Protocol):
     kind: str
-    threshold: float
+    threshold: float  # a visit's (a track's fused identity)
+    photo_threshold: float  # one still photo's (photo_bound)
     threshold_origin: str
     ambiguity_margin: float
     roster: RosterPoint | None  # the enrolled roster's own bound on the threshold, where it has one
@@ -68,7 +75,7 @@ class Matcher(Protocol):
     learned_threshold: float  # the radius a template learned at the door accepts within (operating.learned_threshold)
     gallery: Gallery
 
-    def match(self, embedding: np.ndarray) -> Match: ...
+    def match(self, embedding: np.ndarray, photo: bool = False) -> Match: ...
 
     def candidates(self, embedding: np.ndarray, k: int = 3) -> list[Candidate]: ...
 
@@ -179,11 +186,11 @@ def visit_impostors(emb: np.ndarray, labels: np.ndarray, model_id: str) -> tuple
     """(impostor distances, visit shift, where the shift comes from): template_impostors, the shift measured on the
     roster where someone has two photos, else predicted from the model's genuine similarity
     (operating.predicted_shift): one photo each does not make a stranger's visit any less fused."""
-    from edge.identity.operating import operating_point, predicted_shift
+    from edge.identity.operating import MEASURED, operating_point, predicted_shift
 
     impostor, shift = template_impostors(emb, labels)
     if shift is not None:
-        return impostor, shift, "the roster"
+        return impostor, shift, MEASURED
     point = operating_point(model_id)
     if point is not None and point.genuine_similarity is not None:
         return impostor, predicted_shift(impostor, point.genuine_similarity), "predicted (one photo each)"
@@ -209,20 +216,29 @@ def bounded_threshold(gallery: Gallery, ceiling: float, target: float):
     return min(calibrated, roster.threshold if roster.threshold is not None else calibrated), calibrated, roster
 
 
+def photo_bound(threshold: float, calibrated: float, roster: RosterPoint | None) -> float:
+    """The threshold for one still photo, from a visit's (bounded_threshold's threshold, calibrated, roster): the same
+    bounds with the roster's photo bound (operating.roster_point) in place of its visit bound; the visit's where the
+    roster says nothing or the threshold was configured."""
+    if roster is None or roster.photo_threshold is None:
+        return threshold
+    return max(threshold, min(calibrated, roster.photo_threshold))
+
+
 def resolve_threshold(gallery: Gallery, configured: float | None, target: float | None = None
                       ) -> tuple[float, str]:
     return resolve(gallery, configured, target)[:2]
 
 
 def resolve(gallery: Gallery, configured: float | None, target: float | None = None, site: SitePoint | None = None):
-    """(distance threshold, where it came from, the roster's evidence or None): the config's number, else the
-    model's measured operating point (or the site's own, `facecheck calibrate`, where it is tighter), tightened
-    by calibration and by the roster's own bound (never loosened), else a strict fallback (tightened likewise).
-    target: strangers accepted per visit the roster's bound aims at."""
+    """(a visit's distance threshold, where it came from, the roster's evidence or None, one photo's threshold): the
+    config's number (for both), else the model's measured operating point (or the site's own, `facecheck calibrate`,
+    where it is tighter), tightened by calibration and by the roster's own bound (never loosened), else a strict
+    fallback (tightened likewise). target: strangers accepted per decision the roster's bound aims at."""
     from edge.identity.operating import DEFAULT_STRANGER_FAR, operating_point
 
     if configured is not None:
-        return configured, "config matcher.distance_threshold", None
+        return configured, "config matcher.distance_threshold", None, configured
     point = operating_point(gallery.model_id)
     ceiling = point.threshold if point else FALLBACK_THRESHOLD
     origin = "operating point" if point else "fallback (no operating point measured for this model)"
@@ -235,7 +251,7 @@ def resolve(gallery: Gallery, configured: float | None, target: float | None = N
         origin += f", tightened by this roster ({roster.rule})"
     elif threshold < ceiling:
         origin += ", tightened by this roster"
-    return threshold, origin, roster
+    return threshold, origin, roster, photo_bound(threshold, calibrated, roster)
 
 
 def _originals(gallery: Gallery) -> np.ndarray:
@@ -285,7 +301,8 @@ class _Base:
         self.gallery = gallery
         self.ambiguity_margin = ambiguity_margin
         self.site = site
-        self.threshold, self.threshold_origin, self.roster = resolve(gallery, threshold, stranger_far, site)
+        self.threshold, self.threshold_origin, self.roster, self.photo_threshold = resolve(gallery, threshold,
+                                                                                           stranger_far, site)
         self.learned_threshold = learned_threshold(self.roster, self.threshold, gallery.people * learned_per_person)
         self._templates: np.ndarray | None = None
         self._learned: tuple[np.ndarray, np.ndarray] | tuple[()] | None = None
@@ -339,9 +356,10 @@ class _Base:
         others = np.delete(distances, person)
         return float(others.min()) if len(others) else float("inf")
 
-    def _result(self, person: int, score: float, distance: float, evidence: Any) -> Match:
-        """evidence: what _runner_up needs (the distances to every person; the nearest matcher's candidates)."""
-        known = distance <= self.threshold and (
+    def _result(self, person: int, score: float, distance: float, evidence: Any, photo: bool) -> Match:
+        """evidence: what _runner_up needs (the distances to every person; the nearest matcher's candidates); photo:
+        the query is one still photo, judged by photo_threshold (else a visit, by threshold)."""
+        known = distance <= (self.photo_threshold if photo else self.threshold) and (
             self.ambiguity_margin <= 0 or self._runner_up(person, evidence) - distance >= self.ambiguity_margin)
         return Match(known, self.gallery.person_ids[person] if known else None,
                      self.gallery.names[person] if known else None, float(score), float(distance))
@@ -390,13 +408,14 @@ class NearestMatcher(_Base):
         order = np.argsort(distances, kind="stable")
         return rows[order], distances[order]
 
-    def match(self, embedding: np.ndarray) -> Match:
+    def match(self, embedding: np.ndarray, photo: bool = False) -> Match:
         if len(self._labels) == 0:
             return UNKNOWN_EMPTY
         query = embedding.astype(np.float32, copy=False)
         rows, distances = self._found(query, CANDIDATES)
         person, distance = int(self._labels[rows[0]]), float(distances[0])
-        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, (query, rows, distances))
+        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, (query, rows, distances),
+                            photo)
 
     def _runner_up(self, person: int, evidence) -> float:
         """The nearest other person among the candidates already found, looking further only when every
@@ -435,11 +454,11 @@ class SvcMatcher(_Base):
         log.info("SVC trained on %d embeddings of %d people in %.1fs", int(keep.sum()), gallery.people,
                  time.monotonic() - started)
 
-    def match(self, embedding: np.ndarray) -> Match:
+    def match(self, embedding: np.ndarray, photo: bool = False) -> Match:
         person = self._svc.predict(embedding)
         distances = self._person_distances(embedding)  # once: the chosen person's and the runner-up's
         distance = float(distances[person])
-        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, distances)
+        return self._result(person, max(0.0, 1.0 - distance * distance / 2.0), distance, distances, photo)
 
 
 def _per_person_subset(gallery: Gallery, limit: int) -> np.ndarray:
@@ -468,6 +487,6 @@ def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None 
     matcher: Matcher = (
         SvcMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, svc_fit, learned_per_person) if kind == "svc"
         else NearestMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person))
-    log.info("matcher %s over %d people, distance threshold %.3f (%s)", matcher.kind, gallery.people,
-             matcher.threshold, matcher.threshold_origin)
+    log.info("matcher %s over %d people, distance threshold %.3f per visit, %.3f per photo (%s)", matcher.kind,
+             gallery.people, matcher.threshold, matcher.photo_threshold, matcher.threshold_origin)
     return matcher

@@ -57,7 +57,7 @@ def from_distances(model_id: str, impostor, genuine, dataset: str) -> OperatingP
     import numpy as np
 
     impostor, genuine = np.asarray(impostor), np.asarray(genuine)
-    threshold = float(np.floor((impostor.min() - SAFETY) * 1000) / 1000)
+    threshold = _floor(float(impostor.min()) - SAFETY)
     return OperatingPoint(model_id, threshold, int(impostor.size), int(genuine.size),
                           float((impostor <= threshold).mean()), min(1.0, 3.0 / impostor.size),
                           float((genuine <= threshold).mean()), dataset, float(impostor.mean()), float(impostor.std()),
@@ -75,6 +75,7 @@ def from_distances(model_id: str, impostor, genuine, dataset: str) -> OperatingP
 NEAREST_MARGIN = 0.02
 PRIOR_PAIRS = 20
 VISIT_LOOKS = 8  # the most embeddings a track fuses into its identity (tracking.fuse_frames' default)
+MEASURED = "the roster"  # RosterPoint.visit_shift_from for a shift measured on the roster's own photos
 FALLBACK_IMPOSTOR_STD = 0.085
 DEFAULT_STRANGER_FAR = 1e-4
 
@@ -93,7 +94,8 @@ class RosterPoint:
     impostor_std: float | None  # pooled with the prior
     target: float  # stranger false accepts per visit the normal model aims at
     visit_shift: float = 0.0  # how much closer a visit's fused identity comes to another's template than one photo
-    visit_shift_from: str = "the roster"  # measured on the roster, or predicted (one photo each: predicted_shift)
+    visit_shift_from: str = MEASURED  # or predicted (one photo each: predicted_shift)
+    photo_threshold: float | None = None  # the bound for one still photo (roster_point; matcher.photo_bound)
 
     def modelled_far(self, threshold: float) -> float | None:
         """The normal model's stranger false-accept rate per visit at a threshold (a model, not a measure)."""
@@ -131,11 +133,17 @@ def predicted_shift(impostor, genuine_similarity: float, looks: int = VISIT_LOOK
 
 def roster_point(impostor, photos: int, people: int, prior_std: float | None,
                  target: float = DEFAULT_STRANGER_FAR, visit_shift: float = 0.0,
-                 visit_shift_from: str = "the roster") -> RosterPoint:
+                 visit_shift_from: str = MEASURED) -> RosterPoint:
     """The roster's bound from its impostor distances (each person's template to every other person's enrolled
     photos: matcher.template_impostors), `photos` enrolled photos of `people` people. visit_shift: how much closer a
     visit comes to another person's template than one photo does (the door decides on a track's identity fused from
-    its frames, whose noise averages out); the normal model's mean moves in by it."""
+    its frames, whose noise averages out); the normal model's mean moves in by it.
+
+    photo_threshold, for one still photo: a photo is not a visit, so it is not held to a shift *predicted* for a visit's
+    fused frames (one photo each: predicted_shift). A shift MEASURED on the roster (someone has two photos) is kept for
+    photos too, on the tight side: per photo the normal model is optimistic for a population of look-alikes (East
+    Asian faces, FaceNet, k = 3 per photo without it: 925 of 68,640 stranger photos accepted where the model aims at 1
+    in 10,000; docs/accuracy.md)."""
     import numpy as np
 
     impostor = np.asarray(impostor, np.float64)
@@ -150,8 +158,14 @@ def roster_point(impostor, photos: int, people: int, prior_std: float | None,
     bounds = {f"nearest impostor less {NEAREST_MARGIN}": nearest - NEAREST_MARGIN,
               f"normal model of {n} impostor distances at {target:g} per visit": tail}
     rule = min(bounds, key=lambda name: bounds[name])
-    return RosterPoint(float(np.floor(bounds[rule] * 1000) / 1000), rule, people, photos, n, nearest, mean, std,
-                       target, visit_shift, visit_shift_from)
+    photo = min(nearest - NEAREST_MARGIN, tail if visit_shift_from == MEASURED else tail + visit_shift)
+    return RosterPoint(_floor(bounds[rule]), rule, people, photos, n, nearest, mean, std, target, visit_shift,
+                       visit_shift_from, _floor(photo))
+
+
+def _floor(threshold: float) -> float:
+    """A threshold as the bounds state it: rounded down to 0.001, so that it never loosens."""
+    return float(math.floor(threshold * 1000) / 1000)
 
 
 def learned_threshold(roster: RosterPoint | None, threshold: float, learned: int) -> float:
@@ -170,7 +184,7 @@ def learned_threshold(roster: RosterPoint | None, threshold: float, learned: int
     people = max(roster.people, 1)
     z = NormalDist().inv_cdf
     tail = (z(1.0 - roster.target / (people + learned)) - z(1.0 - roster.target / people)) * roster.impostor_std
-    return float(math.floor((threshold - tail - roster.visit_shift) * 1000) / 1000)
+    return _floor(threshold - tail - roster.visit_shift)
 
 
 # A site's own point (`facecheck calibrate FOLDER`): the site's people, photographed as the site photographs
@@ -213,7 +227,7 @@ def site_point_from(model_id: str, distances, same, people: int, photos: int, fo
     if people < 2 or impostor.size == 0:
         raise ValueError("calibration needs photos of at least two people (one sub-folder each)")
     point = operating_point(model_id)
-    site = SitePoint(model_id, float(np.floor((impostor.min() - SAFETY) * 1000) / 1000),
+    site = SitePoint(model_id, _floor(float(impostor.min()) - SAFETY),
                      point.threshold if point else None, people, photos, int(impostor.size), int(genuine.size),
                      min(1.0, 3.0 / impostor.size), 0.0, float(impostor.min()), float(impostor.mean()), folder,
                      measured_at)

@@ -150,7 +150,7 @@ class Identifier:
         for face in faces:
             embedding, quality = self.embed_with_quality(searched, face)
             verdict, evidence = self.liveness.photo(searched, face) if self.liveness else (None, None)
-            results.append(FaceResult(0, face.moved(dx, dy), self.match(embedding), embedding, quality,
+            results.append(FaceResult(0, face.moved(dx, dy), self.match(embedding, photo=True), embedding, quality,
                                       verdict, evidence))
         return results
 
@@ -162,12 +162,13 @@ class Identifier:
             return self.liveness.model.assess(image, face).score
 
     def explain(self, result: FaceResult, k: int = 3) -> dict:
-        """Why a face was or was not named: its nearest people, the rules in force and its quality."""
+        """Why a face of a still photo (identify) was or was not named: its nearest people, the rules in force (the
+        photo's threshold; a visit's is stricter where the roster measured a visit shift) and its quality."""
         matcher = self.matcher
         if matcher is None:
             return {"why": "no one is enrolled", "candidates": []}
         candidates = matcher.candidates(result.embedding, k)
-        threshold, margin = matcher.threshold, matcher.ambiguity_margin
+        threshold, margin = matcher.photo_threshold, matcher.ambiguity_margin
         best = candidates[0] if candidates else None
         if result.match.known:
             why = f"{result.match.name}: distance {result.match.distance:.3f} <= threshold {threshold:.3f}"
@@ -178,20 +179,23 @@ class Identifier:
             runner = candidates[1]
             why = (f"ambiguous: {best.name} at {best.distance:.3f} and {runner.name} at {runner.distance:.3f} "
                    f"lie within the ambiguity margin {margin:.2f} of each other")
-        return {"why": why, "threshold": round(threshold, 4), "ambiguity_margin": margin,
+        return {"why": why, "threshold": round(threshold, 4), "visit_threshold": round(matcher.threshold, 4),
+                "ambiguity_margin": margin,
                 "embedder": describe(self.embedder.meta),
                 **({"fused_with": [describe(part.embedder.meta) for part in self.fused]} if self.fused else {}),
                 "candidates": [{"person_id": c.person_id, "name": c.name, "distance": c.distance} for c in candidates],
                 "quality": result.quality.as_dict() if result.quality else None,
                 **({"liveness": self.liveness.explain(result.evidence)} if self.liveness and result.evidence else {})}
 
-    def match(self, embedding: np.ndarray) -> Match:
+    def match(self, embedding: np.ndarray, photo: bool = False) -> Match:
+        """photo: the embedding is one still photo's, judged by the matcher's photo threshold; else a track's fused
+        identity (a visit), judged by the visit's."""
         if self.matcher is None:
             from edge.identity.matcher import UNKNOWN_EMPTY
 
             return UNKNOWN_EMPTY
         with self.timer.stage("match"):
-            return self.matcher.match(embedding)
+            return self.matcher.match(embedding, photo)
 
 
 @dataclass

@@ -50,7 +50,8 @@ def matcher_summary(matcher: Matcher) -> dict:
     gallery = matcher.gallery
     return {"kind": matcher.kind, **summary(matcher.threshold, matcher.threshold_origin,
                                             operating_point(gallery.model_id), int(gallery.original.sum()),
-                                            matcher.roster, matcher.site)}
+                                            matcher.roster, matcher.site),
+            "photo_threshold": round(matcher.photo_threshold, 4)}
 
 
 def health_payload(snapshot: HealthSnapshot) -> dict:
