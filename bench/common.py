@@ -23,6 +23,18 @@ def default_model() -> Path:
     return config_from_dict({}, ROOT).embedder.model
 
 
+def default_fused() -> tuple[Path, ...]:
+    """The embedders the shipped config fuses with default_model() (embedder.fuse_with's default: MobileFaceNet)."""
+    from edge.config import config_from_dict
+
+    return tuple(config_from_dict({}, ROOT).embedder.fuse_with)
+
+
+def default_embedder() -> dict:
+    """The shipped config's embedder settings (the door's default identity), with this checkout's model paths."""
+    return {"model": str(default_model()), "fuse_with": [str(path) for path in default_fused()]}
+
+
 def measure(fn, repeat: int, warmup: int = 3) -> dict:
     for _ in range(warmup):
         fn()

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import yaml
 
-from bench.common import ROOT, SMOKE_HELP, PeakRss, default_model, machine, smoke_mode, write
+from bench.common import ROOT, SMOKE_HELP, PeakRss, default_embedder, default_model, machine, smoke_mode, write
 from edge.cli.local_broker import Broker
 from edge.messaging.outbox import Outbox
 from edge.samples import sample
@@ -84,7 +84,7 @@ def prepare(work: Path) -> dict:
 
     render_clip(work / "frames")
     model = default_model()
-    config = config_from_dict({"models": {"dir": str(model.parent)}, "embedder": {"model": str(model)},
+    config = config_from_dict({"models": {"dir": str(model.parent)}, "embedder": default_embedder(),
                                "matcher": {"gallery": str(work / "gallery.npz")}}, base_dir=work)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
@@ -94,7 +94,7 @@ def prepare(work: Path) -> dict:
         "device_id": DEVICE,
         "camera": {"kind": "replay", "path": str(work / "frames"), "fps": 10, "loop": True, "realtime": True},
         "models": {"dir": str(model.parent)},
-        "embedder": {"model": str(model)},
+        "embedder": default_embedder(),
         "matcher": {"gallery": str(work / "gallery.npz"), "augmentations": 4},
         "confirmation": {"require_gesture": False, "unknown_frames": 4, "unknown_interval_s": 0, "cooldown_s": 0},
         "commands": {"allow": ["reload", "health", "roster", "enroll", "remove", "snapshot"],

@@ -16,7 +16,7 @@ import sys
 
 import cv2
 
-from bench.common import ROOT, SMOKE_HELP, default_model, machine, measure, results_dir, smoke_mode, write
+from bench.common import ROOT, SMOKE_HELP, default_embedder, machine, measure, results_dir, smoke_mode, write
 from edge.camera.base import Frame
 from edge.config import config_from_dict
 from edge.inference.gestures import GestureStage, RuleClassifier, build_classifier
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from edge.service.assembly import build_identifier
 
     work = ROOT / "bench" / "results" / "gesture-state"
-    config = config_from_dict({"embedder": {"model": str(default_model())},
+    config = config_from_dict({"embedder": default_embedder(),
                                "detector": {"model": "full_range", "min_face_px": 20},
                                "matcher": {"gallery": str(work / "gallery.npz")},
                                "confirmation": {"require_gesture": True}}, base_dir=ROOT)

@@ -132,10 +132,12 @@ class EmbedderConfig(_Model):
         [], max_length=4, description="Other embedder .tflite files enrolment also stores templates of, so that "
         "embedder.model can later point at one of them without re-enrolling anyone (docs/accuracy.md).")
     fuse_with: list[Path] = Field(
-        [], max_length=2, description="Other embedder .tflite files whose embeddings the door joins to embedder.model's "
-        "into one identity, with equal weight (e.g. [models/mobilefacenet-float32.tflite]): FaceNet and MobileFaceNet "
-        "together separate East Asian faces better than either (docs/accuracy.md). Enrolment stores each model's own "
-        "templates, so a gallery enrolled with them (or with enrol_also naming them) needs no re-enrolment.")
+        [Path("models/mobilefacenet-float32.tflite")], max_length=2, description="Other embedder .tflite files whose "
+        "embeddings the door joins to embedder.model's into one identity, with equal weight. By default MobileFaceNet "
+        "(built by scripts/bootstrap): FaceNet and MobileFaceNet together separate East Asian faces far better than "
+        "FaceNet alone, which misses the per-visit bar there (docs/accuracy.md); [] runs FaceNet alone. Enrolment "
+        "stores each model's own templates, so a gallery enrolled with them (or with enrol_also naming them) needs no "
+        "re-enrolment.")
 
     @model_validator(mode="after")
     def _fused_models_differ(self) -> EmbedderConfig:

@@ -68,7 +68,9 @@ def base_config(tmp_path: Path, facenet_model: Path) -> dict:
         "device_id": "test-door",
         "camera": {"kind": "replay", "path": str(tmp_path / "frames"), "fps": 10, "realtime": False},
         "models": {"dir": str(MODELS)},
-        "embedder": {"model": str(facenet_model)},
+        # FaceNet alone: these tests are about one stage or the messaging around it; the door's default identity
+        # (FaceNet fused with MobileFaceNet) runs in test_fusion, test_accuracy, the demo and fused_config's tests
+        "embedder": {"model": str(facenet_model), "fuse_with": []},
         "matcher": {"gallery": str(tmp_path / "state" / "gallery.npz"), "augmentations": 4},
         "outbox": {"path": str(tmp_path / "state" / "outbox.sqlite")},
         "confirmation": {"require_gesture": False},
@@ -154,8 +156,10 @@ def broker(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def clip_and_gallery(tmp_path_factory, facenet_model):
-    """The demo's clip and a gallery with Obama and Biden, built once with the real models."""
+def clip_and_gallery(tmp_path_factory, facenet_model, mobilefacenet_model):
+    """The demo's clip and a gallery with Obama and Biden, built once with the real models: enrolled as the default
+    identity is (FaceNet fused with MobileFaceNet), so it holds both models' templates and serves a door running
+    either the default or FaceNet alone (base_config)."""
     from edge.config import config_from_dict
     from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
@@ -163,7 +167,8 @@ def clip_and_gallery(tmp_path_factory, facenet_model):
 
     root = tmp_path_factory.mktemp("clip")
     render_clip(root / "frames")
-    config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
+    config = config_from_dict({"models": {"dir": str(facenet_model.parent)},
+                               "embedder": {"model": str(facenet_model), "fuse_with": [str(mobilefacenet_model)]},
                                "confirmation": {"require_gesture": False},
                                "matcher": {"gallery": str(root / "gallery.npz")}}, base_dir=root)
     identifier = build_identifier(config, with_matcher=False)

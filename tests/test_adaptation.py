@@ -24,7 +24,8 @@ LIVE = {"liveness": {"verdict": "live"}, "track_id": 7}
 def enrolled(tmp_path_factory, facenet_model):
     """(gallery with Obama and Biden from the sample photos, identifier, embeddings of other real photos)."""
     root = tmp_path_factory.mktemp("adaptation")
-    config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
+    config = config_from_dict({"models": {"dir": str(facenet_model.parent)},
+                               "embedder": {"model": str(facenet_model), "fuse_with": []},
                                "matcher": {"gallery": str(root / "g.npz")}},
                               base_dir=root)
     identifier = build_identifier(config, with_matcher=False)

@@ -21,7 +21,7 @@ def test_run_replays_frames_and_emits_identities_until_the_end(base_config, tmp_
     default) and says so; Biden's visitor is his enrolment photo itself, nothing new to learn."""
     mobilefacenet = str(request.getfixturevalue("mobilefacenet_model")) if embedder != "facenet" else None
     if embedder == "mobilefacenet":
-        base_config["embedder"] = {"model": mobilefacenet}
+        base_config["embedder"] = {"model": mobilefacenet, "fuse_with": []}
     elif embedder == "both fused":
         base_config["embedder"] = {"model": base_config["embedder"]["model"], "fuse_with": [mobilefacenet]}
     expected = render_clip(tmp_path / "frames")

@@ -227,7 +227,7 @@ def test_absent_liveness_models_are_said_never_skipped(base_config, tmp_path, fa
     for own in (facenet_model.name, facenet_model.name + ".json"):  # a real file: the demo resolves the model's path
         (bundle / own).unlink()
         shutil.copyfile(facenet_model.parent / own, bundle / own)
-    base_config.update({"models": {"dir": str(bundle)}, "embedder": {"model": str(bundle / facenet_model.name)},
+    base_config.update({"models": {"dir": str(bundle)}, "embedder": {"model": str(bundle / facenet_model.name), "fuse_with": []},
                         "liveness": {"policy": "refuse"}, "sinks": {"stdout": True}})
     from edge.cli.demo import render_clip
 

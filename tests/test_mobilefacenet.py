@@ -27,7 +27,7 @@ def mobilefacenet(mobilefacenet_model):
 
 @pytest.fixture
 def identifier_pair(base_config, tmp_path, mobilefacenet):
-    config = config_from_dict({**base_config, "embedder": {"model": str(mobilefacenet)}}, base_dir=tmp_path)
+    config = config_from_dict({**base_config, "embedder": {"model": str(mobilefacenet), "fuse_with": []}}, base_dir=tmp_path)
     return config, build_identifier(config, with_matcher=False)
 
 
@@ -66,7 +66,7 @@ def test_recognises_across_photos_and_refuses_strangers(identifier_pair):
 
 
 def test_identify_runs_with_mobilefacenet(base_config, tmp_path, mobilefacenet):
-    config = write_yaml(tmp_path / "config.yaml", {**base_config, "embedder": {"model": str(mobilefacenet)}})
+    config = write_yaml(tmp_path / "config.yaml", {**base_config, "embedder": {"model": str(mobilefacenet), "fuse_with": []}})
     done = run_cli("enroll", "--config", str(config), "--name", "Barack Obama", str(sample("obama-1.jpg")),
                    str(sample("obama-2.jpg")))
     assert done.returncode == 0, done.stderr
@@ -89,9 +89,11 @@ def test_the_repair_refuses_a_graph_it_was_not_written_for():
 def test_a_gallery_enrolled_once_switches_between_the_models(base_config, tmp_path, mobilefacenet):
     """Enrolled with FaceNet and `embedder.enrol_also: [MobileFaceNet]`, the same sealed gallery file serves either
     model: pointing embedder.model at the other one needs no re-enrolment; a person removed leaves both."""
-    both = {**base_config, "embedder": {"model": base_config["embedder"]["model"], "enrol_also": [str(mobilefacenet)]}}
+    both = {**base_config, "embedder": {"model": base_config["embedder"]["model"], "fuse_with": [],
+                                        "enrol_also": [str(mobilefacenet)]}}
     facenet_config = write_yaml(tmp_path / "facenet.yaml", both)
-    mobile_config = write_yaml(tmp_path / "mobile.yaml", {**base_config, "embedder": {"model": str(mobilefacenet)}})
+    mobile_config = write_yaml(tmp_path / "mobile.yaml", {**base_config, "embedder": {"model": str(mobilefacenet),
+                                                                                       "fuse_with": []}})
     enrol_obama_and_biden(facenet_config)
     for config in (facenet_config, mobile_config):
         result = run_cli("identify", "--config", str(config), str(sample("obama-3.jpg")), str(sample("collins-1.jpg")))

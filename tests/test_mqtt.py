@@ -14,7 +14,9 @@ from testkit.doors import BASE, DaemonProcess, assert_every_event_once_in_order,
 from tests.conftest import command, validate, write_yaml
 
 
-def test_events_status_and_health_reach_a_subscriber(mqtt_config, tmp_path, broker):
+def test_events_status_and_health_reach_a_subscriber(mqtt_config, tmp_path, broker, mobilefacenet_model):
+    """The door's default identity (FaceNet fused with MobileFaceNet) end to end."""
+    mqtt_config["embedder"] = {"model": mqtt_config["embedder"]["model"], "fuse_with": [str(mobilefacenet_model)]}
     sub = Subscriber(broker.port, [f"{BASE}/#"])
     daemon = DaemonProcess(mqtt_config, tmp_path)
     assert daemon.wait(120) == 0, (tmp_path / "daemon.log").read_text()
@@ -32,10 +34,11 @@ def test_events_status_and_health_reach_a_subscriber(mqtt_config, tmp_path, brok
     assert health, "a health message was published"
     validate(health[-1], "health")
     assert {"fps", "latency_ms", "outbox_depth", "uptime_s", "models"} <= set(health[-1])
-    assert health[-1]["models"]["embedder"].startswith("facenet-keras-ms1m-int8full-")
+    assert health[-1]["models"]["embedder"].startswith("fusion:facenet-keras-ms1m-int8full-")
+    assert "+mobilefacenet-" in health[-1]["models"]["embedder"]
     matcher = health[-1]["matcher"]
     assert matcher["operating_point"]["model_id"] == health[-1]["models"]["embedder"]
-    assert matcher["threshold"] <= matcher["operating_point"]["threshold"]
+    assert matcher["threshold"] <= matcher["photo_threshold"] <= matcher["operating_point"]["threshold"]
     assert 0 < matcher["operating_point"]["stranger_far_bound"] < 0.05
     assert Outbox(tmp_path / "state" / "outbox.sqlite", "x").depth() == 0, "every event was acknowledged"
     sub.close()

@@ -252,7 +252,7 @@ def test_doctor_reports_each_failing_check_and_exits_1(base_config, tmp_path, fa
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "gallery.npz").write_bytes(b"corrupt")
     base_config.update({
-        "embedder": {"model": str(model)},
+        "embedder": {"model": str(model), "fuse_with": []},
         "camera": {"kind": "replay", "path": str(tmp_path / "no-frames")},
         "mqtt": {"enabled": True, "port": free_port()},
     })

@@ -44,7 +44,8 @@ def enrolled(tmp_path_factory, facenet_model):
     from edge.service.assembly import build_identifier
 
     root = tmp_path_factory.mktemp("tracks")
-    config = config_from_dict({"models": {"dir": str(facenet_model.parent)}, "embedder": {"model": str(facenet_model)},
+    config = config_from_dict({"models": {"dir": str(facenet_model.parent)},
+                               "embedder": {"model": str(facenet_model), "fuse_with": []},
                                "matcher": {"gallery": str(root / "gallery.npz"), "augmentations": 4}}, base_dir=root)
     identifier = build_identifier(config, with_matcher=False)
     for name, photos in {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}.items():
@@ -58,7 +59,7 @@ def run_clip(enrolled, clip: list[np.ndarray], fps: float, **confirmation):
     from edge.service.assembly import build_pipeline
 
     config = config_from_dict({
-        "models": {"dir": str(MODELS)}, "embedder": {"model": str(enrolled.embedder.model)},
+        "models": {"dir": str(MODELS)}, "embedder": {"model": str(enrolled.embedder.model), "fuse_with": []},
         "matcher": {"gallery": str(enrolled.matcher.gallery)},
         "confirmation": {"require_gesture": False, "unknown_frames": 3, "recognise_frames": 2, **confirmation},
     }, base_dir=enrolled.matcher.gallery.parent)

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.config import config_from_dict, find_config, load_config
+from edge.config import EmbedderConfig, config_from_dict, find_config, load_config
 from edge.samples import sample
 
 ENROL = {"Barack Obama": ["obama-1.jpg", "obama-2.jpg"], "Joe Biden": ["biden-1.jpg"]}
@@ -33,14 +33,26 @@ FRAMES_PER_VISIT = 15
 EMPTY_FRAMES = 8
 
 
-def _default_model() -> Path:
+def _default_embedder() -> EmbedderConfig:
+    """The embedders config.yaml names (FaceNet fused with MobileFaceNet by default), else the built-in defaults."""
     path = find_config(None)
     if path is not None:
         try:
-            return load_config(path).embedder.model
+            return load_config(path).embedder
         except Exception:  # a broken ./config.yaml should not stop the demo; fall back to the default model
             pass
-    return config_from_dict({}, Path.cwd()).embedder.model
+    return config_from_dict({}, Path.cwd()).embedder
+
+
+def _default_model() -> Path:
+    return _default_embedder().model
+
+
+def _fused_with(model: Path | None) -> list[Path]:
+    """The embedders the demo fuses with its model: config.yaml's (or the default's) fuse_with; with --model, the
+    same files in that model's folder, so a bundle built elsewhere runs the door's default identity."""
+    fuse_with = _default_embedder().fuse_with
+    return fuse_with if model is None else [model.resolve().parent / path.name for path in fuse_with]
 
 
 def visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> np.ndarray:
@@ -162,12 +174,14 @@ def _start_broker(work: Path):
     return broker, EventListener(broker.port, lambda payload: print(payload.decode(), flush=True))
 
 
-def _build_bundle_if_missing(model: Path) -> None:
-    """The demo builds the model bundle itself when the converters extra is there (scripts/bootstrap
-    installs it); otherwise the runtime's own error says how to build it."""
+def _build_bundle_if_missing(model: Path, fuse_with: list[Path]) -> None:
+    """The demo builds the model bundle (and MobileFaceNet, where it fuses it) itself when the converters extra is
+    there (scripts/bootstrap installs it); otherwise the runtime's own error says how to build them."""
     from edge.inference.tflite import BUNDLED
 
-    if model.is_file() and all((model.parent / name).is_file() for name in BUNDLED):
+    bundle_built = model.is_file() and all((model.parent / name).is_file() for name in BUNDLED)
+    missing_fused = [path for path in fuse_with if not path.is_file()]
+    if bundle_built and not missing_fused:
         return
     import importlib.util
 
@@ -175,26 +189,32 @@ def _build_bundle_if_missing(model: Path) -> None:
         return
     from converters.cli import main as convert
 
-    precision = next((p for p in ("int8full", "int8", "float16", "float32") if p in model.name), "int8full")
-    print(f"# building the model bundle in {model.parent} once; later runs reuse it", file=sys.stderr)
-    convert(["bundle", "--out", str(model.parent), "--precision", precision, "--if-stale"])
+    if not bundle_built:
+        precision = next((p for p in ("int8full", "int8", "float16", "float32") if p in model.name), "int8full")
+        print(f"# building the model bundle in {model.parent} once; later runs reuse it", file=sys.stderr)
+        convert(["bundle", "--out", str(model.parent), "--precision", precision, "--if-stale"])
+    for path in missing_fused:
+        if path.name.startswith("mobilefacenet"):
+            print(f"# building MobileFaceNet in {path.parent} once (embedder.fuse_with)", file=sys.stderr)
+            convert(["mobilefacenet", "--out", str(path.parent), "--if-stale"])
 
 
 def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
     from edge.identity.gallery import GalleryFile
     from edge.recognition.enroll import enrol
-    from edge.service.assembly import LIVENESS_INSTALL, build_identifier, liveness_status
+    from edge.service.assembly import LIVENESS_INSTALL, build_identifier, door_identity, liveness_status
     from edge.service.daemon import Daemon
 
+    fuse_with = _fused_with(model)
     model = (model or _default_model()).resolve()
-    _build_bundle_if_missing(model)
+    _build_bundle_if_missing(model, fuse_with)
     work = keep or Path(tempfile.mkdtemp(prefix="facecheck-demo-"))
     try:
         config = config_from_dict({
             "device_id": "demo-door",
             "camera": {"kind": "replay", "path": str(work / "frames"), "fps": FPS, "realtime": False},
             "models": {"dir": str(model.parent)},
-            "embedder": {"model": str(model)},
+            "embedder": {"model": str(model), "fuse_with": [str(path) for path in fuse_with]},
             "matcher": {"gallery": str(work / "state" / "gallery.npz")},
             "outbox": {"path": str(work / "state" / "outbox.sqlite")},
             "confirmation": {"require_gesture": False, "recognise_frames": 3, "unknown_frames": 5,
@@ -215,7 +235,7 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
                  "mqtt": {"enabled": True, "port": broker.port, "health_interval_s": 1},
                  "sinks": {"stdout": False}}, base_dir=work)
         identifier = build_identifier(config, with_matcher=False)
-        print(f"# FaceCheck Edge demo — model {identifier.model_id}", file=sys.stderr)
+        print(f"# FaceCheck Edge demo — identity {door_identity(config)[0]}", file=sys.stderr)
         for name, photos in ENROL.items():
             report = enrol(identifier, GalleryFile.from_config(config), name, [sample(p) for p in photos], None,
                            config.matcher.augmentations)

@@ -149,7 +149,7 @@ def roster_bound(config: Config) -> str:
                  "and fewer faces will be recognised (docs/accuracy.md: populations)")
         if not config.embedder.fuse_with:
             text += ("; FaceNet and MobileFaceNet fused recognise more of such people at the same stranger rate: "
-                     "scripts/bootstrap --mobilefacenet, then embedder.fuse_with: [models/mobilefacenet-float32.tflite]")
+                     "embedder.fuse_with: [models/mobilefacenet-float32.tflite] (the default; scripts/bootstrap builds it)")
     return text + adaptation
 
 

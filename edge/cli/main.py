@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("run", help="run the daemon"))
     demo = sub.add_parser("demo", help="the whole pipeline on the shipped sample photos; no camera or broker needed")
-    demo.add_argument("--model", type=Path, help="FaceNet .tflite (default: the one config.yaml names, else models/)")
+    demo.add_argument("--model", type=Path, help="FaceNet .tflite (default: the one config.yaml names, else models/); "
+                      "fused with the MobileFaceNet beside it, as config.yaml's embedder.fuse_with says")
     demo.add_argument("--keep", type=Path, help="keep the demo's state and frames in this folder")
 
     enroll = with_config(sub.add_parser("enroll", help="enrol one person from photos, or one per sub-folder"))

@@ -254,7 +254,8 @@ class Gallery:
         if missing:
             raise GalleryError(f"{where}: the embedder fuses {', '.join(parts)} but the gallery holds no templates of "
                                f"{', '.join(missing)} (it holds {', '.join(held)}); re-enrol with embedder.fuse_with "
-                               "naming the missing model (enrolment then stores every model's templates)")
+                               "naming the missing model (enrolment then stores every model's templates), or run the "
+                               "gallery's model alone with embedder.fuse_with: []")
         first = held[parts[0]]
         if any(not np.array_equal(held[p].labels, first.labels) or not np.array_equal(held[p].original, first.original)
                for p in parts[1:]):

@@ -62,6 +62,9 @@ def read_sidecar(model: Path, verify_hash: bool = True) -> dict:
     """The converter's sidecar, after checking it describes this exact file."""
     side = sidecar_path(model)
     if not model.is_file():
+        if model.name.startswith("mobilefacenet"):  # the embedder the door fuses with FaceNet by default
+            raise ModelError(f"{model}: model file not found; build it with `facecheck-convert mobilefacenet --out "
+                             f"{model.parent}` (or scripts/bootstrap), or run FaceNet alone with embedder.fuse_with: []")
         raise ModelError(f"{model}: model file not found; build it with `facecheck-convert facenet --out {model}` "
                          "(or scripts/bootstrap)")
     try:
