@@ -81,7 +81,8 @@ def main(argv=None) -> int:
     mobilefacenet = ROOT / "models" / "mobilefacenet-float32.tflite"
     for name, fuse_with in (("FaceNet", []), ("FaceNet + MobileFaceNet fused", [str(mobilefacenet)])):
         if fuse_with and not mobilefacenet.is_file():
-            print(f"skipping {name}: {mobilefacenet} not built (scripts/bootstrap --mobilefacenet)", file=sys.stderr)
+            print(f"skipping {name}: {mobilefacenet} not built (scripts/bootstrap builds it unless "
+                  "--no-mobilefacenet)", file=sys.stderr)
             continue
         identity = build_identity(config_from_dict({"embedder": {"fuse_with": fuse_with, "threads": threads}}, ROOT))
         result["stages"][f"a frame's identity: {name}"] = measure(  # align (FaceMesh for MobileFaceNet), embed, join

@@ -44,10 +44,10 @@ def facenet_model() -> Path:
 
 @pytest.fixture(scope="session")
 def mobilefacenet_model() -> Path:
-    """The second embedder, which scripts/test always builds (scripts/bootstrap --mobilefacenet)."""
+    """The second embedder, fused with FaceNet by default, which scripts/bootstrap and scripts/test build."""
     path = MODELS / "mobilefacenet-float32.tflite"
     if not path.is_file():
-        pytest.fail(f"{path} is missing: scripts/test builds it (scripts/bootstrap --mobilefacenet)")
+        pytest.fail(f"{path} is missing: scripts/test builds it (scripts/bootstrap)")
     return path
 
 

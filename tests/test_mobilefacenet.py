@@ -1,6 +1,6 @@
 """MobileFaceNet, the second embedder, through the same contract as FaceNet: its sidecar, five-point alignment,
 recognition on real photographs, and `facecheck identify` with `embedder.model` pointed at it. The model is built
-by `scripts/bootstrap --mobilefacenet` (scripts/test and CI always build it)."""
+by `scripts/bootstrap` (unless --no-mobilefacenet; scripts/test and CI always build it)."""
 
 import json
 
