@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import ROOT, SMOKE_HELP, default_model, machine, smoke_mode, smoke_mode_on, write
+from bench.common import ROOT, SMOKE_HELP, default_fused, default_model, machine, smoke_mode, smoke_mode_on, write
 from bench.datasets import SOURCES, Photo, labelled_photos
 from edge.identity.matcher import DEFAULT_AMBIGUITY_MARGIN
 
@@ -391,7 +391,8 @@ def evaluate_population(name: str, photos: list[Photo], pad: bool, models: list[
     print(f"{'system (door protocol: k=1, ' + str(GROUP) + ' people enrolled per round)':46} {'AUC':>6} {'EER':>6} "
           f"{'TAR@1%':>7} {'@0.1%':>7}   recognised   wrong strangers accepted")
     for model_name, r in result["models"].items():
-        print(table_row(model_name + (" (default)" if model_name == default_model().stem else ""), r["pairs"],
+        default = system_name((default_model(), *default_fused()))  # the door's default identity
+        print(table_row(model_name + (" (default)" if model_name == default else ""), r["pairs"],
                         r["door"]) + f"   threshold {r['ceiling']} before the roster's bound")
     fr_result = result["face_recognition"]
     if fr_result:
@@ -411,7 +412,8 @@ def evaluate_population(name: str, photos: list[Photo], pad: bool, models: list[
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the default model and face_recognition only, k=1 and 3")
+    parser.add_argument("--quick", action="store_true",
+                        help="the default identity (each part alone and fused) and face_recognition only, k=1 and 3")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     parser.add_argument("--ambiguity-margin", type=float, default=DEFAULT_AMBIGUITY_MARGIN,
                         help="the matcher's ambiguity margin (0 = off) for the door protocol")
@@ -436,7 +438,7 @@ def main(argv=None) -> int:
         args.augmentations = 2
     ks = (1,) if smoke else (1, 3) if args.quick else (1, 3, 5, None)
     default = default_model()
-    models = [default] if args.quick or smoke else model_files()
+    models = [default, *default_fused()] if args.quick or smoke else model_files()  # the default identity's parts
     if args.models:
         wanted = set(args.models.split(","))
         models = [m for m in model_files() if m.stem in wanted]
