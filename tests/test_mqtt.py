@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from edge.messaging.outbox import Outbox
 from edge.samples import sample
 from testkit.brokers import Broker, Subscriber
@@ -350,10 +352,15 @@ def test_a_stop_with_the_broker_away_says_how_many_events_stay(mqtt_config, tmp_
     sub.close()
 
 
-def test_enroll_from_the_doors_own_camera_then_check_in_on_the_next_pass(mqtt_config, tmp_path, broker):
+@pytest.mark.parametrize("identity", ["facenet alone", "default (fused)"])
+def test_enroll_from_the_doors_own_camera_then_check_in_on_the_next_pass(mqtt_config, tmp_path, broker, identity,
+                                                                          mobilefacenet_model):
     """The enroll command's camera form: whoever stands frontal in front of the door's camera (the looping demo
     clip: a replay camera, the camera node itself cannot run here) is enrolled from the frames the loop saw, and
-    checked in as that name when the clip comes round again. A second camera enrolment waits for the first."""
+    checked in as that name when the clip comes round again; with FaceNet alone and with the default identity (the
+    camera enrolment then stores both models' templates). A second camera enrolment waits for the first."""
+    if identity.startswith("default"):
+        mqtt_config["embedder"] = {"model": mqtt_config["embedder"]["model"], "fuse_with": [str(mobilefacenet_model)]}
     sub = Subscriber(broker.port, [f"{BASE}/cmd/+/result", f"{BASE}/status", f"{BASE}/events"])
     mqtt_config["camera"] = dict(mqtt_config["camera"], realtime=True)
     daemon = DaemonProcess(looping(mqtt_config), tmp_path)
