@@ -48,11 +48,13 @@ def _default_model() -> Path:
     return _default_embedder().model
 
 
-def _fused_with(model: Path | None) -> list[Path]:
-    """The embedders the demo fuses with its model: config.yaml's (or the default's) fuse_with; with --model, the
-    same files in that model's folder, so a bundle built elsewhere runs the door's default identity."""
-    fuse_with = _default_embedder().fuse_with
-    return fuse_with if model is None else [model.resolve().parent / path.name for path in fuse_with]
+def _demo_embedders(model: Path | None) -> tuple[Path, list[Path]]:
+    """(the model, the embedders fused with it): config.yaml's (or the defaults'); with --model, that model and the
+    fused files of the same names in its folder, so a bundle built elsewhere runs the door's default identity."""
+    embedder = _default_embedder()
+    if model is None:
+        return embedder.model.resolve(), embedder.fuse_with
+    return model.resolve(), [model.resolve().parent / path.name for path in embedder.fuse_with]
 
 
 def visitor(photo: str, face_px: int = 170, models_dir: Path | None = None) -> np.ndarray:
@@ -205,8 +207,7 @@ def run_demo(model: Path | None = None, keep: Path | None = None) -> int:
     from edge.service.assembly import LIVENESS_INSTALL, build_identifier, door_identity, liveness_status
     from edge.service.daemon import Daemon
 
-    fuse_with = _fused_with(model)
-    model = (model or _default_model()).resolve()
+    model, fuse_with = _demo_embedders(model)
     _build_bundle_if_missing(model, fuse_with)
     work = keep or Path(tempfile.mkdtemp(prefix="facecheck-demo-"))
     try:
