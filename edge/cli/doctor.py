@@ -139,7 +139,10 @@ def roster_bound(config: Config) -> str:
     if roster is None or roster.threshold is None:
         return f"threshold in force {matcher.threshold:.3f} (too few people for the roster to bound it)" + adaptation
     far = roster.modelled_far(matcher.threshold)
-    text = (f"threshold in force {matcher.threshold:.3f} ({matcher.threshold_origin}); this roster: {roster.people} "
+    photo = (f", {matcher.photo_threshold:.3f} for one still photo (identify: not held to the predicted visit shift)"
+             if matcher.photo_threshold > matcher.threshold else "")
+    text = (f"threshold in force {matcher.threshold:.3f} per visit{photo} ({matcher.threshold_origin}); this roster: "
+            f"{roster.people} "
             f"people, {roster.impostor_pairs} impostor distances (template to photo), nearest "
             f"{roster.nearest_impostor:.3f}, modelled stranger FAR {far:.1e} per visit (target {roster.target:g}; a "
             f"normal model of a visit, whose fused frames come {roster.visit_shift:.3f} nearer other people's "
