@@ -553,6 +553,9 @@ def test_a_still_photo_is_not_held_to_a_visit_shift_that_was_only_predicted():
     assert matcher.roster is not None and matcher.roster.visit_shift_from.startswith("predicted")
     assert matcher.photo_threshold > matcher.threshold
     assert resolve(gallery, 0.9)[::3] == (0.9, 0.9), "a configured threshold holds for both"
+    # the predicted shift is for a visit of tracking.fuse_frames embeddings: one look is a photo, more looks fuse more
+    assert NearestMatcher(gallery, ambiguity_margin=0.0, visit_looks=1).threshold == matcher.photo_threshold
+    assert NearestMatcher(gallery, ambiguity_margin=0.0, visit_looks=16).threshold < matcher.threshold
     between = (matcher.threshold + matcher.photo_threshold) / 2  # a probe at this distance from person a's template
     aside = np.random.default_rng(3).standard_normal(64)
     aside -= (aside @ photos[0]) * photos[0]

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.identity.gallery import Gallery
-from edge.identity.operating import RosterPoint, SitePoint, learned_threshold
+from edge.identity.operating import VISIT_LOOKS, RosterPoint, SitePoint, learned_threshold
 from edge.identity.search import CANDIDATES, COMPACT_FROM, build_search
 from edge.identity.svc import LinearOvo, fit_in_child
 
@@ -182,10 +182,12 @@ def calibrate_threshold(gallery: Gallery, ceiling: float) -> float:
     return float(min(ceiling, max(ceiling - MAX_TIGHTENING, midpoint)))
 
 
-def visit_impostors(emb: np.ndarray, labels: np.ndarray, model_id: str) -> tuple[np.ndarray, float, str]:
+def visit_impostors(emb: np.ndarray, labels: np.ndarray, model_id: str, looks: int = VISIT_LOOKS
+                    ) -> tuple[np.ndarray, float, str]:
     """(impostor distances, visit shift, where the shift comes from): template_impostors, the shift measured on the
-    roster where someone has two photos, else predicted from the model's genuine similarity
-    (operating.predicted_shift): one photo each does not make a stranger's visit any less fused."""
+    roster where someone has two photos, else predicted from the model's genuine similarity for a visit of `looks`
+    embeddings (operating.predicted_shift; tracking.fuse_frames): one photo each does not make a stranger's visit any
+    less fused."""
     from edge.identity.operating import MEASURED, operating_point, predicted_shift
 
     impostor, shift = template_impostors(emb, labels)
@@ -193,26 +195,26 @@ def visit_impostors(emb: np.ndarray, labels: np.ndarray, model_id: str) -> tuple
         return impostor, shift, MEASURED
     point = operating_point(model_id)
     if point is not None and point.genuine_similarity is not None:
-        return impostor, predicted_shift(impostor, point.genuine_similarity), "predicted (one photo each)"
+        return impostor, predicted_shift(impostor, point.genuine_similarity, looks), "predicted (one photo each)"
     return impostor, 0.0, "none (one photo each; no genuine similarity measured for this model)"
 
 
-def roster_evidence(gallery: Gallery, target: float):
+def roster_evidence(gallery: Gallery, target: float, looks: int = VISIT_LOOKS):
     """The roster's own bound on the threshold (edge/identity/operating.py: roster_point), from its templates and
     the visit shift (visit_impostors)."""
     from edge.identity.operating import operating_point, roster_point
 
-    impostor, shift, shift_from = visit_impostors(*_sample(gallery), gallery.model_id)
+    impostor, shift, shift_from = visit_impostors(*_sample(gallery), gallery.model_id, looks)
     point = operating_point(gallery.model_id)
     return roster_point(impostor, int(gallery.original.sum()), gallery.people,
                         point.impostor_std if point else None, target, shift, shift_from)
 
 
-def bounded_threshold(gallery: Gallery, ceiling: float, target: float):
+def bounded_threshold(gallery: Gallery, ceiling: float, target: float, looks: int = VISIT_LOOKS):
     """(threshold, calibrated, roster evidence): the ceiling tightened by calibration and by the roster's own
-    bound."""
+    bound (a visit of `looks` embeddings)."""
     calibrated = calibrate_threshold(gallery, ceiling)
-    roster = roster_evidence(gallery, target)
+    roster = roster_evidence(gallery, target, looks)
     return min(calibrated, roster.threshold if roster.threshold is not None else calibrated), calibrated, roster
 
 
@@ -230,11 +232,13 @@ def resolve_threshold(gallery: Gallery, configured: float | None, target: float 
     return resolve(gallery, configured, target)[:2]
 
 
-def resolve(gallery: Gallery, configured: float | None, target: float | None = None, site: SitePoint | None = None):
+def resolve(gallery: Gallery, configured: float | None, target: float | None = None, site: SitePoint | None = None,
+            looks: int = VISIT_LOOKS):
     """(a visit's distance threshold, where it came from, the roster's evidence or None, one photo's threshold): the
     config's number (for both), else the model's measured operating point (or the site's own, `facecheck calibrate`,
     where it is tighter), tightened by calibration and by the roster's own bound (never loosened), else a strict
-    fallback (tightened likewise). target: strangers accepted per decision the roster's bound aims at."""
+    fallback (tightened likewise). target: strangers accepted per decision the roster's bound aims at; looks: the
+    embeddings a track fuses into a visit's identity (tracking.fuse_frames)."""
     from edge.identity.operating import DEFAULT_STRANGER_FAR, operating_point
 
     if configured is not None:
@@ -246,7 +250,7 @@ def resolve(gallery: Gallery, configured: float | None, target: float | None = N
         ceiling = site.threshold
         origin = f"site operating point ({site.people} people, {site.impostor_pairs} impostor pairs; tighter than the {origin})"
     threshold, calibrated, roster = bounded_threshold(gallery, ceiling,
-                                                      DEFAULT_STRANGER_FAR if target is None else target)
+                                                      DEFAULT_STRANGER_FAR if target is None else target, looks)
     if threshold < calibrated:
         origin += f", tightened by this roster ({roster.rule})"
     elif threshold < ceiling:
@@ -295,14 +299,16 @@ class _Base:
     kind = "base"
 
     def __init__(self, gallery: Gallery, threshold: float | None, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
-                 stranger_far: float | None = None, site: SitePoint | None = None, learned_per_person: int = 0):
+                 stranger_far: float | None = None, site: SitePoint | None = None, learned_per_person: int = 0,
+                 visit_looks: int = VISIT_LOOKS):
         """learned_per_person: templates a person may learn at the door (adaptation.max_per_person), which sets the
-        radius learned templates accept within (learned_threshold)."""
+        radius learned templates accept within (learned_threshold); visit_looks: the embeddings a track fuses into a
+        visit's identity (tracking.fuse_frames), which the roster's predicted visit shift assumes."""
         self.gallery = gallery
         self.ambiguity_margin = ambiguity_margin
         self.site = site
-        self.threshold, self.threshold_origin, self.roster, self.photo_threshold = resolve(gallery, threshold,
-                                                                                           stranger_far, site)
+        self.threshold, self.threshold_origin, self.roster, self.photo_threshold = resolve(
+            gallery, threshold, stranger_far, site, visit_looks)
         self.learned_threshold = learned_threshold(self.roster, self.threshold, gallery.people * learned_per_person)
         self._templates: np.ndarray | None = None
         self._learned: tuple[np.ndarray, np.ndarray] | tuple[()] | None = None
@@ -373,8 +379,9 @@ class NearestMatcher(_Base):
 
     def __init__(self, gallery: Gallery, threshold: float | None = None,
                  ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
-                 site: SitePoint | None = None, learned_per_person: int = 0, compact_from: int = COMPACT_FROM):
-        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person)
+                 site: SitePoint | None = None, learned_per_person: int = 0, compact_from: int = COMPACT_FROM,
+                 visit_looks: int = VISIT_LOOKS):
+        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person, visit_looks)
         self.compact_from = compact_from
         self._index()
 
@@ -444,8 +451,8 @@ class SvcMatcher(_Base):
     def __init__(self, gallery: Gallery, threshold: float | None = None,
                  ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN, stranger_far: float | None = None,
                  site: SitePoint | None = None, fit: Callable[[np.ndarray, np.ndarray], LinearOvo] = fit_in_child,
-                 learned_per_person: int = 0):
-        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person)
+                 learned_per_person: int = 0, visit_looks: int = VISIT_LOOKS):
+        super().__init__(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person, visit_looks)
         if gallery.people < 2:
             raise ValueError("the SVC needs at least two enrolled people")
         keep = _per_person_subset(gallery, SVC_SAMPLES_PER_PERSON)
@@ -476,7 +483,7 @@ def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None 
                   svc_max_identities: int = 2000, ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
                   stranger_far: float | None = None, site: SitePoint | None = None,
                   svc_fit: Callable[[np.ndarray, np.ndarray], LinearOvo] = fit_in_child,
-                  learned_per_person: int = 0) -> Matcher:
+                  learned_per_person: int = 0, visit_looks: int = VISIT_LOOKS) -> Matcher:
     """The configured matcher; `auto` uses the SVC for 2..svc_max_identities people, else nearest.
     svc_fit: where the SVC trains (a child process; a benchmark that builds hundreds of rosters trains here)."""
     if kind == "svc" and gallery.people < 2:
@@ -485,8 +492,10 @@ def build_matcher(gallery: Gallery, kind: str = "auto", threshold: float | None 
     if kind == "auto":
         kind = "svc" if 2 <= gallery.people <= svc_max_identities else "nearest"
     matcher: Matcher = (
-        SvcMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, svc_fit, learned_per_person) if kind == "svc"
-        else NearestMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person))
+        SvcMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, svc_fit, learned_per_person, visit_looks)
+        if kind == "svc"
+        else NearestMatcher(gallery, threshold, ambiguity_margin, stranger_far, site, learned_per_person,
+                            visit_looks=visit_looks))
     log.info("matcher %s over %d people, distance threshold %.3f per visit, %.3f per photo (%s)", matcher.kind,
              gallery.people, matcher.threshold, matcher.photo_threshold, matcher.threshold_origin)
     return matcher

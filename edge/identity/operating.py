@@ -74,7 +74,7 @@ def from_distances(model_id: str, impostor, genuine, dataset: str) -> OperatingP
 # stands in for a model without a measured spread (the default model's, on the accuracy photos).
 NEAREST_MARGIN = 0.02
 PRIOR_PAIRS = 20
-VISIT_LOOKS = 8  # the most embeddings a track fuses into its identity (tracking.fuse_frames' default)
+VISIT_LOOKS = 8  # the most embeddings a track fuses into its identity: tracking.fuse_frames' default (the door's own)
 MEASURED = "the roster"  # RosterPoint.visit_shift_from for a shift measured on the roster's own photos
 FALLBACK_IMPOSTOR_STD = 0.085
 DEFAULT_STRANGER_FAR = 1e-4

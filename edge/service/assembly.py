@@ -73,7 +73,8 @@ def build_matcher_for(config: Config, gallery: Gallery) -> Matcher:
     except SitePointError as exc:
         raise ConfigError(str(exc)) from None
     return build_matcher(gallery, m.kind, m.distance_threshold, m.svc_max_identities, m.ambiguity_margin,
-                         m.stranger_far, site, learned_per_person=config.adaptation.max_per_person)
+                         m.stranger_far, site, learned_per_person=config.adaptation.max_per_person,
+                         visit_looks=config.tracking.fuse_frames)
 
 
 LIVENESS_INSTALL = "facecheck-convert liveness --from DIR --out {models}"
