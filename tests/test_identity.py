@@ -14,7 +14,7 @@ from edge.identity.matcher import (
     SvcMatcher,
     build_matcher,
     calibrate_threshold,
-    resolve_threshold,
+    resolve,
 )
 from edge.inference.embedder import FaceNetEmbedder, sidecar_path
 from edge.inference.tflite import ModelError
@@ -130,10 +130,10 @@ def test_threshold_comes_from_the_operating_point_and_calibration_only_tightens(
                                     "Joe Biden": ["biden-1.jpg"], "Eileen Collins": ["collins-1.jpg"]})
     point = operating_point(gallery.model_id)
     assert point is not None and point.impostor_pairs > 5000
-    threshold, origin = resolve_threshold(gallery, None)
+    threshold, origin = resolve(gallery, None)[:2]
     assert threshold <= point.threshold and origin.startswith("operating point")
     assert build_matcher(gallery).threshold == threshold
-    assert resolve_threshold(gallery, 0.77) == (0.77, "config matcher.distance_threshold")
+    assert resolve(gallery, 0.77)[:2] == (0.77, "config matcher.distance_threshold")
     assert build_matcher(gallery).kind == "svc"
     assert build_matcher(gallery, "auto", svc_max_identities=2).kind == "nearest"
 

@@ -227,11 +227,6 @@ def photo_bound(threshold: float, calibrated: float, roster: RosterPoint | None)
     return max(threshold, min(calibrated, roster.photo_threshold))
 
 
-def resolve_threshold(gallery: Gallery, configured: float | None, target: float | None = None
-                      ) -> tuple[float, str]:
-    return resolve(gallery, configured, target)[:2]
-
-
 def resolve(gallery: Gallery, configured: float | None, target: float | None = None, site: SitePoint | None = None,
             looks: int = VISIT_LOOKS):
     """(a visit's distance threshold, where it came from, the roster's evidence or None, one photo's threshold): the

@@ -164,11 +164,12 @@ def enrol_images(identifier: Identifier, gallery_file: GalleryFile, name: str,
 def enrolment_warnings(gallery: Gallery, person_id: str, labels: list[str], photos: np.ndarray,
                        threshold: float | None) -> list[str]:
     """Photos that lie within the threshold of someone else (the same person twice, or look-alikes), and a
-    photo far from the person's other photos (a wrong photo in the folder)."""
-    from edge.identity.matcher import resolve_threshold
+    photo far from the person's other photos (a wrong photo in the folder). The threshold is the one a still photo
+    is judged by (matcher.photo_bound): these are photos, not visits."""
+    from edge.identity.matcher import resolve
 
     if threshold is None:
-        threshold = resolve_threshold(gallery, None)[0]
+        threshold = resolve(gallery, None)[3]
     warnings = []
     originals = gallery.original & (gallery.labels != _index(gallery, person_id))
     others, who = gallery.embeddings[originals], gallery.labels[originals]
