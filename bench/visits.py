@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, write
+from bench.accuracy import FACE_RECOGNITION_TOLERANCE, pair_distances, populations
+from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, smoke_mode_on, write
 
 VISIT_PHOTOS = 4
 FRAMES_PER_PHOTO = 5
@@ -45,19 +46,6 @@ ENROLLED, STRANGERS = 7, 7
 MAX_VISITS, MAX_STRANGER_VISITS = 6, 3
 AUGMENTATIONS = 20  # enrolment variants per photo at the matcher (the config's default)
 SCALE_ROUNDS_SMOKE = 20  # per person per round: every photo an enrolled person has left, a few of a stranger's
-
-
-def populations(shared: Path) -> dict[str, list]:
-    from bench.datasets import DatasetMissing, east_asian_photos, labelled_photos
-
-    out: dict[str, list] = {}
-    for name, load in (("western (accuracy photos)", labelled_photos),
-                       ("east asian (faces-east-asian)", lambda: east_asian_photos(shared / "faces-east-asian"))):
-        try:
-            out[name] = load()
-        except DatasetMissing as exc:
-            print(f"skipping {name}: {exc}")
-    return out
 
 
 def visit_frames(crops: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -223,35 +211,12 @@ def face_crops(photos) -> dict:
     return crops
 
 
-def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds: int, seed: int = 7) -> dict:
-    """Stranger visits by the thousand, at the matcher: the stream above holds too few to bound a rate of 0.1 %. Each
-    round enrols ENROLLED people with k photos each (their photos' embeddings and enrolment variants, the product's
-    matcher, threshold and roster bound) and takes everyone else as strangers; every group of VISIT_PHOTOS photos not
-    enrolled is one visit, its identity the mean of its photos' embeddings (as a track fuses its frames; no
-    rendering, tracker or confirmation). The visits, in a random time order, go through two matchers over the same
-    roster: one that learns nothing, and one that learns from its check-ins as the door does (adaptation.learn with
-    the shipped settings; every visit taken as seen in all its frames at good quality, liveness off). Counts, per
-    mode, visits recognised (and from each person's third visit on), named wrongly, strangers accepted, and who was
-    taken for whom (`taken_for`: "stranger as enrolled person" or "person as someone else", with counts): a rate
-    driven by one look-alike pair says something other than one spread over everybody."""
-    from bench.accuracy import enrolled_gallery, joined_view
-    from edge.config import AdaptationConfig
-    from edge.events import Decision
-    from edge.identity.fusion import join
-    from edge.identity.matcher import build_matcher
-    from edge.identity.svc import fit_here
-    from edge.recognition.adaptation import learn
-
-    view = joined_view(parts, views)
-    by_person: dict[str, list[int]] = {}
-    for i, photo in enumerate(photos):
-        if view.vectors[i] is not None:
-            by_person.setdefault(photo.person, []).append(i)
+def scale_rounds(by_person: dict[str, list[int]], k: int, rounds: int, seed: int):
+    """The rounds of the matcher's test, the same for every system given the same faces: each round enrols ENROLLED
+    people with k photos each and takes everyone else as strangers; every group of VISIT_PHOTOS photos not enrolled
+    is one visit. Yields (the enrolled people, {person: enrolled photo indices}, [(person, visit's photo indices)] in
+    a random time order)."""
     rng = np.random.default_rng(seed)
-    adaptation = AdaptationConfig(enabled=True)  # the shipped guards, switched on
-    keys = ("visits", "recognised", "third_on", "third_on_recognised", "named_wrongly", "stranger_visits",
-            "strangers_accepted", "templates_learned")
-    counts: dict[str, dict] = {mode: {**dict.fromkeys(keys, 0), "taken_for": {}} for mode in ("off", "on")}
     for _ in range(rounds):
         eligible = [person for person, indices in by_person.items() if len(indices) > k]
         chosen = set(rng.permutation(eligible)[:ENROLLED])
@@ -262,35 +227,120 @@ def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds:
                 enrolled[person], order = order[:k], order[k:]
             visits += [(person, order[i:i + VISIT_PHOTOS]) for i in range(0, len(order) - VISIT_PHOTOS + 1,
                                                                             VISIT_PHOTOS)]
-        visits = [visits[i] for i in rng.permutation(len(visits))]
+        yield chosen, enrolled, [visits[i] for i in rng.permutation(len(visits))]
+
+
+TAKEN_SHOWN = 8  # the commonest "who was taken for whom" pairs printed (the JSON keeps them all)
+SCALE_KEYS = ("visits", "recognised", "third_on", "third_on_recognised", "named_wrongly", "stranger_visits",
+              "strangers_accepted", "templates_learned")
+
+
+def faces_by_person(photos: list, vectors: list) -> dict[str, list[int]]:
+    by_person: dict[str, list[int]] = {}
+    for i, photo in enumerate(photos):
+        if vectors[i] is not None:
+            by_person.setdefault(photo.person, []).append(i)
+    return by_person
+
+
+def count_visit(c: dict, seen: dict[str, int], chosen: set, person: str, answer: str | None) -> None:
+    """One visit's outcome into the counts c (SCALE_KEYS and taken_for); seen: visits so far per enrolled person."""
+    if person in chosen:
+        seen[person] = nth = seen.get(person, 0) + 1
+        c["visits"] += 1
+        c["recognised"] += answer == person
+        c["third_on"] += nth >= 3
+        c["third_on_recognised"] += nth >= 3 and answer == person
+        c["named_wrongly"] += answer is not None and answer != person
+    else:
+        c["stranger_visits"] += 1
+        c["strangers_accepted"] += answer is not None
+    if answer is not None and answer != person:
+        taken = f"{person} as {answer}"
+        c["taken_for"][taken] = c["taken_for"].get(taken, 0) + 1
+
+
+def at_scale(parts: tuple[Path, ...], photos: list, views: dict, k: int, rounds: int, seed: int = 7) -> dict:
+    """Stranger visits by the thousand, at the matcher: the stream above holds too few to bound a rate of 0.1 %. Each
+    round (scale_rounds) enrols its people through the product's matcher, threshold and roster bound (their photos'
+    embeddings and enrolment variants); a visit's identity is the mean of its photos' embeddings (as a track fuses
+    its frames; no rendering, tracker or confirmation). The visits, in a random time order, go through two matchers
+    over the same roster: one that learns nothing, and one that learns from its check-ins as the door does
+    (adaptation.learn with the shipped settings; every visit taken as seen in all its frames at good quality,
+    liveness off). Counts, per mode, visits recognised (and from each person's third visit on), named wrongly,
+    strangers accepted, and who was taken for whom (`taken_for`: "stranger as enrolled person" or "person as someone
+    else", with counts): a rate driven by one look-alike pair says something other than one spread over everybody."""
+    from bench.accuracy import enrolled_gallery, joined_view
+    from edge.config import AdaptationConfig
+    from edge.events import Decision
+    from edge.identity.fusion import join
+    from edge.identity.matcher import build_matcher
+    from edge.identity.svc import fit_here
+    from edge.recognition.adaptation import learn
+
+    view = joined_view(parts, views)
+    adaptation = AdaptationConfig(enabled=True)  # the shipped guards, switched on
+    counts: dict[str, dict] = {mode: {**dict.fromkeys(SCALE_KEYS, 0), "taken_for": {}} for mode in ("off", "on")}
+    for chosen, enrolled, visits in scale_rounds(faces_by_person(photos, view.vectors), k, rounds, seed):
         for mode in ("off", "on"):
             matcher = build_matcher(enrolled_gallery(view, enrolled), "auto", svc_fit=fit_here,
                                     learned_per_person=adaptation.max_per_person if mode == "on" else 0)
             seen: dict[str, int] = {}
-            c = counts[mode]
             for t, (person, group) in enumerate(visits):
                 fused = join([np.mean([view.vectors[i] for i in group], axis=0)])
                 match = matcher.match(fused)
                 answer = match.person_id if match.known else None
-                if person in chosen:
-                    seen[person] = nth = seen.get(person, 0) + 1
-                    c["visits"] += 1
-                    c["recognised"] += answer == person
-                    c["third_on"] += nth >= 3
-                    c["third_on_recognised"] += nth >= 3 and answer == person
-                    c["named_wrongly"] += answer is not None and answer != person
-                else:
-                    c["stranger_visits"] += 1
-                    c["strangers_accepted"] += answer is not None
-                if answer is not None and answer != person:
-                    taken = f"{person} as {answer}"
-                    c["taken_for"][taken] = c["taken_for"].get(taken, 0) + 1
+                count_visit(counts[mode], seen, chosen, person, answer)
                 if mode == "on" and answer is not None:
                     decision = Decision("check_in", person_id=answer, name=answer, score=match.score,
                                         extra={"track_id": None, "liveness": None})
-                    c["templates_learned"] += learn(adaptation, matcher, decision, fused, 1.0,
-                                                    VISIT_PHOTOS * FRAMES_PER_PHOTO, False, float(t)) is not None
+                    counts[mode]["templates_learned"] += learn(
+                        adaptation, matcher, decision, fused, 1.0, VISIT_PHOTOS * FRAMES_PER_PHOTO, False,
+                        float(t)) is not None
     return counts
+
+
+def face_recognition_at_scale(photos: list, view, k: int, rounds: int, tolerance: float, seed: int = 7) -> dict:
+    """face_recognition (dlib) beside the product at the matcher, on the same rounds where it finds the same faces: a
+    visit is the mean of its photos' encodings, named as the person of the nearest enrolled encoding within
+    `tolerance` (its documented rule, applied to a visit's mean), else a stranger. No learning."""
+    counts = {**dict.fromkeys(SCALE_KEYS, 0), "taken_for": {}}
+    for chosen, enrolled, visits in scale_rounds(faces_by_person(photos, view.vectors), k, rounds, seed):
+        people = [person for person, indices in enrolled.items() for _ in indices]
+        matrix = np.stack([view.vectors[i] for indices in enrolled.values() for i in indices])
+        seen: dict[str, int] = {}
+        for person, group in visits:
+            distances = np.linalg.norm(matrix - np.mean([view.vectors[i] for i in group], axis=0), axis=1)
+            best = int(np.argmin(distances))
+            count_visit(counts, seen, chosen, person, people[best] if distances[best] <= tolerance else None)
+    return counts
+
+
+def print_at_scale(label: str, c: dict) -> None:
+    print(f"{label}: visits recognised {c['recognised']}/{c['visits']} ({c['recognised'] / max(c['visits'], 1):.1%}; "
+          f"from the 3rd visit {c['third_on_recognised']}/{c['third_on']}), named wrongly {c['named_wrongly']}, "
+          f"strangers accepted {c['strangers_accepted']}/{c['stranger_visits']} "
+          f"({c['strangers_accepted'] / max(c['stranger_visits'], 1):.3%}; at most "
+          f"{upper_95(c['strangers_accepted'], c['stranger_visits']):.3%} at 95 %); templates learned "
+          f"{c['templates_learned']}")
+    if c["taken_for"]:
+        taken = sorted(c["taken_for"].items(), key=lambda item: -item[1])
+        print(f"{'':44} taken for someone else: " + ", ".join(f"{who} {n}" for who, n in taken[:TAKEN_SHOWN])
+              + (f", and {len(taken) - TAKEN_SHOWN} more pairs" if len(taken) > TAKEN_SHOWN else ""))
+
+
+def face_recognition_view(photos: list, whole_crop: bool):
+    """face_recognition's encodings of the photos (bench.accuracy.embed_face_recognition), None where it cannot run
+    (the smoke pass requires it: scripts/bootstrap installs it)."""
+    from bench.accuracy import embed_face_recognition
+
+    try:
+        return embed_face_recognition(photos, whole_crop)
+    except (Exception, SystemExit) as exc:  # face_recognition calls quit() when its models are missing
+        if smoke_mode_on():
+            raise SystemExit(f"face_recognition cannot run ({exc}): scripts/bootstrap installs it") from None
+        print(f"face_recognition not available ({exc}); scripts/bootstrap installs it")
+        return None
 
 
 def embedded_views(models: list[Path], photos: list, augmentations: int) -> dict:
@@ -341,7 +391,7 @@ def main(argv=None) -> int:
             print(f"{spec:44} learning {mode:3}: visits recognised within 2 s {t['recognised_within_2s']}/"
                   f"{t['visits']}, named wrongly {t['named_wrongly']}, strangers checked in {t['strangers_checked_in']}/"
                   f"{t['stranger_visits']}; templates learned {t['templates_learned']}")
-    for name, photos in populations(args.shared).items():
+    for name, (photos, pad) in populations(args.shared).items():
         if args.population and not name.startswith(args.population):
             continue
         by_person: dict[str, list] = {}
@@ -389,16 +439,17 @@ def main(argv=None) -> int:
                 both = at_scale(parts, photos, views, args.k, scale_rounds)
                 result["populations"][name][spec]["at the matcher"] = {**both, "rounds": scale_rounds}
                 for mode, c in both.items():
-                    print(f"{spec:44} learning {mode:3}: visits recognised {c['recognised']}/{c['visits']} "
-                          f"({c['recognised'] / max(c['visits'], 1):.1%}; from the 3rd visit "
-                          f"{c['third_on_recognised']}/{c['third_on']}), named wrongly {c['named_wrongly']}, strangers "
-                          f"accepted {c['strangers_accepted']}/{c['stranger_visits']} "
-                          f"({c['strangers_accepted'] / max(c['stranger_visits'], 1):.3%}; at most "
-                          f"{upper_95(c['strangers_accepted'], c['stranger_visits']):.3%} at 95 %); templates learned "
-                          f"{c['templates_learned']}")
-                    if c["taken_for"]:
-                        print(f"{'':44} taken for someone else: " + ", ".join(
-                            f"{who} {n}" for who, n in sorted(c["taken_for"].items(), key=lambda item: -item[1])))
+                    print_at_scale(f"{spec:44} learning {mode:3}", c)
+            fr = face_recognition_view(photos, pad)
+            if fr is not None:
+                dist, same = pair_distances(fr, photos)
+                strict = float(dist[~same].min()) - 1e-6  # as bench.accuracy: its own "no impostor pair" point
+                for label, tolerance in ((f"face_recognition 1.3.0 (dlib, tolerance {FACE_RECOGNITION_TOLERANCE})",
+                                          FACE_RECOGNITION_TOLERANCE),
+                                         (f"face_recognition, tolerance {strict:.3f} (strict)", strict)):
+                    c = face_recognition_at_scale(photos, fr, args.k, scale_rounds, tolerance)
+                    result["populations"][name][label] = {"at the matcher": {"off": c, "rounds": scale_rounds}}
+                    print_at_scale(f"{label:57}", c)
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     print(f"\nwrote {write('visits', result)} in {result['elapsed_s']} s")
     return 0
