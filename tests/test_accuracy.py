@@ -89,10 +89,11 @@ def test_door_protocol_one_photo_each_names_nobody_wrongly(measured):
 # predicted for a track) 42.2 % recognised, 22 of 19,734 named wrongly, 0.84 % of stranger photos accepted (FaceNet
 # alone before the default fused it: 40.0 %, 49, 1.81 %); at k = 3 (each person's template, the shift measured)
 # 41.7 %, 0 wrong, 0.24 % of strangers. A change that lets more strangers in, names more people wrongly, or stops
-# recognising fails CI.
+# recognising fails CI (at k = 3 one probe of 18,018 named wrongly is let through: int8 kernels move distances a
+# little between hosts).
 EA_MIN_AUC = 0.95
 EA_MAX_STRANGER_RATE = {1: 0.011, 3: 0.004}
-EA_MAX_WRONG_RATE = {1: 0.0015, 3: 0.0002}
+EA_MAX_WRONG_RATE = {1: 0.0015, 3: 0.0001}
 EA_MIN_RECOGNISED = {1: 0.40, 3: 0.39}
 
 
