@@ -21,7 +21,8 @@ enrolled person's second and later ones, which learning can help. Templates lear
 named as someone else, are counted apart (the poisoning the guards must prevent). Per population, never pooled: the
 Western accuracy photos and, where the shared data folder is beside the project, the East Asian face crops. First,
 the one door clip whose people are known (the demo's, rendered from sample photos) played twice, learning off and
-on. Writes bench/results/visits.json.
+on. At the matcher, face_recognition (dlib) runs beside the product on the same rounds (no learning). Writes
+bench/results/visits.json.
 """
 
 from __future__ import annotations
@@ -236,6 +237,7 @@ SCALE_KEYS = ("visits", "recognised", "third_on", "third_on_recognised", "named_
 
 
 def faces_by_person(photos: list, vectors: list) -> dict[str, list[int]]:
+    """Each person's photos (indices) in which the system found a face."""
     by_person: dict[str, list[int]] = {}
     for i, photo in enumerate(photos):
         if vectors[i] is not None:
