@@ -10,7 +10,7 @@ from edge.cli.demo import ENROL
 from edge.config import AdaptationConfig, config_from_dict
 from edge.events import Decision
 from edge.identity.gallery import Gallery, GalleryFile
-from edge.identity.matcher import NearestMatcher, enrolled_distances
+from edge.identity.matcher import NearestMatcher
 from edge.recognition.adaptation import learn, refusal
 from edge.recognition.enroll import enrol
 from edge.samples import sample
@@ -82,7 +82,7 @@ def test_a_learned_template_widens_who_is_recognised_but_never_the_threshold(enr
     # a later visit lies farther from the enrolled photos than the threshold, but near the visit the door learned
     visit = others["obama-3.jpg"]
     later = unit(visit + 0.35 * np.random.default_rng(0).standard_normal(len(visit)) / np.sqrt(len(visit)))
-    far_from_photos = float(enrolled_distances(matcher.gallery, later)[0])
+    far_from_photos = float(matcher.enrolled_distances(later)[0])
     got = learn(AdaptationConfig(enabled=True), matcher, check_in(matcher, "Barack Obama"), visit, 0.9, 20, True, at=1.0)
     assert got is not None and got.person_id == obama_id and got.templates == 1
     assert matcher.threshold == threshold and matcher.roster == roster
@@ -143,7 +143,7 @@ def test_a_look_alike_who_keeps_coming_is_never_absorbed(enrolled):
     learned_from_stranger, accepted = 0, []
     for step, alpha in enumerate(np.linspace(0.0, 0.55, 60)):
         lookalike = unit((1 - alpha) * stranger + alpha * centre)
-        base = float(enrolled_distances(matcher.gallery, lookalike)[0])
+        base = float(matcher.enrolled_distances(lookalike)[0])
         if base <= matcher.threshold:  # past this point the enrolled photos themselves accept them: stop
             break
         accepted.append(matcher.match(lookalike).known)
@@ -156,7 +156,7 @@ def test_a_look_alike_who_keeps_coming_is_never_absorbed(enrolled):
     learned, labels = matcher.gallery.adapted_templates()
     assert len(learned) >= 1 and (labels == 0).all()
     for template in learned:
-        assert enrolled_distances(matcher.gallery, template)[0] <= matcher.threshold
+        assert matcher.enrolled_distances(template)[0] <= matcher.threshold
     assert not any(accepted), "the look-alike was never accepted as Obama on the way"
     assert matcher.gallery.adapted_counts()[obama] == len(learned)
 
@@ -211,7 +211,7 @@ def test_a_learned_template_accepts_only_within_its_own_tighter_radius(enrolled)
 
     inside, between = at(0.97 * matcher.learned_threshold), at((matcher.learned_threshold + matcher.threshold) / 2)
     for face in (inside, between):
-        assert enrolled_distances(matcher.gallery, face)[0] > matcher.threshold, "only the learned template is near"
+        assert matcher.enrolled_distances(face)[0] > matcher.threshold, "only the learned template is near"
     assert matcher.match(inside).known
     assert not matcher.match(between).known
     assert matcher.match(between).distance == pytest.approx(

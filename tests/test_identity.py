@@ -472,7 +472,7 @@ def test_a_face_is_judged_against_the_mean_of_the_persons_enrolled_photos():
     """The open-set distance is to the person's template, the unit mean of their enrolled photos' own embeddings
     (augmented variants left out), not to their nearest photo: a visit, itself the mean of its frames, lies nearer
     the template than its noise would let it lie to any one photo."""
-    from edge.identity.matcher import NearestMatcher, enrolled_distances, person_templates
+    from edge.identity.matcher import NearestMatcher, person_templates
 
     photos, labels = _one_population(4, 5)
     variants = photos[labels == 0][:1] * -1.0  # an augmented variant that points away: it must not move the template
@@ -483,7 +483,7 @@ def test_a_face_is_judged_against_the_mean_of_the_persons_enrolled_photos():
     assert templates[2] == pytest.approx(mean / np.linalg.norm(mean), abs=1e-6)
     visit = photos[labels == 2][:3].mean(axis=0)
     visit /= np.linalg.norm(visit)
-    distances = enrolled_distances(gallery, visit)
+    distances = NearestMatcher(gallery).enrolled_distances(visit)
     assert distances == pytest.approx(np.linalg.norm(templates - visit, axis=1), abs=1e-5)
     assert distances[2] < np.linalg.norm(photos[labels == 2] - visit, axis=1).min(), \
         "nearer the template than any one photo"
@@ -528,7 +528,7 @@ def test_a_still_photo_is_not_held_to_a_visit_shift_that_was_only_predicted():
     """With one photo per person the visit shift is predicted for a track's fused frames (predicted_shift): a still
     photo is one look, not a visit, so it is judged by the bound without it, a track by the tighter one. A shift
     measured on the roster's own photos is kept for photos too (the tight side), and a configured threshold is both."""
-    from edge.identity.matcher import NearestMatcher, enrolled_distances, photo_bound, resolve
+    from edge.identity.matcher import NearestMatcher, photo_bound, resolve
     from edge.identity.operating import roster_point
 
     distances = np.array([1.05, 1.10, 1.02])
@@ -561,7 +561,7 @@ def test_a_still_photo_is_not_held_to_a_visit_shift_that_was_only_predicted():
     aside -= (aside @ photos[0]) * photos[0]
     cosine = 1.0 - between ** 2 / 2.0
     probe = (cosine * photos[0] + np.sqrt(1.0 - cosine ** 2) * aside / np.linalg.norm(aside)).astype(np.float32)
-    assert enrolled_distances(gallery, probe)[0] == pytest.approx(between, abs=1e-4)
+    assert matcher.enrolled_distances(probe)[0] == pytest.approx(between, abs=1e-4)
     assert matcher.match(probe, photo=True).person_id == "a"
     assert not matcher.match(probe).known, "the same embedding as a track's identity: a visit, judged tighter"
 

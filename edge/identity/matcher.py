@@ -79,6 +79,8 @@ class Matcher(Protocol):
 
     def candidates(self, embedding: np.ndarray, k: int = 3) -> list[Candidate]: ...
 
+    def enrolled_distances(self, embedding: np.ndarray) -> np.ndarray: ...
+
     def templates_changed(self) -> None: ...
 
 
@@ -266,12 +268,6 @@ def enrolled_templates(gallery: Gallery) -> np.ndarray:
     return person_templates(gallery.embeddings[originals], gallery.labels[originals], gallery.people)
 
 
-def enrolled_distances(gallery: Gallery, embedding: np.ndarray) -> np.ndarray:
-    """Distance from the embedding to every person's enrolled template (learned templates left out: what a visit is
-    judged against before the door may learn from it)."""
-    return _template_distances(enrolled_templates(gallery), np.asarray(embedding, np.float32))
-
-
 def _person_blocks(embeddings: np.ndarray, labels: np.ndarray, people: int) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings grouped by person, each person's start and end row)."""
     order = np.argsort(labels, kind="stable")
@@ -314,6 +310,11 @@ class _Base:
         if self._templates is None:
             self._templates = enrolled_templates(self.gallery)
         return self._templates
+
+    def enrolled_distances(self, embedding: np.ndarray) -> np.ndarray:
+        """Distance from the embedding to every person's enrolled template (learned templates left out: what a visit
+        is judged against before the door may learn from it)."""
+        return _template_distances(self._enrolled(), np.asarray(embedding, np.float32))
 
     def _learned_blocks(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The same over the templates learned at the door; None without any."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from edge.config import AdaptationConfig
 from edge.events import Decision
-from edge.identity.matcher import Matcher, enrolled_distances, similarity_distance
+from edge.identity.matcher import Matcher, similarity_distance
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def refusal(config: AdaptationConfig, matcher: Matcher, decision: Decision, fuse
     if best_quality < config.min_quality:
         return f"best frame quality {best_quality:.2f} < adaptation.min_quality {config.min_quality}", 0.0, 0.0
     person = matcher.gallery.person_ids.index(decision.person_id)
-    distances = enrolled_distances(matcher.gallery, fused)
+    distances = matcher.enrolled_distances(fused)
     distance = float(distances[person])
     others = np.delete(distances, person)
     margin = float(others.min() - distance) if len(others) else float("inf")
