@@ -47,7 +47,7 @@ from edge.inference.tflite import INTERPRETER, resolve_threads
 from edge.recognition.decision import Confirmation, Observation
 from edge.recognition.enroll import enrol
 from edge.samples import sample
-from edge.service.assembly import build_identity
+from edge.service.assembly import build_identifier, build_identity
 
 PEOPLE = {"obama": ["obama-1.jpg", "obama-2.jpg", "obama-3.jpg", "obama-partial.jpg"],
           "biden": ["biden-1.jpg"], "collins": ["collins-1.jpg"], "cameraman": ["cameraman.jpg"]}
@@ -392,7 +392,6 @@ def main(argv=None) -> int:
         work = Path(tmp)
         gallery = work / "gallery.npz"
         from edge.identity.gallery import GalleryFile
-        from edge.service.assembly import build_identifier
 
         models: dict[str, tuple[Path, tuple[Path, ...], Path]] = {
             "": (DEFAULT_MODEL, DEFAULT_FUSED, gallery),  # the default identity

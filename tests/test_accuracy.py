@@ -12,6 +12,7 @@ from bench.accuracy import (
     pair_distances,
     pair_metrics,
 )
+from bench.common import default_fused, default_model
 from bench.datasets import DatasetMissing, labelled_photos
 from edge.config import config_from_dict
 from edge.identity.fusion import fusion_id
@@ -24,7 +25,7 @@ from tests.conftest import ROOT
 # recognition keeps "refuse everybody" from passing as "no stranger accepted".
 MIN_AUC = 0.99
 MIN_RECOGNISED_K1 = 0.78
-DEFAULT_PARTS = (config_from_dict({}, ROOT).embedder.model, *config_from_dict({}, ROOT).embedder.fuse_with)
+DEFAULT_PARTS = (default_model(), *default_fused())
 
 
 def default_identity(photos, pad: bool = False):
