@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.identity.gallery import Gallery
-from edge.identity.operating import VISIT_LOOKS, RosterPoint, SitePoint, learned_threshold
+from edge.identity.operating import VISIT_LOOKS, RosterPoint, SitePoint, learned_threshold, similarity_distance
 from edge.identity.search import CANDIDATES, COMPACT_FROM, build_search
 from edge.identity.svc import LinearOvo, fit_in_child
 
@@ -82,11 +82,6 @@ class Matcher(Protocol):
     def enrolled_distances(self, embedding: np.ndarray) -> np.ndarray: ...
 
     def templates_changed(self) -> None: ...
-
-
-def similarity_distance(similarity):
-    """The L2 distance between unit vectors from their cosine similarity (array or matrix), clipped to [0, 2]."""
-    return np.sqrt(np.clip(2.0 - 2.0 * similarity, 0.0, 4.0))
 
 
 def _sample(gallery: Gallery) -> tuple[np.ndarray, np.ndarray]:

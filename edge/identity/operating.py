@@ -110,6 +110,13 @@ class RosterPoint:
         return {**body, "modelled_stranger_far_per_visit": None if far is None else float(f"{far:.3g}")}
 
 
+def similarity_distance(similarity):
+    """The L2 distance between unit vectors from their cosine similarity (array or matrix), clipped to [0, 2]."""
+    import numpy as np
+
+    return np.sqrt(np.clip(2.0 - 2.0 * similarity, 0.0, 4.0))
+
+
 def predicted_shift(impostor, genuine_similarity: float, looks: int = VISIT_LOOKS) -> float:
     """How much closer a visit comes to another person than one photo does, predicted where the roster cannot
     measure it (one photo per person). A visit's identity is the mean of `looks` embeddings of one face whose
@@ -127,8 +134,7 @@ def predicted_shift(impostor, genuine_similarity: float, looks: int = VISIT_LOOK
     if distances.size == 0:
         return 0.0
     grow = 1.0 / math.sqrt((1.0 + (looks - 1) * genuine_similarity) / looks)
-    similarity = np.clip((1.0 - distances ** 2 / 2.0) * grow, -1.0, 1.0)
-    return max(0.0, float((distances - np.sqrt(2.0 - 2.0 * similarity)).mean()))
+    return max(0.0, float((distances - similarity_distance((1.0 - distances ** 2 / 2.0) * grow)).mean()))
 
 
 def roster_point(impostor, photos: int, people: int, prior_std: float | None,

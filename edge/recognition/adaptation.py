@@ -27,7 +27,8 @@ import numpy as np
 
 from edge.config import AdaptationConfig
 from edge.events import Decision
-from edge.identity.matcher import Matcher, similarity_distance
+from edge.identity.matcher import Matcher
+from edge.identity.operating import similarity_distance
 
 log = logging.getLogger(__name__)
 

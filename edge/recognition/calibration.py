@@ -21,8 +21,8 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.events import rfc3339_now
-from edge.identity.matcher import similarity_distance, visit_impostors
-from edge.identity.operating import SitePoint, site_point_from
+from edge.identity.matcher import visit_impostors
+from edge.identity.operating import SitePoint, similarity_distance, site_point_from
 from edge.images import read_image
 from edge.recognition.enroll import embed_person_images, image_paths
 from edge.recognition.pipeline import Identifier
