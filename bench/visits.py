@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.accuracy import FACE_RECOGNITION_TOLERANCE, pair_distances, populations
+from bench.accuracy import FACE_RECOGNITION_TOLERANCE, face_recognition_identify, pair_distances, populations
 from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, smoke_mode_on, write
 
 VISIT_PHOTOS = 4
@@ -308,13 +308,10 @@ def face_recognition_at_scale(photos: list, view, k: int, rounds: int, tolerance
     `tolerance` (its documented rule, applied to a visit's mean), else a stranger. No learning."""
     counts = {**dict.fromkeys(SCALE_KEYS, 0), "taken_for": {}}
     for chosen, enrolled, visits in scale_rounds(faces_by_person(photos, view.vectors), k, rounds, seed):
-        people = [person for person, indices in enrolled.items() for _ in indices]
-        matrix = np.stack([view.vectors[i] for indices in enrolled.values() for i in indices])
+        identify = face_recognition_identify(view, photos, enrolled, tolerance)
         seen: dict[str, int] = {}
         for person, group in visits:
-            distances = np.linalg.norm(matrix - np.mean([view.vectors[i] for i in group], axis=0), axis=1)
-            best = int(np.argmin(distances))
-            count_visit(counts, seen, chosen, person, people[best] if distances[best] <= tolerance else None)
+            count_visit(counts, seen, chosen, person, identify(np.mean([view.vectors[i] for i in group], axis=0)))
     return counts
 
 
