@@ -183,6 +183,13 @@ AMBIGUITY = [DEFAULT_AMBIGUITY_MARGIN]  # --ambiguity-margin
 ROSTER_BOUND = [True]  # --no-roster-bound: the threshold as it was before the roster bounded it
 
 
+def strict_tolerance(view: View, photos: list[Photo]) -> float:
+    """face_recognition's own "no impostor pair accepted" point on these photos, for a like-for-like row (chosen after
+    the fact on the photos it is then measured on)."""
+    dist, same = pair_distances(view, photos)
+    return float(dist[~same].min()) - 1e-6
+
+
 def face_recognition_identify(view: View, photos: list[Photo], enrolled: dict[str, list[int]],
                               tolerance: float = FACE_RECOGNITION_TOLERANCE) -> Identify:
     """face_recognition's documented way: the nearest enrolled encoding, if within its tolerance."""
@@ -376,8 +383,7 @@ def evaluate_population(name: str, photos: list[Photo], pad: bool, models: list[
             raise SystemExit(f"face_recognition cannot run ({exc}): scripts/bootstrap installs it") from None
         print(f"face_recognition not available ({exc}); scripts/bootstrap installs it")
     else:
-        dist, same = pair_distances(fr, photos)
-        strict = float(dist[~same].min()) - 1e-6  # its own "no impostor pair accepted" point, for a like-for-like row
+        strict = strict_tolerance(fr, photos)
         result["face_recognition"] = {
             "pairs": pair_metrics(fr, photos), "tolerance": FACE_RECOGNITION_TOLERANCE,
             "door": {f"k={k or 'all'}": door_protocol(fr, photos, k, face_recognition_identify) for k in ks},

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.accuracy import FACE_RECOGNITION_TOLERANCE, face_recognition_identify, pair_distances, populations
+from bench.accuracy import FACE_RECOGNITION_TOLERANCE, face_recognition_identify, populations, strict_tolerance
 from bench.common import ROOT, SMOKE_HELP, machine, smoke_mode, smoke_mode_on, write
 
 VISIT_PHOTOS = 4
@@ -441,8 +441,7 @@ def main(argv=None) -> int:
                     print_at_scale(f"{spec:44} learning {mode:3}", c)
             fr = face_recognition_view(photos, pad)
             if fr is not None:
-                dist, same = pair_distances(fr, photos)
-                strict = float(dist[~same].min()) - 1e-6  # as bench.accuracy: its own "no impostor pair" point
+                strict = strict_tolerance(fr, photos)
                 for label, tolerance in ((f"face_recognition 1.3.0 (dlib, tolerance {FACE_RECOGNITION_TOLERANCE})",
                                           FACE_RECOGNITION_TOLERANCE),
                                          (f"face_recognition, tolerance {strict:.3f} (strict)", strict)):
